@@ -1,0 +1,59 @@
+package userattrs
+
+import (
+	"errors"
+	"strconv"
+	"strings"
+)
+
+// Errors every store maps its own failures onto, so that callers test with
+// errors.Is and never need to know which store they talk to.
+var (
+	// ErrUserNotFound: the store knows no user with that id.
+	ErrUserNotFound = errors.New("user not found")
+	// ErrPreconditionFailed: an If-Match precondition did not hold.
+	ErrPreconditionFailed = errors.New("precondition failed")
+	// ErrUnavailable: the store is down, overloaded or did not answer in
+	// time; the request may succeed if retried later.
+	ErrUnavailable = errors.New("store unavailable")
+)
+
+// Violation is one member of a PUT body that breaks a rule.
+type Violation struct {
+	// Pointer locates the member in the body (RFC 6901), e.g. "/tos_accepted".
+	Pointer string
+	// Detail says what is wrong. It never quotes a value.
+	Detail string
+}
+
+// InvalidError is a body whose members break the attribute rules: bad keys,
+// values of the wrong JSON type, or limits exceeded. It lists one violation
+// per offending member, in the order they appear in the body.
+type InvalidError struct {
+	Violations []Violation
+}
+
+func (e *InvalidError) Error() string {
+	return strconv.Itoa(len(e.Violations)) + " invalid attribute(s)"
+}
+
+// ReadOnlyError is a body that names attributes the policy does not let
+// clients write: read-only or hidden ones.
+type ReadOnlyError struct {
+	// Keys are the offending attribute names, in body order.
+	Keys []string
+}
+
+func (e *ReadOnlyError) Error() string {
+	return "read-only attribute(s): " + strings.Join(e.Keys, ", ")
+}
+
+// Pointer returns the RFC 6901 JSON pointer to the member named key of the
+// top-level object, and to element index of it when index >= 0.
+func Pointer(key string, index int) string {
+	p := "/" + strings.NewReplacer("~", "~0", "/", "~1").Replace(key)
+	if index >= 0 {
+		p += "/" + strconv.Itoa(index)
+	}
+	return p
+}

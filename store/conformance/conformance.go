@@ -1,0 +1,312 @@
+// Package conformance is the one test suite every Store passes. A store's
+// own test file opens the store and calls RunTests.
+package conformance
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/userattrs/userattrs"
+)
+
+// Harness is what the suite needs of a store under test.
+type Harness struct {
+	Store userattrs.Store
+	// NewUser returns the id of a user that exists in the store and has no
+	// attributes. Stores that create users on first write may return any
+	// fresh id.
+	NewUser func(t *testing.T) string
+	// UnknownUser, when not empty, is an id the store knows no user by: the
+	// suite checks that reading or writing it is ErrUserNotFound. Stores
+	// that create users on first write leave it empty.
+	UnknownUser string
+}
+
+// RunTests runs the whole suite, concurrency included, against the stores
+// newHarness opens.
+func RunTests(t *testing.T, newHarness func(t *testing.T) Harness) {
+	t.Run("Semantics", func(t *testing.T) { RunSemanticTests(t, newHarness) })
+	t.Run("Concurrency", func(t *testing.T) { RunConcurrencyTests(t, newHarness) })
+}
+
+func newService(s userattrs.Store) *userattrs.Service {
+	return userattrs.NewService(s, userattrs.ServiceConfig{Limits: userattrs.DefaultLimits})
+}
+
+// patch builds a Patch from alternating keys and values: a string value
+// sets one value, a []string several, nil removes.
+func patch(kv ...any) userattrs.Patch {
+	var p userattrs.Patch
+	for i := 0; i < len(kv); i += 2 {
+		c := userattrs.Change{Key: kv[i].(string), BadIndex: -1}
+		switch v := kv[i+1].(type) {
+		case string:
+			c.Values = []string{v}
+		case []string:
+			c.Values = v
+		case nil:
+		default:
+			panic(fmt.Sprintf("patch: unsupported value %T", v))
+		}
+		p = append(p, c)
+	}
+	return p
+}
+
+func mustGet(t *testing.T, svc *userattrs.Service, user string) (userattrs.Attributes, string) {
+	t.Helper()
+	attrs, etag, err := svc.Get(context.Background(), user)
+	if err != nil {
+		t.Fatalf("Get(%s): %v", user, err)
+	}
+	return attrs, etag
+}
+
+func mustMerge(t *testing.T, svc *userattrs.Service, user string, p userattrs.Patch) {
+	t.Helper()
+	if err := svc.Merge(context.Background(), user, p, userattrs.Precondition{}); err != nil {
+		t.Fatalf("Merge(%s): %v", user, err)
+	}
+}
+
+func wantAttributes(t *testing.T, got, want userattrs.Attributes) {
+	t.Helper()
+	if !got.Equal(want) {
+		t.Fatalf("attributes = %v, want %v", got, want)
+	}
+}
+
+// RunSemanticTests checks what a single client sees: reads, the merge, the
+// entity tag and the errors.
+func RunSemanticTests(t *testing.T, newHarness func(t *testing.T) Harness) {
+	long := strings.Repeat("ü", userattrs.DefaultLimits.MaxValueBytes/2)
+	manyValues := make([]string, userattrs.DefaultLimits.MaxValues)
+	for i := range manyValues {
+		manyValues[i] = fmt.Sprintf("v%02d", i)
+	}
+	merges := []struct {
+		name   string
+		before userattrs.Patch
+		patch  userattrs.Patch
+		want   userattrs.Attributes
+	}{
+		{"new user reads empty", nil, nil, userattrs.Attributes{}},
+		{"the published example", nil, patch("referred", "false", "tos_accepted", "true"),
+			userattrs.Attributes{"referred": {"false"}, "tos_accepted": {"true"}}},
+		{"untouched keys stay", patch("a", "1", "b", "2"), patch("b", "3", "c", "4"),
+			userattrs.Attributes{"a": {"1"}, "b": {"3"}, "c": {"4"}}},
+		{"null removes", patch("a", "1", "b", "2"), patch("a", nil),
+			userattrs.Attributes{"b": {"2"}}},
+		{"removing an absent key is a no-op", patch("a", "1"), patch("zz", nil),
+			userattrs.Attributes{"a": {"1"}}},
+		{"removing the last key leaves empty", patch("a", "1"), patch("a", nil), userattrs.Attributes{}},
+		{"empty patch changes nothing", patch("a", "1"), patch(), userattrs.Attributes{"a": {"1"}}},
+		{"multi-valued keeps order", nil, patch("langs", []string{"fr", "de", "en", "de"}),
+			userattrs.Attributes{"langs": {"fr", "de", "en", "de"}}},
+		{"multi-valued replaces single", patch("a", "1"), patch("a", []string{"2", "3"}),
+			userattrs.Attributes{"a": {"2", "3"}}},
+		{"single replaces multi-valued", patch("a", []string{"2", "3"}), patch("a", "1"),
+			userattrs.Attributes{"a": {"1"}}},
+		{"unicode, empty and long values round-trip", nil,
+			patch("名前", "値 🚀", "empty", "", "long", long, "many", manyValues, "a/b~c", "x\ny\"z"),
+			userattrs.Attributes{"名前": {"値 🚀"}, "empty": {""}, "long": {long}, "many": manyValues, "a/b~c": {"x\ny\"z"}}},
+	}
+	for _, tc := range merges {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			svc := newService(h.Store)
+			user := h.NewUser(t)
+			if tc.before != nil {
+				mustMerge(t, svc, user, tc.before)
+			}
+			if tc.patch != nil {
+				mustMerge(t, svc, user, tc.patch)
+			}
+			got, _ := mustGet(t, svc, user)
+			wantAttributes(t, got, tc.want)
+		})
+	}
+
+	t.Run("users are separate", func(t *testing.T) {
+		h := newHarness(t)
+		svc := newService(h.Store)
+		alice, bob := h.NewUser(t), h.NewUser(t)
+		mustMerge(t, svc, alice, patch("a", "alice"))
+		mustMerge(t, svc, bob, patch("a", "bob", "b", "bob"))
+		got, _ := mustGet(t, svc, alice)
+		wantAttributes(t, got, userattrs.Attributes{"a": {"alice"}})
+		got, _ = mustGet(t, svc, bob)
+		wantAttributes(t, got, userattrs.Attributes{"a": {"bob"}, "b": {"bob"}})
+	})
+
+	t.Run("entity tag follows content", func(t *testing.T) {
+		h := newHarness(t)
+		svc := newService(h.Store)
+		user := h.NewUser(t)
+		_, empty := mustGet(t, svc, user)
+		mustMerge(t, svc, user, patch("a", "1"))
+		_, one := mustGet(t, svc, user)
+		if one == empty {
+			t.Fatalf("ETag did not change on write: %s", one)
+		}
+		mustMerge(t, svc, user, patch())
+		if _, again := mustGet(t, svc, user); again != one {
+			t.Fatalf("ETag changed without a change: %s then %s", one, again)
+		}
+		mustMerge(t, svc, user, patch("a", nil))
+		if _, back := mustGet(t, svc, user); back != empty {
+			t.Fatalf("ETag of the same content differs: %s vs %s", back, empty)
+		}
+	})
+
+	t.Run("If-Match", func(t *testing.T) {
+		h := newHarness(t)
+		svc := newService(h.Store)
+		user := h.NewUser(t)
+		mustMerge(t, svc, user, patch("a", "1"))
+		_, etag := mustGet(t, svc, user)
+		ctx := context.Background()
+		if err := svc.Merge(ctx, user, patch("b", "2"), userattrs.IfMatch([]string{etag})); err != nil {
+			t.Fatalf("merge with the current ETag: %v", err)
+		}
+		err := svc.Merge(ctx, user, patch("c", "3"), userattrs.IfMatch([]string{etag}))
+		if !errors.Is(err, userattrs.ErrPreconditionFailed) {
+			t.Fatalf("merge with a stale ETag: %v, want ErrPreconditionFailed", err)
+		}
+		got, _ := mustGet(t, svc, user)
+		wantAttributes(t, got, userattrs.Attributes{"a": {"1"}, "b": {"2"}})
+		if err := svc.Merge(ctx, user, patch("d", "4"), userattrs.IfMatch([]string{"*"})); err != nil {
+			t.Fatalf("merge with If-Match *: %v", err)
+		}
+	})
+
+	t.Run("a failing updater changes nothing", func(t *testing.T) {
+		h := newHarness(t)
+		user := h.NewUser(t)
+		svc := newService(h.Store)
+		mustMerge(t, svc, user, patch("a", "1"))
+		boom := errors.New("boom")
+		err := h.Store.Update(context.Background(), user, func(cur userattrs.Attributes) (userattrs.Attributes, error) {
+			cur = cur.Clone()
+			cur["b"] = []string{"2"}
+			return cur, boom
+		})
+		if !errors.Is(err, boom) {
+			t.Fatalf("Update returned %v, want the updater's error", err)
+		}
+		got, _ := mustGet(t, svc, user)
+		wantAttributes(t, got, userattrs.Attributes{"a": {"1"}})
+	})
+
+	t.Run("the attribute count limit holds after the merge", func(t *testing.T) {
+		h := newHarness(t)
+		user := h.NewUser(t)
+		svc := userattrs.NewService(h.Store, userattrs.ServiceConfig{Limits: userattrs.Limits{
+			MaxAttributes: 3, MaxKeyBytes: 255, MaxValueBytes: 2048, MaxValues: 64}})
+		mustMerge(t, svc, user, patch("a", "1", "b", "2"))
+		err := svc.Merge(context.Background(), user, patch("c", "3", "d", "4"), userattrs.Precondition{})
+		var invalid *userattrs.InvalidError
+		if !errors.As(err, &invalid) || len(invalid.Violations) != 2 {
+			t.Fatalf("merge past the limit: %v, want two violations", err)
+		}
+		mustMerge(t, svc, user, patch("a", nil, "c", "3", "d", "4"))
+		got, _ := mustGet(t, svc, user)
+		wantAttributes(t, got, userattrs.Attributes{"b": {"2"}, "c": {"3"}, "d": {"4"}})
+	})
+
+	t.Run("unknown user", func(t *testing.T) {
+		h := newHarness(t)
+		if h.UnknownUser == "" {
+			t.Skip("this store creates users on first write")
+		}
+		svc := newService(h.Store)
+		if _, _, err := svc.Get(context.Background(), h.UnknownUser); !errors.Is(err, userattrs.ErrUserNotFound) {
+			t.Fatalf("Get: %v, want ErrUserNotFound", err)
+		}
+		if err := svc.Merge(context.Background(), h.UnknownUser, patch("a", "1"), userattrs.Precondition{}); !errors.Is(err, userattrs.ErrUserNotFound) {
+			t.Fatalf("Merge: %v, want ErrUserNotFound", err)
+		}
+	})
+
+	t.Run("ping", func(t *testing.T) {
+		h := newHarness(t)
+		if err := h.Store.Ping(context.Background()); err != nil {
+			t.Fatalf("Ping: %v", err)
+		}
+	})
+}
+
+// RunConcurrencyTests checks that concurrent merges of one user never lose
+// each other's changes and that If-Match is a real compare-and-set.
+func RunConcurrencyTests(t *testing.T, newHarness func(t *testing.T) Harness) {
+	t.Run("concurrent merges of distinct keys lose nothing", func(t *testing.T) {
+		h := newHarness(t)
+		svc := newService(h.Store)
+		user := h.NewUser(t)
+		const writers, perWriter = 8, 12
+		var wg sync.WaitGroup
+		errs := make(chan error, writers*perWriter)
+		for w := range writers {
+			wg.Go(func() {
+				for i := range perWriter {
+					key := fmt.Sprintf("w%d-k%d", w, i)
+					if err := svc.Merge(context.Background(), user, patch(key, key), userattrs.Precondition{}); err != nil {
+						errs <- fmt.Errorf("%s: %w", key, err)
+					}
+				}
+			})
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Error(err)
+		}
+		got, _ := mustGet(t, svc, user)
+		if len(got) != writers*perWriter {
+			t.Errorf("after %d merges the user has %d attributes", writers*perWriter, len(got))
+		}
+		for w := range writers {
+			for i := range perWriter {
+				key := fmt.Sprintf("w%d-k%d", w, i)
+				if v := got[key]; len(v) != 1 || v[0] != key {
+					t.Errorf("key %s lost: %v", key, v)
+				}
+			}
+		}
+	})
+
+	t.Run("If-Match lets exactly one of racing writers through", func(t *testing.T) {
+		h := newHarness(t)
+		svc := newService(h.Store)
+		user := h.NewUser(t)
+		mustMerge(t, svc, user, patch("winner", "none"))
+		_, etag := mustGet(t, svc, user)
+		const racers = 6
+		results := make(chan error, racers)
+		var wg sync.WaitGroup
+		for r := range racers {
+			wg.Go(func() {
+				results <- svc.Merge(context.Background(), user, patch("winner", fmt.Sprint(r)), userattrs.IfMatch([]string{etag}))
+			})
+		}
+		wg.Wait()
+		close(results)
+		won := 0
+		for err := range results {
+			switch {
+			case err == nil:
+				won++
+			case errors.Is(err, userattrs.ErrPreconditionFailed):
+			default:
+				t.Errorf("racing merge: %v", err)
+			}
+		}
+		if won != 1 {
+			t.Fatalf("%d racing conditional merges succeeded, want exactly 1", won)
+		}
+	})
+}
