@@ -1,0 +1,67 @@
+// Package auth turns bearer tokens into identities: JWTs verified against an
+// OIDC issuer's keys, or against the local development key.
+package auth
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Errors a verifier returns, tested with errors.Is.
+var (
+	// ErrInvalidToken: the token is malformed, expired, not yet valid, for
+	// another issuer or audience, badly signed, or has no subject. The
+	// wrapped text says which, without quoting the token.
+	ErrInvalidToken = errors.New("invalid token")
+	// ErrUnavailable: the token could not be checked because the issuer (its
+	// discovery document or keys) did not answer.
+	ErrUnavailable = errors.New("token issuer unavailable")
+)
+
+// Identity is who a verified token speaks for.
+type Identity struct {
+	// Subject is the user: the token's "sub".
+	Subject string
+	// ClientID is the application the token was issued to: "azp", or
+	// "client_id" when there is no "azp".
+	ClientID string
+	// Scopes are the granted scopes, from "scope" (space separated) or "scp"
+	// (an array).
+	Scopes []string
+	// Expiry is when the token stops being valid.
+	Expiry time.Time
+}
+
+// HasScope reports whether the token grants scope.
+func (id Identity) HasScope(scope string) bool {
+	return slices.Contains(id.Scopes, scope)
+}
+
+// Verifier checks a bearer token and returns the identity it carries.
+type Verifier interface {
+	Verify(ctx context.Context, token string) (Identity, error)
+}
+
+// scopeList is "scope" or "scp": a space-separated string or an array of
+// strings, as issuers differ.
+type scopeList []string
+
+func (s *scopeList) UnmarshalJSON(b []byte) error {
+	if len(b) > 0 && b[0] == '"' {
+		var str string
+		if err := jsonUnmarshal(b, &str); err != nil {
+			return err
+		}
+		*s = strings.Fields(str)
+		return nil
+	}
+	var list []string
+	if err := jsonUnmarshal(b, &list); err != nil {
+		return err
+	}
+	*s = list
+	return nil
+}
