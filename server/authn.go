@@ -1,0 +1,98 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/userattrs/userattrs/auth"
+)
+
+// TokenVerifier checks a bearer token; package auth has the real ones.
+type TokenVerifier interface {
+	Verify(ctx context.Context, token string) (auth.Identity, error)
+}
+
+// The scopes of the routes.
+const (
+	scopeRead  = "user:attributes:read"
+	scopeWrite = "user:attributes:write"
+)
+
+// maxTokenBytes bounds the bearer token; real access tokens, Keycloak's with
+// many roles included, stay far below it.
+const maxTokenBytes = 16 << 10
+
+const realm = `Bearer realm="userattrs"`
+
+type identityKey struct{}
+
+// identity returns the identity authenticate put in the request context.
+func identity(ctx context.Context) auth.Identity {
+	id, _ := ctx.Value(identityKey{}).(auth.Identity)
+	return id
+}
+
+// bearerToken returns the token of an "Authorization: Bearer" header, and
+// whether the request offered a bearer token at all.
+func bearerToken(r *http.Request) (token string, offered bool) {
+	h := r.Header.Get("Authorization")
+	scheme, rest, _ := strings.Cut(h, " ")
+	if !strings.EqualFold(scheme, "Bearer") {
+		return "", false
+	}
+	return strings.TrimSpace(rest), true
+}
+
+// authenticate lets a request through when it carries a valid token with
+// scope, and answers 401 or 403 (RFC 6750) otherwise.
+func authenticate(v TokenVerifier, scope string, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		token, offered := bearerToken(r)
+		if !offered {
+			w.Header().Set("WWW-Authenticate", realm)
+			writeErrors(w, r, newError(http.StatusUnauthorized, codeMissingToken,
+				"this resource needs an OAuth2 bearer token in the Authorization header"))
+			return
+		}
+		var id auth.Identity
+		var err error
+		if token == "" || len(token) > maxTokenBytes {
+			err = fmt.Errorf("%w: empty or too long", auth.ErrInvalidToken)
+		} else {
+			id, err = v.Verify(r.Context(), token)
+		}
+		if errors.Is(err, auth.ErrInvalidToken) {
+			w.Header().Set("WWW-Authenticate", realm+`, error="invalid_token"`)
+			writeErrors(w, r, newError(http.StatusUnauthorized, codeInvalidToken,
+				"the bearer token is not valid: "+reason(err)))
+			return
+		}
+		if err != nil {
+			writeError(w, r, err)
+			return
+		}
+		if s := stateFrom(r.Context()); s != nil {
+			s.clientID = id.ClientID
+		}
+		if !id.HasScope(scope) {
+			w.Header().Set("WWW-Authenticate", realm+`, error="insufficient_scope", scope="`+scope+`"`)
+			writeErrors(w, r, newError(http.StatusForbidden, codeInsufficientScope,
+				"the token does not grant the scope "+scope))
+			return
+		}
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), identityKey{}, id)))
+	})
+}
+
+// reason is the part of a verifier's error after "invalid token: ", which
+// says what is wrong without quoting the token.
+func reason(err error) string {
+	msg := err.Error()
+	if i := strings.LastIndex(msg, ": "); i >= 0 {
+		return msg[i+2:]
+	}
+	return msg
+}

@@ -1,0 +1,146 @@
+package server
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
+
+	"github.com/userattrs/userattrs"
+	"github.com/userattrs/userattrs/auth"
+)
+
+// The stable error codes of the API and their fixed titles.
+const (
+	codeInvalidJSON           = "invalid-json"
+	codeInvalidBody           = "invalid-body"
+	codeMissingToken          = "missing-token"
+	codeInvalidToken          = "invalid-token"
+	codeMissingLinkedIdentity = "missing-linked-identity"
+	codeInsufficientScope     = "insufficient-scope"
+	codeAttributeReadOnly     = "attribute-read-only"
+	codeNotFound              = "not-found"
+	codeMethodNotAllowed      = "method-not-allowed"
+	codePreconditionFailed    = "precondition-failed"
+	codeBodyTooLarge          = "body-too-large"
+	codeUnsupportedMediaType  = "unsupported-media-type"
+	codeInvalidAttribute      = "invalid-attribute"
+	codeInternalError         = "internal-error"
+	codeStoreUnavailable      = "store-unavailable"
+)
+
+var titles = map[string]string{
+	codeInvalidJSON:           "Request body is not valid JSON",
+	codeInvalidBody:           "Request body is not a valid attributes object",
+	codeMissingToken:          "Missing bearer token",
+	codeInvalidToken:          "Invalid bearer token",
+	codeMissingLinkedIdentity: "Missing linked identity for authorized access",
+	codeInsufficientScope:     "Insufficient scope",
+	codeAttributeReadOnly:     "Attribute is read-only",
+	codeNotFound:              "Resource not found",
+	codeMethodNotAllowed:      "Method not allowed",
+	codePreconditionFailed:    "Precondition failed",
+	codeBodyTooLarge:          "Request body too large",
+	codeUnsupportedMediaType:  "Unsupported media type",
+	codeInvalidAttribute:      "Invalid attribute",
+	codeInternalError:         "Internal server error",
+	codeStoreUnavailable:      "Service unavailable",
+}
+
+// retryAfterSeconds is what a 503 tells clients to wait before retrying.
+const retryAfterSeconds = "5"
+
+// maxErrors bounds how many errors one response lists, so that a body of
+// thousands of bad members cannot make a response many times its size.
+const maxErrors = 100
+
+// apiError is one JSON:API error object.
+type apiError struct {
+	ID     string  `json:"id"`
+	Status string  `json:"status"`
+	Code   string  `json:"code"`
+	Title  string  `json:"title"`
+	Detail string  `json:"detail,omitempty"`
+	Source *source `json:"source,omitempty"`
+	status int
+}
+
+type source struct {
+	Pointer   *string `json:"pointer,omitempty"`
+	Parameter string  `json:"parameter,omitempty"`
+}
+
+// newError returns an error with the fixed title of code.
+func newError(status int, code, detail string) apiError {
+	return apiError{status: status, Status: strconv.Itoa(status), Code: code, Title: titles[code], Detail: detail}
+}
+
+func (e apiError) at(pointer string) apiError {
+	e.Source = &source{Pointer: &pointer}
+	return e
+}
+
+// writeErrors writes a JSON:API error document. All errors share the status
+// of the first; each carries the request id.
+func writeErrors(w http.ResponseWriter, r *http.Request, errs ...apiError) {
+	id := requestID(r.Context())
+	if len(errs) > maxErrors {
+		errs = errs[:maxErrors]
+	}
+	for i := range errs {
+		errs[i].ID = id
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/vnd.api+json")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Del("ETag")
+	if errs[0].status == http.StatusServiceUnavailable {
+		h.Set("Retry-After", retryAfterSeconds)
+	}
+	w.WriteHeader(errs[0].status)
+	json.NewEncoder(w).Encode(struct {
+		Errors []apiError `json:"errors"`
+	}{errs})
+}
+
+// writeError turns an error from the domain or auth into its response: the
+// one table from errors to statuses. Unexpected errors are logged, because
+// only they need an operator; their text never reaches the client.
+func writeError(w http.ResponseWriter, r *http.Request, err error) {
+	var invalid *userattrs.InvalidError
+	var readOnly *userattrs.ReadOnlyError
+	switch {
+	case errors.As(err, &invalid):
+		errs := make([]apiError, 0, len(invalid.Violations))
+		for _, v := range invalid.Violations {
+			errs = append(errs, newError(http.StatusUnprocessableEntity, codeInvalidAttribute, v.Detail).at(v.Pointer))
+		}
+		writeErrors(w, r, errs...)
+	case errors.As(err, &readOnly):
+		errs := make([]apiError, 0, len(readOnly.Keys))
+		for _, k := range readOnly.Keys {
+			errs = append(errs, newError(http.StatusForbidden, codeAttributeReadOnly,
+				"clients may not write this attribute; nothing was changed").at(userattrs.Pointer(k, -1)))
+		}
+		writeErrors(w, r, errs...)
+	case errors.Is(err, userattrs.ErrPreconditionFailed):
+		writeErrors(w, r, newError(http.StatusPreconditionFailed, codePreconditionFailed,
+			"the attributes changed since the entity tag in If-Match was issued; read them again"))
+	case errors.Is(err, userattrs.ErrUserNotFound):
+		writeErrors(w, r, newError(http.StatusNotFound, codeNotFound, "the user of this token does not exist"))
+	case errors.Is(err, userattrs.ErrUnavailable), errors.Is(err, auth.ErrUnavailable):
+		logFrom(r.Context()).Warn("dependency unavailable", "error", err.Error())
+		writeErrors(w, r, newError(http.StatusServiceUnavailable, codeStoreUnavailable,
+			"a backend of this service is unavailable; retry later"))
+	default:
+		logFrom(r.Context()).Error("internal error", "error", err.Error())
+		writeInternalError(w, r)
+	}
+}
+
+// writeInternalError answers 501, as the published contract names its
+// internal server error.
+func writeInternalError(w http.ResponseWriter, r *http.Request) {
+	writeErrors(w, r, newError(http.StatusNotImplemented, codeInternalError, "an unexpected error occurred"))
+}

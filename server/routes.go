@@ -1,0 +1,38 @@
+package server
+
+import (
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// routes registers the whole API. Patterns with a method win over the same
+// pattern without one, which therefore answers 405 for the other methods.
+func routes(mux *http.ServeMux, cfg Config) {
+	mux.Handle("GET /user/{version}/attributes",
+		knownVersion(authenticate(cfg.Verifier, scopeRead, getAttributes(cfg.Service))))
+	mux.Handle("PUT /user/{version}/attributes",
+		knownVersion(authenticate(cfg.Verifier, scopeWrite, putAttributes(cfg.Service, cfg.MaxBodyBytes))))
+	mux.Handle("/user/{version}/attributes", knownVersion(methodNotAllowed("GET, HEAD, PUT")))
+
+	mux.Handle("GET /health/liveness", liveness())
+	mux.Handle("/health/liveness", methodNotAllowed("GET, HEAD"))
+	mux.Handle("GET /health/readiness", readiness(cfg.Readiness))
+	mux.Handle("/health/readiness", methodNotAllowed("GET, HEAD"))
+	mux.Handle("GET /metrics", promhttp.HandlerFor(cfg.Metrics, promhttp.HandlerOpts{}))
+	mux.Handle("/metrics", methodNotAllowed("GET, HEAD"))
+
+	mux.Handle("/", http.HandlerFunc(writeNotFound))
+}
+
+func methodNotAllowed(allow string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Allow", allow)
+		writeErrors(w, r, newError(http.StatusMethodNotAllowed, codeMethodNotAllowed,
+			"this resource allows "+allow))
+	})
+}
+
+func writeNotFound(w http.ResponseWriter, r *http.Request) {
+	writeErrors(w, r, newError(http.StatusNotFound, codeNotFound, "there is no resource at this path"))
+}

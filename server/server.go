@@ -1,0 +1,44 @@
+// Package server is the HTTP surface of the service: routes, handlers,
+// JSON:API errors, request ids, logs and metrics.
+package server
+
+import (
+	"log/slog"
+	"net/http"
+	"path"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/userattrs/userattrs"
+)
+
+// Config is what the server needs.
+type Config struct {
+	Service      *userattrs.Service
+	Verifier     TokenVerifier
+	Logger       *slog.Logger
+	Metrics      *prometheus.Registry
+	MaxBodyBytes int64
+	Readiness    []ReadinessCheck
+}
+
+// NewServer returns the handler of the whole API.
+func NewServer(cfg Config) http.Handler {
+	mux := http.NewServeMux()
+	routes(mux, cfg)
+	return observe(cleanPath(mux), cfg.Logger, newHTTPMetrics(cfg.Metrics))
+}
+
+// cleanPath answers 404 for a path with empty, "." or ".." segments. The
+// mux would redirect such paths with a plain-text body; no client of this
+// API sends them.
+func cleanPath(mux *http.ServeMux) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p := r.URL.Path
+		if p == "" || p[0] != '/' || path.Clean(p) != p {
+			writeNotFound(w, r)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
+}
