@@ -147,4 +147,3 @@ func observe(next http.Handler, logger *slog.Logger, m *httpMetrics) http.Handle
 		next.ServeHTTP(rec, r)
 	})
 }
-
