@@ -1,0 +1,212 @@
+package server_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/userattrs/userattrs"
+	"github.com/userattrs/userattrs/auth"
+	"github.com/userattrs/userattrs/metrics"
+	"github.com/userattrs/userattrs/server"
+	"github.com/userattrs/userattrs/store/sqlite"
+)
+
+const (
+	read  = "user:attributes:read"
+	write = "user:attributes:write"
+)
+
+// fixture is the whole HTTP surface over a real SQLite store, trusting
+// tokens of a development key the test holds.
+type fixture struct {
+	t    *testing.T
+	url  string
+	key  *auth.DevKey
+	logs *syncBuffer
+}
+
+type options struct {
+	store     userattrs.Store
+	policy    userattrs.Policy
+	limits    userattrs.Limits
+	maxBody   int64
+	readiness []server.ReadinessCheck
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func newFixture(t *testing.T, edit ...func(*options)) *fixture {
+	t.Helper()
+	o := options{limits: userattrs.DefaultLimits, maxBody: 64 << 10}
+	for _, e := range edit {
+		e(&o)
+	}
+	if o.store == nil {
+		s, err := sqlite.Open(context.Background(), sqlite.Config{Path: filepath.Join(t.TempDir(), "u.db")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		o.store = s
+	}
+	key, err := auth.LoadOrCreateDevKey(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	svc := userattrs.NewService(metrics.InstrumentStore(o.store, "test", reg),
+		userattrs.ServiceConfig{Limits: o.limits, Policy: o.policy, StoreTimeout: 2 * time.Second})
+	logs := &syncBuffer{}
+	h := server.NewServer(server.Config{
+		Service: svc, Verifier: key.Verifier(), Metrics: reg, MaxBodyBytes: o.maxBody,
+		Logger:    slog.New(slog.NewJSONHandler(logs, nil)),
+		Readiness: append([]server.ReadinessCheck{{Name: "store", Check: svc.Ping}}, o.readiness...),
+	})
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	return &fixture{t: t, url: srv.URL, key: key, logs: logs}
+}
+
+func (f *fixture) token(sub string, scopes ...string) string {
+	f.t.Helper()
+	tok, err := f.key.Sign(auth.TokenRequest{Subject: sub, ClientID: "test-app", Scopes: scopes, TTL: time.Hour})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return tok
+}
+
+type response struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+// errorDoc is a JSON:API error document as a client decodes it.
+type errorDoc struct {
+	Errors []struct {
+		ID     string `json:"id"`
+		Status string `json:"status"`
+		Code   string `json:"code"`
+		Title  string `json:"title"`
+		Detail string `json:"detail"`
+		Source *struct {
+			Pointer *string `json:"pointer"`
+		} `json:"source"`
+	} `json:"errors"`
+}
+
+// do sends a request; headers alternate names and values.
+func (f *fixture) do(method, path, body string, headers ...string) response {
+	f.t.Helper()
+	var r io.Reader
+	if body != "" {
+		r = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, f.url+path, r)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	for i := 0; i < len(headers); i += 2 {
+		req.Header.Add(headers[i], headers[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return response{status: resp.StatusCode, header: resp.Header, body: b}
+}
+
+func (f *fixture) get(tok string) response {
+	return f.do("GET", "/user/2025-1/attributes", "", "Authorization", "Bearer "+tok)
+}
+
+func (f *fixture) put(tok, body string, headers ...string) response {
+	return f.do("PUT", "/user/2024-3/attributes", body,
+		append([]string{"Authorization", "Bearer " + tok, "Content-Type", "application/json"}, headers...)...)
+}
+
+// attributes decodes a 200 GET body.
+func (f *fixture) attributes(tok string) map[string]any {
+	f.t.Helper()
+	res := f.get(tok)
+	if res.status != http.StatusOK {
+		f.t.Fatalf("GET: %d %s", res.status, res.body)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(res.body, &m); err != nil {
+		f.t.Fatalf("GET body %s: %v", res.body, err)
+	}
+	return m
+}
+
+// errorDoc checks that res is a JSON:API error document of status whose
+// every error has code and the request's id, and returns it.
+func (r response) errors(t *testing.T, status int, code string) errorDoc {
+	t.Helper()
+	if r.status != status {
+		t.Fatalf("status %d, want %d; body %s", r.status, status, r.body)
+	}
+	if ct := r.header.Get("Content-Type"); ct != "application/vnd.api+json" {
+		t.Fatalf("Content-Type %q", ct)
+	}
+	var doc errorDoc
+	if err := json.Unmarshal(r.body, &doc); err != nil || len(doc.Errors) == 0 {
+		t.Fatalf("not an error document: %s (%v)", r.body, err)
+	}
+	id := r.header.Get("Request-Id")
+	for _, e := range doc.Errors {
+		if e.ID != id || len(id) != 20 {
+			t.Errorf("error id %q, Request-Id %q", e.ID, id)
+		}
+		if e.Status != strconv.Itoa(status) || e.Code != code || e.Title == "" || e.Detail == "" {
+			t.Errorf("error %+v, want status %d code %s with title and detail", e, status, code)
+		}
+	}
+	return doc
+}
+
+func (d errorDoc) pointers() []string {
+	var out []string
+	for _, e := range d.Errors {
+		if e.Source == nil || e.Source.Pointer == nil {
+			out = append(out, "<none>")
+			continue
+		}
+		out = append(out, *e.Source.Pointer)
+	}
+	return out
+}
