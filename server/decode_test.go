@@ -1,0 +1,100 @@
+package server
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"reflect"
+	"testing"
+	"unicode/utf8"
+)
+
+// FuzzDecodePatch checks the body decoder against encoding/json: it accepts
+// only UTF-8 JSON objects, and what it decodes is what encoding/json sees,
+// each member classified by the contract's type rules.
+func FuzzDecodePatch(f *testing.F) {
+	for _, seed := range []string{
+		`{"referred":"false","tos_accepted":"true"}`, `{}`, `{"a":null}`, `{"a":[]}`, `{"a":["x","y"]}`,
+		`{"a":1}`, `{"a":true,"b":{"c":[1,{"d":null}]},"e":[["x"]]}`, `{"a":"1","a":"2"}`, `{"a":"1","\u0061":"2"}`,
+		`["a"]`, `"a"`, `null`, ``, ` `, `{`, `{"a":}`, `{"a":"1"} x`, `{}{}`, "{\"a\":\"\xff\"}",
+		`{"k\u00e9y":"v\n\"\u263a\""}`, `{"a":"\ud800"}`, `{"a":1e999}`, ` {"a" : [ "x" , "y" ] } `,
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		patch, derr := decodePatch(body)
+		var reference map[string]any
+		ref := json.NewDecoder(bytes.NewReader(body))
+		ref.UseNumber()
+		refErr := ref.Decode(&reference)
+		if refErr == nil && ref.More() {
+			refErr = errors.New("trailing data")
+		}
+		if derr != nil {
+			if derr.code != codeInvalidJSON && derr.code != codeInvalidBody {
+				t.Fatalf("error code %q", derr.code)
+			}
+			if derr.code == codeInvalidJSON && utf8.Valid(body) && json.Valid(body) {
+				t.Fatalf("valid JSON %q rejected as invalid JSON: %s", body, derr.detail)
+			}
+			return
+		}
+		if !utf8.Valid(body) || refErr != nil || reference == nil {
+			t.Fatalf("accepted %q, which is not a UTF-8 JSON object (%v)", body, refErr)
+		}
+		if len(patch) != len(reference) {
+			t.Fatalf("%q: %d members decoded, encoding/json sees %d", body, len(patch), len(reference))
+		}
+		for _, c := range patch {
+			want, ok := reference[c.Key]
+			if !ok {
+				t.Fatalf("%q: decoded member %q that encoding/json does not see", body, c.Key)
+			}
+			if c.BadType != "" {
+				if acceptable(want) {
+					t.Fatalf("%q: member %q rejected as %s", body, c.Key, c.BadType)
+				}
+				continue
+			}
+			var got any
+			switch {
+			case len(c.Values) == 0:
+				if want != nil && !reflect.DeepEqual(want, []any{}) {
+					t.Fatalf("%q: member %q decoded as a removal", body, c.Key)
+				}
+				continue
+			case len(c.Values) == 1:
+				got = c.Values[0]
+				if _, isArray := want.([]any); isArray {
+					got = []any{c.Values[0]}
+				}
+			default:
+				list := make([]any, len(c.Values))
+				for i, v := range c.Values {
+					list[i] = v
+				}
+				got = list
+			}
+			if !reflect.DeepEqual(got, want) {
+				t.Fatalf("%q: member %q decoded as %v, encoding/json says %v", body, c.Key, got, want)
+			}
+		}
+	})
+}
+
+// acceptable reports whether a decoded JSON value is one the contract takes:
+// a string, null, or an array of strings.
+func acceptable(v any) bool {
+	switch v := v.(type) {
+	case string, nil:
+		return true
+	case []any:
+		for _, e := range v {
+			if _, ok := e.(string); !ok {
+				return false
+			}
+		}
+		return true
+	}
+	return false
+}
