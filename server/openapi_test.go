@@ -1,0 +1,121 @@
+package server_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/getkin/kin-openapi/openapi3"
+	"github.com/getkin/kin-openapi/openapi3filter"
+	"github.com/getkin/kin-openapi/routers/legacy"
+
+	"github.com/userattrs/userattrs"
+)
+
+// The OpenAPI document describes what the running handler really answers:
+// every response below, success or error, validates against it, and its
+// status is one the document lists for the route.
+func TestOpenAPI(t *testing.T) {
+	ctx := context.Background()
+	doc, err := openapi3.NewLoader().LoadFromFile("../api/openapi.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := doc.Validate(ctx); err != nil {
+		t.Fatalf("the document is not valid OpenAPI: %v", err)
+	}
+	policy, _ := userattrs.NewPolicy(nil, []string{"locked"})
+	f := newFixture(t, func(o *options) { o.policy = policy; o.limits.MaxAttributes = 4 })
+	doc.Servers = openapi3.Servers{{URL: f.url}}
+	router, err := legacy.NewRouter(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	full := f.token("alice", read, write)
+	f.put(full, `{"multi":["a","b"],"one":"x"}`)
+	etag := f.get(full).header.Get("ETag")
+
+	type exchange struct {
+		method, path, body string
+		headers            []string
+		validRequest       bool // the request itself follows the document
+	}
+	auth := func(tok string, more ...string) []string {
+		return append([]string{"Authorization", "Bearer " + tok, "Content-Type", "application/json"}, more...)
+	}
+	exchanges := []exchange{
+		{"GET", "/user/2025-1/attributes", "", auth(full), true},
+		{"GET", "/user/2024-3/attributes", "", auth(full, "If-None-Match", etag), true},
+		{"PUT", "/user/2025-1/attributes", `{"one":null,"l":["1","2"]}`, auth(full, "If-Match", etag), true},
+		{"PUT", "/user/2024-3/attributes", `{"referred":"false","tos_accepted":"true"}`, auth(full), true},
+		{"PUT", "/user/2024-3/attributes", `{"a":`, auth(full), false},
+		{"PUT", "/user/2024-3/attributes", `{"a":1,"b":[true]}`, auth(full), false},
+		{"PUT", "/user/2024-3/attributes", `{"w":"1","x":"2","y":"3"}`, auth(full), true},
+		{"PUT", "/user/2024-3/attributes", `{"locked":"1"}`, auth(full), true},
+		{"PUT", "/user/2024-3/attributes", `{"a":"1"}`, auth(f.token("alice", read)), true},
+		{"PUT", "/user/2024-3/attributes", `{"a":"1"}`, auth(full, "If-Match", `"stale"`), true},
+		{"PUT", "/user/2024-3/attributes", `{"a":"` + strings.Repeat("x", 70000) + `"}`, auth(full), false},
+		{"PUT", "/user/2024-3/attributes", `{}`, []string{"Authorization", "Bearer " + full, "Content-Type", "text/plain"}, false},
+		{"GET", "/user/2025-1/attributes", "", nil, true},
+		{"GET", "/user/2025-1/attributes", "", []string{"Authorization", "Bearer nope"}, true},
+		{"GET", "/health/liveness", "", nil, true},
+		{"GET", "/health/readiness", "", nil, true},
+		{"GET", "/metrics", "", nil, true},
+	}
+	for _, ex := range exchanges {
+		t.Run(ex.method+" "+ex.path+" "+ex.body[:min(len(ex.body), 30)], func(t *testing.T) {
+			req, _ := http.NewRequest(ex.method, f.url+ex.path, strings.NewReader(ex.body))
+			for i := 0; i < len(ex.headers); i += 2 {
+				req.Header.Set(ex.headers[i], ex.headers[i+1])
+			}
+			route, params, err := router.FindRoute(req)
+			if err != nil {
+				t.Fatalf("the document has no route for %s %s: %v", ex.method, ex.path, err)
+			}
+			reqInput := &openapi3filter.RequestValidationInput{
+				Request: req, PathParams: params, Route: route,
+				Options: &openapi3filter.Options{AuthenticationFunc: openapi3filter.NoopAuthenticationFunc},
+			}
+			if ex.validRequest {
+				if ex.body != "" {
+					req.Body = io.NopCloser(strings.NewReader(ex.body))
+				}
+				if err := openapi3filter.ValidateRequest(ctx, reqInput); err != nil && !strings.Contains(err.Error(), "security") {
+					t.Fatalf("request does not follow the document: %v", err)
+				}
+			}
+			req.Body = io.NopCloser(strings.NewReader(ex.body))
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			err = openapi3filter.ValidateResponse(ctx, &openapi3filter.ResponseValidationInput{
+				RequestValidationInput: reqInput,
+				Status:                 resp.StatusCode,
+				Header:                 resp.Header,
+				Body:                   io.NopCloser(bytes.NewReader(body)),
+				Options:                &openapi3filter.Options{IncludeResponseStatus: true},
+			})
+			if err != nil {
+				t.Fatalf("%d response does not follow the document: %v\n%s", resp.StatusCode, err, body)
+			}
+		})
+	}
+
+	// Paths the document does not know still answer its error schema.
+	errorsSchema := doc.Components.Schemas["Errors"].Value
+	for _, p := range []string{"/", "/user/2023-1/attributes", "/user/2024-3/attributes/"} {
+		res := f.do("GET", p, "", "Authorization", "Bearer "+full)
+		var v any
+		json.Unmarshal(res.body, &v)
+		if err := errorsSchema.VisitJSON(v); err != nil || res.status != 404 {
+			t.Errorf("GET %s: %d, %v", p, res.status, err)
+		}
+	}
+}
