@@ -3,7 +3,7 @@
 package auth
 
 import (
-	"context"
+	"encoding/json"
 	"errors"
 	"slices"
 	"strings"
@@ -40,11 +40,6 @@ func (id Identity) HasScope(scope string) bool {
 	return slices.Contains(id.Scopes, scope)
 }
 
-// Verifier checks a bearer token and returns the identity it carries.
-type Verifier interface {
-	Verify(ctx context.Context, token string) (Identity, error)
-}
-
 // scopeList is "scope" or "scp": a space-separated string or an array of
 // strings, as issuers differ.
 type scopeList []string
@@ -52,14 +47,14 @@ type scopeList []string
 func (s *scopeList) UnmarshalJSON(b []byte) error {
 	if len(b) > 0 && b[0] == '"' {
 		var str string
-		if err := jsonUnmarshal(b, &str); err != nil {
+		if err := json.Unmarshal(b, &str); err != nil {
 			return err
 		}
 		*s = strings.Fields(str)
 		return nil
 	}
 	var list []string
-	if err := jsonUnmarshal(b, &list); err != nil {
+	if err := json.Unmarshal(b, &list); err != nil {
 		return err
 	}
 	*s = list

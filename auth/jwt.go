@@ -2,7 +2,6 @@ package auth
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -10,8 +9,6 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 )
-
-var jsonUnmarshal = json.Unmarshal
 
 // Algorithms are the signature algorithms a token may use. "none" and the
 // HMAC family are absent on purpose: an HMAC keyed with a public key is the
@@ -35,8 +32,6 @@ type JWTVerifier struct {
 	source   keySource
 	now      func() time.Time
 }
-
-var _ Verifier = (*JWTVerifier)(nil)
 
 type accessClaims struct {
 	jwt.Claims

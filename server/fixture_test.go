@@ -1,7 +1,6 @@
 package server_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -11,7 +10,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,6 +17,7 @@ import (
 
 	"github.com/userattrs/userattrs"
 	"github.com/userattrs/userattrs/auth"
+	"github.com/userattrs/userattrs/internal/testutil"
 	"github.com/userattrs/userattrs/metrics"
 	"github.com/userattrs/userattrs/server"
 	"github.com/userattrs/userattrs/store/sqlite"
@@ -35,7 +34,7 @@ type fixture struct {
 	t    *testing.T
 	url  string
 	key  *auth.DevKey
-	logs *syncBuffer
+	logs *testutil.SyncBuffer
 }
 
 type options struct {
@@ -44,23 +43,6 @@ type options struct {
 	limits    userattrs.Limits
 	maxBody   int64
 	readiness []server.ReadinessCheck
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func newFixture(t *testing.T, edit ...func(*options)) *fixture {
@@ -84,7 +66,7 @@ func newFixture(t *testing.T, edit ...func(*options)) *fixture {
 	reg := prometheus.NewRegistry()
 	svc := userattrs.NewService(metrics.InstrumentStore(o.store, "test", reg),
 		userattrs.ServiceConfig{Limits: o.limits, Policy: o.policy, StoreTimeout: 2 * time.Second})
-	logs := &syncBuffer{}
+	logs := &testutil.SyncBuffer{}
 	h := server.NewServer(server.Config{
 		Service: svc, Verifier: key.Verifier(), Metrics: reg, MaxBodyBytes: o.maxBody,
 		Logger:    slog.New(slog.NewJSONHandler(logs, nil)),

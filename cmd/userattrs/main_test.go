@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/userattrs/userattrs/internal/testutil"
 )
 
 var (
@@ -49,7 +51,7 @@ func userattrsBinary(t *testing.T) string {
 type process struct {
 	cmd  *exec.Cmd
 	url  string
-	logs *lockedBuffer
+	logs *testutil.SyncBuffer
 	// exited is closed when the process has exited, with exitErr set.
 	exited  chan struct{}
 	exitErr error
@@ -67,23 +69,6 @@ func (p *process) wait(t *testing.T, timeout time.Duration) error {
 	}
 }
 
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // startServe runs `userattrs serve args...` in dir on a free port and waits
 // until it reports the address it listens on.
 func startServe(t *testing.T, dir string, env []string, args ...string) *process {
@@ -98,7 +83,7 @@ func startServe(t *testing.T, dir string, env []string, args ...string) *process
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	p := &process{cmd: cmd, logs: &lockedBuffer{}, exited: make(chan struct{})}
+	p := &process{cmd: cmd, logs: &testutil.SyncBuffer{}, exited: make(chan struct{})}
 	addr := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(stderr)

@@ -57,6 +57,14 @@ func patch(kv ...any) userattrs.Patch {
 	return p
 }
 
+// begin opens a store for one test and returns it with a service over it and
+// a fresh user.
+func begin(t *testing.T, newHarness func(t *testing.T) Harness) (Harness, *userattrs.Service, string) {
+	t.Helper()
+	h := newHarness(t)
+	return h, newService(h.Store), h.NewUser(t)
+}
+
 func mustGet(t *testing.T, svc *userattrs.Service, user string) (userattrs.Attributes, string) {
 	t.Helper()
 	attrs, etag, err := svc.Get(context.Background(), user)
@@ -117,9 +125,7 @@ func RunSemanticTests(t *testing.T, newHarness func(t *testing.T) Harness) {
 	}
 	for _, tc := range merges {
 		t.Run(tc.name, func(t *testing.T) {
-			h := newHarness(t)
-			svc := newService(h.Store)
-			user := h.NewUser(t)
+			_, svc, user := begin(t, newHarness)
 			if tc.before != nil {
 				mustMerge(t, svc, user, tc.before)
 			}
@@ -144,9 +150,7 @@ func RunSemanticTests(t *testing.T, newHarness func(t *testing.T) Harness) {
 	})
 
 	t.Run("entity tag follows content", func(t *testing.T) {
-		h := newHarness(t)
-		svc := newService(h.Store)
-		user := h.NewUser(t)
+		_, svc, user := begin(t, newHarness)
 		_, empty := mustGet(t, svc, user)
 		mustMerge(t, svc, user, patch("a", "1"))
 		_, one := mustGet(t, svc, user)
@@ -164,9 +168,7 @@ func RunSemanticTests(t *testing.T, newHarness func(t *testing.T) Harness) {
 	})
 
 	t.Run("If-Match", func(t *testing.T) {
-		h := newHarness(t)
-		svc := newService(h.Store)
-		user := h.NewUser(t)
+		_, svc, user := begin(t, newHarness)
 		mustMerge(t, svc, user, patch("a", "1"))
 		_, etag := mustGet(t, svc, user)
 		ctx := context.Background()
@@ -244,9 +246,7 @@ func RunSemanticTests(t *testing.T, newHarness func(t *testing.T) Harness) {
 // each other's changes and that If-Match is a real compare-and-set.
 func RunConcurrencyTests(t *testing.T, newHarness func(t *testing.T) Harness) {
 	t.Run("concurrent merges of distinct keys lose nothing", func(t *testing.T) {
-		h := newHarness(t)
-		svc := newService(h.Store)
-		user := h.NewUser(t)
+		_, svc, user := begin(t, newHarness)
 		const writers, perWriter = 8, 12
 		var wg sync.WaitGroup
 		errs := make(chan error, writers*perWriter)
@@ -280,9 +280,7 @@ func RunConcurrencyTests(t *testing.T, newHarness func(t *testing.T) Harness) {
 	})
 
 	t.Run("If-Match lets exactly one of racing writers through", func(t *testing.T) {
-		h := newHarness(t)
-		svc := newService(h.Store)
-		user := h.NewUser(t)
+		_, svc, user := begin(t, newHarness)
 		mustMerge(t, svc, user, patch("winner", "none"))
 		_, etag := mustGet(t, svc, user)
 		const racers = 6
