@@ -6,7 +6,6 @@ import (
 	"context"
 	"database/sql"
 	"embed"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -21,6 +20,7 @@ import (
 	sqlite3 "modernc.org/sqlite/lib"
 
 	"github.com/userattrs/userattrs"
+	"github.com/userattrs/userattrs/store/sqlstore"
 )
 
 //go:embed migrations/*.sql
@@ -128,25 +128,22 @@ type queryer interface {
 	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
 }
 
-func get(ctx context.Context, q queryer, user string) (userattrs.Attributes, error) {
-	var raw []byte
-	err := q.QueryRowContext(ctx, "SELECT attributes FROM user_attributes WHERE user_id = ?", user).Scan(&raw)
+func load(ctx context.Context, q queryer, user string) ([]byte, error) {
+	var column []byte
+	err := q.QueryRowContext(ctx, "SELECT attributes FROM user_attributes WHERE user_id = ?", user).Scan(&column)
 	if errors.Is(err, sql.ErrNoRows) {
-		return userattrs.Attributes{}, nil
+		return nil, nil
 	}
-	if err != nil {
-		return nil, mapError(err)
-	}
-	attrs := userattrs.Attributes{}
-	if err := json.Unmarshal(raw, &attrs); err != nil {
-		return nil, fmt.Errorf("sqlite: decode attributes: %w", err)
-	}
-	return attrs, nil
+	return column, mapError(err)
 }
 
 // Get returns the attributes of user; a user never written has none.
 func (s *Store) Get(ctx context.Context, user string) (userattrs.Attributes, error) {
-	return get(ctx, s.read, user)
+	column, err := load(ctx, s.read, user)
+	if err != nil {
+		return nil, err
+	}
+	return sqlstore.Decode(column)
 }
 
 // Update runs update inside one IMMEDIATE transaction and returns once the
@@ -157,33 +154,31 @@ func (s *Store) Update(ctx context.Context, user string, update func(userattrs.A
 		return mapError(err)
 	}
 	defer tx.Rollback()
-
-	current, err := get(ctx, tx, user)
-	if err != nil {
+	if err := sqlstore.Apply(ctx, row{tx}, user, update); err != nil {
 		return err
-	}
-	next, err := update(current)
-	if err != nil {
-		return err
-	}
-	if next.Equal(current) {
-		return nil
-	}
-	if len(next) == 0 {
-		_, err = tx.ExecContext(ctx, "DELETE FROM user_attributes WHERE user_id = ?", user)
-	} else {
-		var raw []byte
-		if raw, err = json.Marshal(next); err != nil {
-			return fmt.Errorf("sqlite: encode attributes: %w", err)
-		}
-		_, err = tx.ExecContext(ctx, `INSERT INTO user_attributes (user_id, attributes, updated_at) VALUES (?, ?, ?)
-			ON CONFLICT (user_id) DO UPDATE SET attributes = excluded.attributes, updated_at = excluded.updated_at`,
-			user, raw, time.Now().UnixMilli())
-	}
-	if err != nil {
-		return mapError(err)
 	}
 	return mapError(tx.Commit())
+}
+
+// row is a user's row inside a write transaction. The transaction began
+// IMMEDIATE and holds the database's write lock, which is what keeps other
+// writers out between the load and the save.
+type row struct{ tx *sql.Tx }
+
+func (r row) LoadForUpdate(ctx context.Context, user string) ([]byte, error) {
+	return load(ctx, r.tx, user)
+}
+
+func (r row) Save(ctx context.Context, user string, column []byte, empty bool) error {
+	var err error
+	if empty {
+		_, err = r.tx.ExecContext(ctx, "DELETE FROM user_attributes WHERE user_id = ?", user)
+	} else {
+		_, err = r.tx.ExecContext(ctx, `INSERT INTO user_attributes (user_id, attributes, updated_at) VALUES (?, ?, ?)
+			ON CONFLICT (user_id) DO UPDATE SET attributes = excluded.attributes, updated_at = excluded.updated_at`,
+			user, column, time.Now().UnixMilli())
+	}
+	return mapError(err)
 }
 
 // mapError reports a database that is busy, locked or gone as
