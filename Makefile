@@ -3,6 +3,7 @@
 .PHONY: test run build fuzz
 
 test:
+	scripts/test-deps.sh
 	go vet ./...
 	go test -race -count=1 -timeout 20m ./...
 

@@ -30,6 +30,7 @@ const usage = `usage: userattrs <command> [flags]
 commands:
   serve     serve the API (userattrs serve --dev to try it locally)
   token     print a development token that "serve --dev" accepts
+  migrate   apply the store's schema migrations and exit
   version   print the version
 `
 
@@ -43,6 +44,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	switch args[0] {
 	case "serve":
 		return serve(ctx, args[1:], getenv, stderr)
+	case "migrate":
+		return migrate(ctx, args[1:], getenv, stdout, stderr)
 	case "token":
 		return token(args[1:], getenv, stdout, stderr)
 	case "version":

@@ -16,8 +16,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/userattrs/userattrs/internal/pgtest"
 	"github.com/userattrs/userattrs/internal/testutil"
 )
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	pgtest.Cleanup()
+	os.Exit(code)
+}
 
 var (
 	buildOnce sync.Once

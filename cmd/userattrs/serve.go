@@ -19,6 +19,7 @@ import (
 	"github.com/userattrs/userattrs/auth"
 	"github.com/userattrs/userattrs/metrics"
 	"github.com/userattrs/userattrs/server"
+	"github.com/userattrs/userattrs/store/postgres"
 	"github.com/userattrs/userattrs/store/sqlite"
 )
 
@@ -33,6 +34,8 @@ type serveConfig struct {
 	dev             bool
 	dataDir         string
 	limits          userattrs.Limits
+	postgresConns   int
+	autoMigrate     bool
 	storeTimeout    time.Duration
 	shutdownTimeout time.Duration
 	logLevel        slog.Level
@@ -41,7 +44,8 @@ type serveConfig struct {
 func serveFlags(fs *flag.FlagSet) *serveConfig {
 	c := &serveConfig{}
 	fs.StringVar(&c.addr, "addr", ":8080", "address to listen on (with --dev: 127.0.0.1:8080)")
-	fs.StringVar(&c.store, "store", "sqlite:data/userattrs.db", "where attributes are kept: sqlite:PATH")
+	storeFlags(fs, &c.store, &c.postgresConns)
+	fs.BoolVar(&c.autoMigrate, "auto-migrate", true, "apply pending schema migrations at start (else: userattrs migrate)")
 	fs.StringVar(&c.oidcIssuer, "oidc-issuer", "", "issuer URL of the OIDC provider whose access tokens are accepted")
 	fs.StringVar(&c.oidcAudience, "oidc-audience", "", "when set, tokens must name this audience in aud")
 	fs.Int64Var(&c.maxBodyBytes, "max-body-bytes", 64<<10, "largest accepted PUT body, in bytes")
@@ -101,7 +105,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	store, kind, err := openStore(ctx, cfg.store)
+	store, kind, err := openStore(ctx, cfg.store, cfg.postgresConns, cfg.autoMigrate)
 	if err != nil {
 		return err
 	}
@@ -175,13 +179,42 @@ func newVerifier(ctx context.Context, cfg *serveConfig, logger *slog.Logger) (se
 	return nil, nil, errors.New("no token issuer configured: set --oidc-issuer (USERATTRS_OIDC_ISSUER), or use --dev to try the service locally")
 }
 
+// storeFlags defines the flags that name and size the store, shared by
+// serve and migrate.
+func storeFlags(fs *flag.FlagSet, store *string, postgresConns *int) {
+	fs.StringVar(store, "store", "sqlite:data/userattrs.db", "where attributes are kept: sqlite:PATH or postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=...")
+	fs.IntVar(postgresConns, "postgres-max-conns", postgres.DefaultMaxConns, "size of the PostgreSQL connection pool")
+}
+
 // openStore opens the store a --store value names and returns it with its
 // kind, which is safe to log where the value itself (a URL with a password)
 // is not.
-func openStore(ctx context.Context, spec string) (userattrs.Store, string, error) {
+func openStore(ctx context.Context, spec string, postgresConns int, migrate bool) (userattrs.Store, string, error) {
 	if path, ok := strings.CutPrefix(spec, "sqlite:"); ok {
 		s, err := sqlite.Open(ctx, sqlite.Config{Path: path})
 		return s, "sqlite", err
 	}
-	return nil, "", errors.New("unknown --store: use sqlite:PATH")
+	if strings.HasPrefix(spec, "postgres://") || strings.HasPrefix(spec, "postgresql://") {
+		s, err := postgres.Open(ctx, postgres.Config{URL: spec, MaxConns: int32(postgresConns), Migrate: migrate})
+		return s, "postgres", err
+	}
+	return nil, "", errors.New("unknown --store: use sqlite:PATH or postgres://...")
+}
+
+// migrate applies the schema migrations of the store and exits, for
+// operators who run them apart from serving (serve --auto-migrate=false).
+func migrate(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("userattrs migrate", flag.ContinueOnError)
+	var spec string
+	var conns int
+	storeFlags(fs, &spec, &conns)
+	if _, err := parseFlags(fs, args, getenv, stderr); err != nil {
+		return err
+	}
+	store, kind, err := openStore(ctx, spec, 2, true)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%s schema is up to date\n", kind)
+	return store.Close()
 }

@@ -120,8 +120,8 @@ func RunSemanticTests(t *testing.T, newHarness func(t *testing.T) Harness) {
 		{"single replaces multi-valued", patch("a", []string{"2", "3"}), patch("a", "1"),
 			userattrs.Attributes{"a": {"1"}}},
 		{"unicode, empty and long values round-trip", nil,
-			patch("名前", "値 🚀", "empty", "", "long", long, "many", manyValues, "a/b~c", "x\ny\"z"),
-			userattrs.Attributes{"名前": {"値 🚀"}, "empty": {""}, "long": {long}, "many": manyValues, "a/b~c": {"x\ny\"z"}}},
+			patch("名前", "値 🚀", "empty", "", "long", long, "many", manyValues, "a/b~c", "x\ny\"z", "nul", "a\x00b"),
+			userattrs.Attributes{"名前": {"値 🚀"}, "empty": {""}, "long": {long}, "many": manyValues, "a/b~c": {"x\ny\"z"}, "nul": {"a\x00b"}}},
 	}
 	for _, tc := range merges {
 		t.Run(tc.name, func(t *testing.T) {

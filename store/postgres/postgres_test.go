@@ -1,0 +1,102 @@
+package postgres_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rs/xid"
+
+	"github.com/userattrs/userattrs"
+	"github.com/userattrs/userattrs/internal/pgtest"
+	"github.com/userattrs/userattrs/store/conformance"
+	"github.com/userattrs/userattrs/store/postgres"
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	pgtest.Cleanup()
+	os.Exit(code)
+}
+
+func mustOpen(t *testing.T, cfg postgres.Config) *postgres.Store {
+	t.Helper()
+	s, err := postgres.Open(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("open: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func TestConformance(t *testing.T) {
+	srv := pgtest.Shared(t)
+	conformance.RunTests(t, func(t *testing.T) conformance.Harness {
+		return conformance.Harness{
+			Store:   mustOpen(t, postgres.Config{URL: srv.NewDatabase(t), Migrate: true}),
+			NewUser: func(*testing.T) string { return xid.New().String() },
+		}
+	})
+}
+
+// Instances that start at once on a new database take turns migrating it.
+func TestConcurrentMigrations(t *testing.T) {
+	url := pgtest.Shared(t).NewDatabase(t)
+	errs := make(chan error, 4)
+	for range 4 {
+		go func() {
+			s, err := postgres.Open(context.Background(), postgres.Config{URL: url, Migrate: true})
+			if err == nil {
+				s.Close()
+			}
+			errs <- err
+		}()
+	}
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Fatalf("concurrent start: %v", err)
+		}
+	}
+}
+
+// An instance told not to migrate refuses a schema with pending migrations
+// and serves once `userattrs migrate` ran.
+func TestMigrateSeparately(t *testing.T) {
+	url := pgtest.Shared(t).NewDatabase(t)
+	_, err := postgres.Open(context.Background(), postgres.Config{URL: url})
+	if err == nil || !strings.Contains(err.Error(), "userattrs migrate") {
+		t.Fatalf("open with pending migrations: %v", err)
+	}
+	if err := postgres.Migrate(context.Background(), url); err != nil {
+		t.Fatal(err)
+	}
+	mustOpen(t, postgres.Config{URL: url})
+}
+
+// A database that cannot be reached is ErrUnavailable, soon, and the error
+// never carries the password of the URL.
+func TestUnreachable(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	start := time.Now()
+	_, err := postgres.Open(ctx, postgres.Config{URL: "postgres://user:hunter2secret@127.0.0.1:1/db?connect_timeout=2", Migrate: true})
+	if err == nil {
+		t.Fatal("opened a database that does not exist")
+	}
+	if !errors.Is(err, userattrs.ErrUnavailable) {
+		t.Errorf("error %v is not ErrUnavailable", err)
+	}
+	if strings.Contains(err.Error(), "hunter2secret") {
+		t.Errorf("error carries the password: %v", err)
+	}
+	if time.Since(start) > 10*time.Second {
+		t.Errorf("took %s", time.Since(start))
+	}
+	_, err = postgres.Open(ctx, postgres.Config{URL: "postgres://user:hunter2secret@host:notaport/db"})
+	if err == nil || strings.Contains(err.Error(), "hunter2secret") {
+		t.Errorf("invalid URL: %v", err)
+	}
+}
