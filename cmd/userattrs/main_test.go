@@ -20,11 +20,7 @@ import (
 	"github.com/userattrs/userattrs/internal/testutil"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	pgtest.Cleanup()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { pgtest.Main(m) }
 
 var (
 	buildOnce sync.Once

@@ -196,3 +196,11 @@ func (s *Server) NewDatabase(tb testing.TB) string {
 	}
 	return s.URL + sep + "search_path=" + schema
 }
+
+// Main runs the tests of a package that uses Shared and removes the cluster
+// afterwards: call it from TestMain.
+func Main(m *testing.M) {
+	code := m.Run()
+	Cleanup()
+	os.Exit(code)
+}

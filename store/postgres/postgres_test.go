@@ -3,7 +3,6 @@ package postgres_test
 import (
 	"context"
 	"errors"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -16,11 +15,7 @@ import (
 	"github.com/userattrs/userattrs/store/postgres"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	pgtest.Cleanup()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { pgtest.Main(m) }
 
 func mustOpen(t *testing.T, cfg postgres.Config) *postgres.Store {
 	t.Helper()
