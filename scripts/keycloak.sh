@@ -1,0 +1,191 @@
+#!/usr/bin/env bash
+# A real Keycloak for tests and for developers.
+#
+#   scripts/keycloak.sh up     fetch (once), start and set up Keycloak; print
+#                              export lines for `eval`
+#   scripts/keycloak.sh down   stop it
+#
+# Keycloak comes from Maven Central (org.keycloak:keycloak-quarkus-dist),
+# cached outside the repository, and runs `start-dev` with an in-memory
+# database on 127.0.0.1, a pinned hostname (so the token issuer is stable)
+# and the test realm of scripts/keycloak-realm.json.
+set -euo pipefail
+
+KEYCLOAK_VERSION=26.5.6
+here=$(cd "$(dirname "$0")" && pwd)
+cache=${USERATTRS_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/userattrs}/keycloak
+state=${KEYCLOAK_STATE_DIR:-${TMPDIR:-/tmp}/userattrs-keycloak}
+port=${KEYCLOAK_PORT:-18080}
+management_port=${KEYCLOAK_MANAGEMENT_PORT:-19000}
+url=http://127.0.0.1:$port
+realm=userattrs
+admin_user=admin
+admin_password=${KEYCLOAK_BOOTSTRAP_PASSWORD:-userattrs-admin}
+dist=$cache/keycloak-$KEYCLOAK_VERSION
+
+log() { echo "keycloak.sh: $*" >&2; }
+
+print_env() {
+  cat <<ENV
+export KEYCLOAK_URL=$url
+export KEYCLOAK_REALM=$realm
+export KEYCLOAK_ADMIN_USER=$admin_user
+export KEYCLOAK_ADMIN_PASSWORD=$admin_password
+export KEYCLOAK_CLIENT_ID=userattrs-service
+export KEYCLOAK_CLIENT_SECRET=userattrs-service-secret
+export KEYCLOAK_APP_CLIENT_ID=userattrs-app
+export KEYCLOAK_APP_CLIENT_SECRET=userattrs-app-secret
+export KEYCLOAK_IDP_ALIAS=partner-idp
+ENV
+}
+
+# java_home finds a JDK of version 21 or later: recent Keycloak needs it.
+java_home() {
+  local candidates=("${JAVA_HOME:-}" /usr/lib/jvm/temurin-25-jdk-amd64 /usr/lib/jvm/*)
+  for home in "${candidates[@]}"; do
+    [ -n "$home" ] && [ -x "$home/bin/java" ] || continue
+    local version
+    version=$("$home/bin/java" -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -1)
+    if [ -n "$version" ] && [ "$version" -ge 21 ]; then
+      echo "$home"
+      return 0
+    fi
+  done
+  log "no JDK 21 or later found (set JAVA_HOME)"
+  return 1
+}
+
+fetch() {
+  [ -x "$dist/bin/kc.sh" ] && return 0
+  mkdir -p "$cache"
+  local archive=$cache/keycloak-quarkus-dist-$KEYCLOAK_VERSION.tar.gz
+  if [ ! -f "$archive" ]; then
+    command -v mvn >/dev/null || { log "mvn is needed to fetch Keycloak from Maven Central"; return 1; }
+    log "fetching org.keycloak:keycloak-quarkus-dist:$KEYCLOAK_VERSION from Maven Central"
+    mvn -q -B dependency:copy -Dartifact="org.keycloak:keycloak-quarkus-dist:$KEYCLOAK_VERSION:tar.gz" \
+      -DoutputDirectory="$cache" >&2
+  fi
+  tar -xzf "$archive" -C "$cache"
+}
+
+running() {
+  [ -f "$state/pid" ] && kill -0 "$(cat "$state/pid")" 2>/dev/null
+}
+
+ready() {
+  curl -sf "http://127.0.0.1:$management_port/health/ready" >/dev/null 2>&1 &&
+    curl -sf "$url/realms/$realm/.well-known/openid-configuration" >/dev/null 2>&1
+}
+
+up() {
+  if running && ready; then
+    print_env
+    return 0
+  fi
+  fetch
+  local jh
+  jh=$(java_home)
+  mkdir -p "$state" "$dist/data/import"
+  cp "$here/keycloak-realm.json" "$dist/data/import/userattrs-realm.json"
+  log "starting Keycloak $KEYCLOAK_VERSION on $url (log: $state/keycloak.log)"
+  local start=$SECONDS
+  # setsid: Keycloak gets a process group of its own, which `down` stops whole.
+  JAVA_HOME=$jh PATH=$jh/bin:$PATH \
+    KC_BOOTSTRAP_ADMIN_USERNAME=$admin_user KC_BOOTSTRAP_ADMIN_PASSWORD=$admin_password \
+    setsid "$dist/bin/kc.sh" start-dev \
+      --db=dev-mem \
+      --http-host=127.0.0.1 --http-port="$port" \
+      --http-management-port="$management_port" \
+      --hostname="$url" \
+      --health-enabled=true \
+      --import-realm \
+      >"$state/keycloak.log" 2>&1 </dev/null &
+  echo $! >"$state/pid"
+  until ready; do
+    if ! running; then
+      log "Keycloak exited; last lines of its log:"
+      tail -20 "$state/keycloak.log" >&2
+      return 1
+    fi
+    if [ $((SECONDS - start)) -gt 240 ]; then
+      log "Keycloak did not become ready within 240s"
+      down
+      return 1
+    fi
+    sleep 1
+  done
+  setup
+  log "ready after $((SECONDS - start))s"
+  print_env
+}
+
+# setup does through the Admin API what the realm file cannot: client scopes
+# added there would replace Keycloak's built-in ones (the one that puts sub
+# in access tokens among them), and the user profile must keep unmanaged
+# attributes instead of discarding them.
+setup() {
+  python3 - "$url" "$realm" "$admin_user" "$admin_password" <<'PY'
+import json, sys, urllib.parse, urllib.request
+url, realm, user, password = sys.argv[1:]
+
+def call(method, path, body=None, token=None, form=None):
+    headers = {}
+    data = None
+    if token:
+        headers["Authorization"] = "Bearer " + token
+    if form is not None:
+        data = urllib.parse.urlencode(form).encode()
+        headers["Content-Type"] = "application/x-www-form-urlencoded"
+    elif body is not None:
+        data = json.dumps(body).encode()
+        headers["Content-Type"] = "application/json"
+    req = urllib.request.Request(url + path, data=data, method=method, headers=headers)
+    with urllib.request.urlopen(req) as resp:
+        raw = resp.read()
+        return resp.headers, (json.loads(raw) if raw else None)
+
+_, tok = call("POST", "/realms/master/protocol/openid-connect/token",
+              form={"grant_type": "password", "client_id": "admin-cli", "username": user, "password": password})
+token = tok["access_token"]
+admin = "/admin/realms/" + realm
+
+_, existing = call("GET", admin + "/client-scopes", token=token)
+scope_ids = {s["name"]: s["id"] for s in existing}
+for name in ("user:attributes:read", "user:attributes:write"):
+    if name not in scope_ids:
+        headers, _ = call("POST", admin + "/client-scopes", token=token, body={
+            "name": name, "protocol": "openid-connect",
+            "attributes": {"include.in.token.scope": "true", "display.on.consent.screen": "false"}})
+        scope_ids[name] = headers["Location"].rsplit("/", 1)[1]
+
+_, clients = call("GET", admin + "/clients?clientId=userattrs-app", token=token)
+app = clients[0]["id"]
+for name in ("user:attributes:read", "user:attributes:write"):
+    call("PUT", f"{admin}/clients/{app}/optional-client-scopes/{scope_ids[name]}", token=token)
+
+_, profile = call("GET", admin + "/users/profile", token=token)
+profile["unmanagedAttributePolicy"] = "ENABLED"
+call("PUT", admin + "/users/profile", token=token, body=profile)
+PY
+}
+
+down() {
+  if [ -f "$state/pid" ]; then
+    local pid
+    pid=$(cat "$state/pid")
+    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 30); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 1
+    done
+    kill -KILL -- "-$pid" 2>/dev/null || true
+    rm -f "$state/pid"
+  fi
+}
+
+case "${1:-}" in
+  up) up ;;
+  down) down ;;
+  env) print_env ;;
+  *) echo "usage: $0 up|down|env" >&2; exit 2 ;;
+esac
