@@ -79,6 +79,7 @@ ready() {
 
 up() {
   if running && ready; then
+    log "already running"
     print_env
     return 0
   fi

@@ -24,6 +24,10 @@ type Harness struct {
 	// suite checks that reading or writing it is ErrUserNotFound. Stores
 	// that create users on first write leave it empty.
 	UnknownUser string
+	// NoEmptyValues says the backend cannot keep an empty string value
+	// (Keycloak drops it): the store must then refuse one with an
+	// *InvalidError and change nothing.
+	NoEmptyValues bool
 }
 
 // RunTests runs the whole suite, concurrency included, against the stores
@@ -120,8 +124,8 @@ func RunSemanticTests(t *testing.T, newHarness func(t *testing.T) Harness) {
 		{"single replaces multi-valued", patch("a", []string{"2", "3"}), patch("a", "1"),
 			userattrs.Attributes{"a": {"1"}}},
 		{"unicode, empty and long values round-trip", nil,
-			patch("名前", "値 🚀", "empty", "", "long", long, "many", manyValues, "a/b~c", "x\ny\"z", "nul", "a\x00b"),
-			userattrs.Attributes{"名前": {"値 🚀"}, "empty": {""}, "long": {long}, "many": manyValues, "a/b~c": {"x\ny\"z"}, "nul": {"a\x00b"}}},
+			patch("名前", "値 🚀", "long", long, "many", manyValues, "a/b~c", "x\ny\"z", "nul", "a\x00b"),
+			userattrs.Attributes{"名前": {"値 🚀"}, "long": {long}, "many": manyValues, "a/b~c": {"x\ny\"z"}, "nul": {"a\x00b"}}},
 	}
 	for _, tc := range merges {
 		t.Run(tc.name, func(t *testing.T) {
@@ -136,6 +140,25 @@ func RunSemanticTests(t *testing.T, newHarness func(t *testing.T) Harness) {
 			wantAttributes(t, got, tc.want)
 		})
 	}
+
+	t.Run("empty string value", func(t *testing.T) {
+		h, svc, user := begin(t, newHarness)
+		mustMerge(t, svc, user, patch("a", "1"))
+		err := svc.Merge(context.Background(), user, patch("e", "", "l", []string{"x", ""}), userattrs.Precondition{})
+		got, _ := mustGet(t, svc, user)
+		if h.NoEmptyValues {
+			var invalid *userattrs.InvalidError
+			if !errors.As(err, &invalid) || len(invalid.Violations) != 2 {
+				t.Fatalf("merge of empty values: %v, want two violations", err)
+			}
+			wantAttributes(t, got, userattrs.Attributes{"a": {"1"}})
+			return
+		}
+		if err != nil {
+			t.Fatalf("merge of empty values: %v", err)
+		}
+		wantAttributes(t, got, userattrs.Attributes{"a": {"1"}, "e": {""}, "l": {"x", ""}})
+	})
 
 	t.Run("users are separate", func(t *testing.T) {
 		h := newHarness(t)

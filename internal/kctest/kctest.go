@@ -1,0 +1,252 @@
+// Package kctest gives tests a real Keycloak: the one the KEYCLOAK_*
+// variables of `scripts/keycloak.sh up` describe, or one it starts with
+// that script and stops when the tests end.
+package kctest
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rs/xid"
+)
+
+// Keycloak is a running Keycloak with the test realm.
+type Keycloak struct {
+	URL, Realm                   string
+	AdminUser, AdminPassword     string
+	ClientID, ClientSecret       string // the service account the store uses
+	AppClientID, AppClientSecret string // allowed the password grant
+	IDPAlias                     string
+	script                       string
+	own                          bool
+}
+
+var (
+	shared    *Keycloak
+	sharedErr error
+	once      sync.Once
+)
+
+// Shared returns the Keycloak of this test binary, starting it on first
+// use. Where it cannot be started (no JDK or Maven) the test is skipped,
+// except under CI=true, where it fails.
+func Shared(tb testing.TB) *Keycloak {
+	tb.Helper()
+	once.Do(func() { shared, sharedErr = start() })
+	if sharedErr != nil {
+		if os.Getenv("CI") != "true" && strings.Contains(sharedErr.Error(), "no JDK") {
+			tb.Skipf("kctest: %v", sharedErr)
+		}
+		tb.Fatalf("kctest: %v", sharedErr)
+	}
+	return shared
+}
+
+// Main runs the tests of a package that uses Shared and stops the Keycloak
+// it started: call it from TestMain.
+func Main(m *testing.M) {
+	code := m.Run()
+	if shared != nil && shared.own {
+		shared.Down()
+	}
+	os.Exit(code)
+}
+
+func repoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", fmt.Errorf("no go.mod above the working directory")
+		}
+		dir = parent
+	}
+}
+
+func start() (*Keycloak, error) {
+	root, err := repoRoot()
+	if err != nil {
+		return nil, err
+	}
+	k := &Keycloak{script: filepath.Join(root, "scripts", "keycloak.sh")}
+	if os.Getenv("KEYCLOAK_URL") != "" {
+		k.load(os.Getenv)
+		return k, nil
+	}
+	started, err := k.Up()
+	if err != nil {
+		return nil, err
+	}
+	k.own = started
+	return k, nil
+}
+
+// Up starts Keycloak (again) and sets up the realm; it reports whether it
+// started it, rather than finding it running.
+func (k *Keycloak) Up() (started bool, err error) {
+	var stderr bytes.Buffer
+	cmd := exec.Command(k.script, "up")
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return false, fmt.Errorf("keycloak.sh up: %w\n%s", err, stderr.String())
+	}
+	env := map[string]string{}
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	for sc.Scan() {
+		if name, value, ok := strings.Cut(strings.TrimPrefix(sc.Text(), "export "), "="); ok {
+			env[name] = value
+		}
+	}
+	k.load(func(name string) string { return env[name] })
+	return !strings.Contains(stderr.String(), "already running"), nil
+}
+
+// Down stops a Keycloak these tests started.
+func (k *Keycloak) Down() error {
+	return exec.Command(k.script, "down").Run()
+}
+
+// CanRestart reports whether the tests may stop and start this Keycloak.
+func (k *Keycloak) CanRestart() bool { return k.own }
+
+// Signal sends sig (e.g. "STOP", "CONT") to the Keycloak these tests
+// started, to freeze and thaw it.
+func (k *Keycloak) Signal(sig string) error {
+	state := os.Getenv("KEYCLOAK_STATE_DIR")
+	if state == "" {
+		state = filepath.Join(os.TempDir(), "userattrs-keycloak")
+	}
+	pid, err := os.ReadFile(filepath.Join(state, "pid"))
+	if err != nil {
+		return err
+	}
+	return exec.Command("kill", "-"+sig, "--", "-"+strings.TrimSpace(string(pid))).Run()
+}
+
+func (k *Keycloak) load(getenv func(string) string) {
+	k.URL = getenv("KEYCLOAK_URL")
+	k.Realm = getenv("KEYCLOAK_REALM")
+	k.AdminUser = getenv("KEYCLOAK_ADMIN_USER")
+	k.AdminPassword = getenv("KEYCLOAK_ADMIN_PASSWORD")
+	k.ClientID = getenv("KEYCLOAK_CLIENT_ID")
+	k.ClientSecret = getenv("KEYCLOAK_CLIENT_SECRET")
+	k.AppClientID = getenv("KEYCLOAK_APP_CLIENT_ID")
+	k.AppClientSecret = getenv("KEYCLOAK_APP_CLIENT_SECRET")
+	k.IDPAlias = getenv("KEYCLOAK_IDP_ALIAS")
+}
+
+// Issuer is the issuer of the realm's tokens.
+func (k *Keycloak) Issuer() string { return k.URL + "/realms/" + k.Realm }
+
+var client = &http.Client{Timeout: 30 * time.Second}
+
+func (k *Keycloak) tokenRequest(tb testing.TB, realm string, form url.Values) map[string]any {
+	tb.Helper()
+	resp, err := client.PostForm(k.URL+"/realms/"+realm+"/protocol/openid-connect/token", form)
+	if err != nil {
+		tb.Fatalf("kctest: token: %v", err)
+	}
+	defer resp.Body.Close()
+	var out map[string]any
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || json.Unmarshal(body, &out) != nil {
+		tb.Fatalf("kctest: token: %d %s", resp.StatusCode, body)
+	}
+	return out
+}
+
+// Admin calls the Admin API of the test realm as the bootstrap admin and
+// returns the status and body.
+func (k *Keycloak) Admin(tb testing.TB, method, path string, body any) (int, []byte) {
+	tb.Helper()
+	tok := k.tokenRequest(tb, "master", url.Values{"grant_type": {"password"}, "client_id": {"admin-cli"},
+		"username": {k.AdminUser}, "password": {k.AdminPassword}})["access_token"].(string)
+	var r io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		r = bytes.NewReader(b)
+	}
+	req, _ := http.NewRequest(method, k.URL+"/admin/realms/"+k.Realm+path, r)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := client.Do(req)
+	if err != nil {
+		tb.Fatalf("kctest: admin %s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, data
+}
+
+// User is a test user in the realm.
+type User struct {
+	ID, Username, Password string
+}
+
+// NewUser creates a user with a profile (names and email) and a password,
+// and deletes it when the test ends.
+func (k *Keycloak) NewUser(tb testing.TB) User {
+	tb.Helper()
+	u := User{Username: "user-" + xid.New().String()}
+	u.Password = u.Username + "-password"
+	status, body := k.Admin(tb, "POST", "/users", map[string]any{
+		"username": u.Username, "enabled": true, "emailVerified": true,
+		"email": u.Username + "@example.com", "firstName": "First " + u.Username, "lastName": "Last",
+		"credentials": []map[string]any{{"type": "password", "value": u.Password, "temporary": false}},
+	})
+	if status != http.StatusCreated {
+		tb.Fatalf("kctest: create user: %d %s", status, body)
+	}
+	status, body = k.Admin(tb, "GET", "/users?exact=true&username="+u.Username, nil)
+	var found []struct{ ID string }
+	if status != 200 || json.Unmarshal(body, &found) != nil || len(found) != 1 {
+		tb.Fatalf("kctest: find user: %d %s", status, body)
+	}
+	u.ID = found[0].ID
+	tb.Cleanup(func() { k.Admin(tb, "DELETE", "/users/"+u.ID, nil) })
+	return u
+}
+
+// Token returns an access token of the app client for the user, with the
+// given scopes, by the password grant; and the refresh token, for logout.
+func (k *Keycloak) Token(tb testing.TB, u User, scopes ...string) (access, refresh string) {
+	tb.Helper()
+	out := k.tokenRequest(tb, k.Realm, url.Values{"grant_type": {"password"},
+		"client_id": {k.AppClientID}, "client_secret": {k.AppClientSecret},
+		"username": {u.Username}, "password": {u.Password}, "scope": {"openid " + strings.Join(scopes, " ")}})
+	return out["access_token"].(string), out["refresh_token"].(string)
+}
+
+// Logout ends the session of a refresh token, which revokes its access
+// tokens for introspection.
+func (k *Keycloak) Logout(tb testing.TB, refresh string) {
+	tb.Helper()
+	resp, err := client.PostForm(k.URL+"/realms/"+k.Realm+"/protocol/openid-connect/logout", url.Values{
+		"client_id": {k.AppClientID}, "client_secret": {k.AppClientSecret}, "refresh_token": {refresh}})
+	if err != nil {
+		tb.Fatalf("kctest: logout: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent && resp.StatusCode != http.StatusOK {
+		tb.Fatalf("kctest: logout: %d", resp.StatusCode)
+	}
+}
