@@ -33,6 +33,9 @@ type Identity struct {
 	Scopes []string
 	// Expiry is when the token stops being valid.
 	Expiry time.Time
+	// LinkedProviders are the identity providers the token says the user
+	// has linked identities at, when a claim for them is configured.
+	LinkedProviders []string
 }
 
 // HasScope reports whether the token grants scope.

@@ -2,6 +2,7 @@ package auth
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -27,10 +28,11 @@ type keySource interface {
 
 // JWTVerifier verifies signed JWT access tokens of one issuer.
 type JWTVerifier struct {
-	issuer   string
-	audience string
-	source   keySource
-	now      func() time.Time
+	issuer      string
+	audience    string
+	linkedClaim string
+	source      keySource
+	now         func() time.Time
 }
 
 type accessClaims struct {
@@ -110,6 +112,16 @@ func (v *JWTVerifier) Verify(ctx context.Context, raw string) (Identity, error) 
 	}
 	if id.Scopes == nil {
 		id.Scopes = claims.Scp
+	}
+	if v.linkedClaim != "" {
+		// The signature is verified above; this reads the same payload.
+		var all map[string]json.RawMessage
+		if err := tok.UnsafeClaimsWithoutVerification(&all); err != nil {
+			return Identity{}, invalid("invalid claims")
+		}
+		if id.LinkedProviders, err = claimList(all, v.linkedClaim); err != nil {
+			return Identity{}, invalid("malformed " + v.linkedClaim + " claim")
+		}
 	}
 	return id, nil
 }

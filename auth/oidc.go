@@ -22,6 +22,9 @@ type OIDCConfig struct {
 	Issuer string
 	// Audience, when set, must be one of the token's "aud" values.
 	Audience string
+	// LinkedClaim, when set, names the claim that lists the identity
+	// providers the user has linked identities at.
+	LinkedClaim string
 	// HTTPClient fetches discovery and keys; it should have a timeout.
 	HTTPClient *http.Client
 	// MinRefreshInterval is the least time between two fetches of the keys
@@ -41,9 +44,10 @@ func NewOIDC(cfg OIDCConfig) *JWTVerifier {
 		cfg.MinRefreshInterval = 10 * time.Second
 	}
 	return &JWTVerifier{
-		issuer:   cfg.Issuer,
-		audience: cfg.Audience,
-		now:      time.Now,
+		issuer:      cfg.Issuer,
+		audience:    cfg.Audience,
+		linkedClaim: cfg.LinkedClaim,
+		now:         time.Now,
 		source: &remoteKeys{
 			issuer:     cfg.Issuer,
 			client:     cfg.HTTPClient,

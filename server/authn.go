@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/userattrs/userattrs/auth"
@@ -13,6 +14,25 @@ import (
 // TokenVerifier checks a bearer token; package auth has the real ones.
 type TokenVerifier interface {
 	Verify(ctx context.Context, token string) (auth.Identity, error)
+}
+
+// LinkedIdentities tells at which third-party identity providers the user
+// of a token has linked identities: the Keycloak store asks Keycloak, other
+// setups read a token claim.
+type LinkedIdentities interface {
+	LinkedProviders(ctx context.Context, id auth.Identity) ([]string, error)
+}
+
+// LinkedIdentityRules require, for calls by a client, that the user has a
+// linked identity at a provider: client id -> provider alias.
+type LinkedIdentityRules map[string]string
+
+// authenticator checks the token, its scope and the linked-identity rule of
+// its client before a handler runs.
+type authenticator struct {
+	verifier TokenVerifier
+	rules    LinkedIdentityRules
+	links    LinkedIdentities
 }
 
 // The scopes of the routes.
@@ -46,9 +66,10 @@ func bearerToken(r *http.Request) (token string, offered bool) {
 	return strings.TrimSpace(rest), true
 }
 
-// authenticate lets a request through when it carries a valid token with
-// scope, and answers 401 or 403 (RFC 6750) otherwise.
-func authenticate(v TokenVerifier, scope string, next http.Handler) http.Handler {
+// require lets a request through when it carries a valid token with scope,
+// whose user has the linked identity its client requires, and answers 401
+// or 403 (RFC 6750) otherwise.
+func (a authenticator) require(scope string, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		token, offered := bearerToken(r)
 		if !offered {
@@ -62,7 +83,7 @@ func authenticate(v TokenVerifier, scope string, next http.Handler) http.Handler
 		if token == "" || len(token) > maxTokenBytes {
 			err = fmt.Errorf("%w: empty or too long", auth.ErrInvalidToken)
 		} else {
-			id, err = v.Verify(r.Context(), token)
+			id, err = a.verifier.Verify(r.Context(), token)
 		}
 		if errors.Is(err, auth.ErrInvalidToken) {
 			w.Header().Set("WWW-Authenticate", realm+`, error="invalid_token"`)
@@ -82,6 +103,19 @@ func authenticate(v TokenVerifier, scope string, next http.Handler) http.Handler
 			writeErrors(w, r, newError(http.StatusForbidden, codeInsufficientScope,
 				"the token does not grant the scope "+scope))
 			return
+		}
+		if provider, ok := a.rules[id.ClientID]; ok {
+			linked, err := a.links.LinkedProviders(r.Context(), id)
+			if err != nil {
+				writeError(w, r, err)
+				return
+			}
+			if !slices.Contains(linked, provider) {
+				w.Header().Set("WWW-Authenticate", realm)
+				writeErrors(w, r, newError(http.StatusUnauthorized, codeMissingLinkedIdentity,
+					"Linked identity is needed to access this resource, please check why the user does not have a linked identity"))
+				return
+			}
 		}
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), identityKey{}, id)))
 	})

@@ -43,6 +43,8 @@ type options struct {
 	limits    userattrs.Limits
 	maxBody   int64
 	readiness []server.ReadinessCheck
+	rules     server.LinkedIdentityRules
+	links     server.LinkedIdentities
 }
 
 func newFixture(t *testing.T, edit ...func(*options)) *fixture {
@@ -69,8 +71,10 @@ func newFixture(t *testing.T, edit ...func(*options)) *fixture {
 	logs := &testutil.SyncBuffer{}
 	h := server.NewServer(server.Config{
 		Service: svc, Verifier: key.Verifier(), Metrics: reg, MaxBodyBytes: o.maxBody,
-		Logger:    slog.New(slog.NewJSONHandler(logs, nil)),
-		Readiness: append([]server.ReadinessCheck{{Name: "store", Check: svc.Ping}}, o.readiness...),
+		Logger:              slog.New(slog.NewJSONHandler(logs, nil)),
+		Readiness:           append([]server.ReadinessCheck{{Name: "store", Check: svc.Ping}}, o.readiness...),
+		LinkedIdentityRules: o.rules,
+		LinkedIdentities:    o.links,
 	})
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
@@ -79,7 +83,12 @@ func newFixture(t *testing.T, edit ...func(*options)) *fixture {
 
 func (f *fixture) token(sub string, scopes ...string) string {
 	f.t.Helper()
-	tok, err := f.key.Sign(auth.TokenRequest{Subject: sub, ClientID: "test-app", Scopes: scopes, TTL: time.Hour})
+	return f.clientToken("test-app", sub, scopes...)
+}
+
+func (f *fixture) clientToken(client, sub string, scopes ...string) string {
+	f.t.Helper()
+	tok, err := f.key.Sign(auth.TokenRequest{Subject: sub, ClientID: client, Scopes: scopes, TTL: time.Hour})
 	if err != nil {
 		f.t.Fatal(err)
 	}

@@ -9,10 +9,11 @@ import (
 // routes registers the whole API. Patterns with a method win over the same
 // pattern without one, which therefore answers 405 for the other methods.
 func routes(mux *http.ServeMux, cfg Config) {
+	authn := authenticator{verifier: cfg.Verifier, rules: cfg.LinkedIdentityRules, links: cfg.LinkedIdentities}
 	mux.Handle("GET /user/{version}/attributes",
-		knownVersion(authenticate(cfg.Verifier, scopeRead, getAttributes(cfg.Service))))
+		knownVersion(authn.require(scopeRead, getAttributes(cfg.Service))))
 	mux.Handle("PUT /user/{version}/attributes",
-		knownVersion(authenticate(cfg.Verifier, scopeWrite, putAttributes(cfg.Service, cfg.MaxBodyBytes))))
+		knownVersion(authn.require(scopeWrite, putAttributes(cfg.Service, cfg.MaxBodyBytes))))
 	mux.Handle("/user/{version}/attributes", knownVersion(methodNotAllowed("GET, HEAD, PUT")))
 
 	mux.Handle("GET /health/liveness", liveness())

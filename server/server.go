@@ -20,6 +20,9 @@ type Config struct {
 	Metrics      *prometheus.Registry
 	MaxBodyBytes int64
 	Readiness    []ReadinessCheck
+	// LinkedIdentityRules, when not empty, need LinkedIdentities.
+	LinkedIdentityRules LinkedIdentityRules
+	LinkedIdentities    LinkedIdentities
 }
 
 // NewServer returns the handler of the whole API.

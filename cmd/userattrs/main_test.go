@@ -16,11 +16,17 @@ import (
 	"testing"
 	"time"
 
+	"github.com/userattrs/userattrs/internal/kctest"
 	"github.com/userattrs/userattrs/internal/pgtest"
 	"github.com/userattrs/userattrs/internal/testutil"
 )
 
-func TestMain(m *testing.M) { pgtest.Main(m) }
+func TestMain(m *testing.M) {
+	code := m.Run()
+	pgtest.Cleanup()
+	kctest.Cleanup()
+	os.Exit(code)
+}
 
 var (
 	buildOnce sync.Once

@@ -19,45 +19,105 @@ import (
 	"github.com/userattrs/userattrs/auth"
 	"github.com/userattrs/userattrs/metrics"
 	"github.com/userattrs/userattrs/server"
+	"github.com/userattrs/userattrs/store/keycloak"
 	"github.com/userattrs/userattrs/store/postgres"
 	"github.com/userattrs/userattrs/store/sqlite"
 )
 
 type serveConfig struct {
 	addr            string
-	store           string
-	oidcIssuer      string
-	oidcAudience    string
+	store           storeConfig
+	auth            authConfig
 	maxBodyBytes    int64
 	readOnly        string
 	hidden          string
-	dev             bool
-	dataDir         string
 	limits          userattrs.Limits
-	postgresConns   int
-	autoMigrate     bool
-	storeTimeout    time.Duration
 	shutdownTimeout time.Duration
 	logLevel        slog.Level
+}
+
+// storeConfig names the store and how to reach it; serve and migrate share
+// it.
+type storeConfig struct {
+	spec                 string
+	timeout              time.Duration
+	postgresConns        int
+	autoMigrate          bool
+	keycloakURL          string
+	keycloakRealm        string
+	keycloakClientID     string
+	keycloakClientSecret string
+}
+
+type authConfig struct {
+	dev                       bool
+	dataDir                   string
+	oidcIssuer                string
+	oidcAudience              string
+	introspectionURL          string
+	introspectionClientID     string
+	introspectionClientSecret string
+	introspectionCacheTTL     time.Duration
+	requireLinked             linkRules
+	linkedClaim               string
+}
+
+// linkRules is the repeatable --require-linked-identity CLIENT=PROVIDER; in
+// the environment, the rules are comma-separated.
+type linkRules server.LinkedIdentityRules
+
+func (l *linkRules) String() string { return "" }
+
+func (l *linkRules) Set(v string) error {
+	if *l == nil {
+		*l = linkRules{}
+	}
+	for _, rule := range commaList(v) {
+		client, provider, ok := strings.Cut(rule, "=")
+		if !ok || client == "" || provider == "" {
+			return errors.New("want CLIENT=PROVIDER")
+		}
+		(*l)[client] = provider
+	}
+	return nil
+}
+
+func (c *storeConfig) flags(fs *flag.FlagSet) {
+	fs.StringVar(&c.spec, "store", "sqlite:data/userattrs.db", "where attributes are kept: sqlite:PATH, postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=..., or keycloak")
+	fs.DurationVar(&c.timeout, "store-timeout", 5*time.Second, "bound on one store operation; slower is 503")
+	fs.IntVar(&c.postgresConns, "postgres-max-conns", postgres.DefaultMaxConns, "size of the PostgreSQL connection pool")
+	fs.BoolVar(&c.autoMigrate, "auto-migrate", true, "apply pending schema migrations at start (else: userattrs migrate)")
+	fs.StringVar(&c.keycloakURL, "keycloak-url", "", "base URL of Keycloak, with --store keycloak")
+	fs.StringVar(&c.keycloakRealm, "keycloak-realm", "", "the realm of the users, with --store keycloak")
+	fs.StringVar(&c.keycloakClientID, "keycloak-client-id", "", "client whose service account reads and writes users")
+	fs.StringVar(&c.keycloakClientSecret, "keycloak-client-secret", "", "its secret (prefer USERATTRS_KEYCLOAK_CLIENT_SECRET)")
+}
+
+func (c *authConfig) flags(fs *flag.FlagSet) {
+	fs.BoolVar(&c.dev, "dev", false, "development mode: trust tokens of the local development key (never in production)")
+	fs.StringVar(&c.dataDir, "data-dir", "data", "directory of the development key")
+	fs.StringVar(&c.oidcIssuer, "oidc-issuer", "", "issuer URL of the OIDC provider whose JWT access tokens are accepted")
+	fs.StringVar(&c.oidcAudience, "oidc-audience", "", "when set, tokens must name this audience in aud")
+	fs.StringVar(&c.introspectionURL, "introspection-url", "", "RFC 7662 endpoint that checks tokens that are not JWTs (all tokens without --oidc-issuer)")
+	fs.StringVar(&c.introspectionClientID, "introspection-client-id", "", "client the service introspects as")
+	fs.StringVar(&c.introspectionClientSecret, "introspection-client-secret", "", "its secret (prefer USERATTRS_INTROSPECTION_CLIENT_SECRET)")
+	fs.DurationVar(&c.introspectionCacheTTL, "introspection-cache-ttl", 10*time.Second, "how long an introspection answer is reused (never past the token's expiry; 0: never)")
+	fs.Var(&c.requireLinked, "require-linked-identity", "CLIENT=PROVIDER: calls by CLIENT need a linked identity at PROVIDER (repeatable)")
+	fs.StringVar(&c.linkedClaim, "linked-identity-claim", "", "token claim listing the user's linked providers (stores other than Keycloak)")
 }
 
 func serveFlags(fs *flag.FlagSet) *serveConfig {
 	c := &serveConfig{}
 	fs.StringVar(&c.addr, "addr", ":8080", "address to listen on (with --dev: 127.0.0.1:8080)")
-	storeFlags(fs, &c.store, &c.postgresConns)
-	fs.BoolVar(&c.autoMigrate, "auto-migrate", true, "apply pending schema migrations at start (else: userattrs migrate)")
-	fs.StringVar(&c.oidcIssuer, "oidc-issuer", "", "issuer URL of the OIDC provider whose access tokens are accepted")
-	fs.StringVar(&c.oidcAudience, "oidc-audience", "", "when set, tokens must name this audience in aud")
+	c.store.flags(fs)
+	c.auth.flags(fs)
 	fs.Int64Var(&c.maxBodyBytes, "max-body-bytes", 64<<10, "largest accepted PUT body, in bytes")
 	fs.StringVar(&c.readOnly, "readonly-attributes", "", "comma-separated glob patterns of attributes clients may read but not write")
 	fs.StringVar(&c.hidden, "hidden-attributes", "", "comma-separated glob patterns of attributes clients may neither read nor write")
-	fs.BoolVar(&c.dev, "dev", false, "development mode: trust tokens of the local development key (never in production)")
-	fs.StringVar(&c.dataDir, "data-dir", "data", "directory of the development key")
 	fs.IntVar(&c.limits.MaxAttributes, "max-attributes", userattrs.DefaultLimits.MaxAttributes, "most attributes a user may have")
 	fs.IntVar(&c.limits.MaxKeyBytes, "max-key-bytes", userattrs.DefaultLimits.MaxKeyBytes, "longest attribute name, in bytes")
 	fs.IntVar(&c.limits.MaxValueBytes, "max-value-bytes", userattrs.DefaultLimits.MaxValueBytes, "longest attribute value, in bytes")
 	fs.IntVar(&c.limits.MaxValues, "max-values", userattrs.DefaultLimits.MaxValues, "most values of a multi-valued attribute")
-	fs.DurationVar(&c.storeTimeout, "store-timeout", 5*time.Second, "bound on one store operation; slower is 503")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 20*time.Second, "how long in-flight requests may take to finish on shutdown")
 	fs.TextVar(&c.logLevel, "log-level", slog.LevelInfo, "least level logged: debug, info, warn, error")
 	return c
@@ -71,8 +131,8 @@ func (c *serveConfig) validate() error {
 	if l.MaxAttributes < 1 || l.MaxKeyBytes < 1 || l.MaxValueBytes < 1 || l.MaxValues < 1 {
 		return errors.New("--max-attributes, --max-key-bytes, --max-value-bytes and --max-values must be positive")
 	}
-	if c.storeTimeout <= 0 || c.shutdownTimeout <= 0 {
-		return errors.New("--store-timeout and --shutdown-timeout must be positive")
+	if c.store.timeout <= 0 || c.shutdownTimeout <= 0 || c.auth.introspectionCacheTTL < 0 {
+		return errors.New("--store-timeout and --shutdown-timeout must be positive, --introspection-cache-ttl not negative")
 	}
 	return nil
 }
@@ -89,29 +149,39 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	if err := cfg.validate(); err != nil {
 		return err
 	}
-	if cfg.dev && !set["addr"] {
+	if cfg.auth.dev && !set["addr"] {
 		cfg.addr = "127.0.0.1:8080"
 	}
 	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.logLevel}))
 
-	verifier, readiness, err := newVerifier(ctx, cfg, logger)
+	verifier, readiness, err := newVerifier(ctx, &cfg.auth, logger)
 	if err != nil {
 		return err
 	}
-	policy, err := userattrs.NewPolicy(commaList(cfg.hidden), commaList(cfg.readOnly))
-	if err != nil {
-		return err
-	}
-
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	store, kind, err := openStore(ctx, cfg.store, cfg.postgresConns, cfg.autoMigrate)
+	store, kind, err := openStore(ctx, cfg.store)
 	if err != nil {
 		return err
 	}
 	defer store.Close()
+	links, err := linkedIdentities(&cfg.auth, store)
+	if err != nil {
+		return err
+	}
+	hidden := commaList(cfg.hidden)
+	if kind == "keycloak" {
+		// Profile fields are not attributes of this API, and federation
+		// attributes belong to Keycloak: neither is shown nor written.
+		hidden = append(hidden, keycloak.ProfileFields...)
+		hidden = append(hidden, keycloak.FederationAttributes...)
+	}
+	policy, err := userattrs.NewPolicy(hidden, commaList(cfg.readOnly))
+	if err != nil {
+		return err
+	}
 	svc := userattrs.NewService(metrics.InstrumentStore(store, kind, reg), userattrs.ServiceConfig{
-		Limits: cfg.limits, Policy: policy, StoreTimeout: cfg.storeTimeout,
+		Limits: cfg.limits, Policy: policy, StoreTimeout: cfg.store.timeout,
 	})
 	readiness = append([]server.ReadinessCheck{{Name: "store", Check: svc.Ping}}, readiness...)
 
@@ -119,6 +189,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		Handler: server.NewServer(server.Config{
 			Service: svc, Verifier: verifier, Logger: logger, Metrics: reg,
 			MaxBodyBytes: cfg.maxBodyBytes, Readiness: readiness,
+			LinkedIdentityRules: server.LinkedIdentityRules(cfg.auth.requireLinked), LinkedIdentities: links,
 		}),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       15 * time.Second,
@@ -150,14 +221,15 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	return nil
 }
 
-// newVerifier picks how tokens are checked: the development key with --dev,
-// the OIDC issuer otherwise. With neither, the service refuses to start: it
-// has no insecure default.
-func newVerifier(ctx context.Context, cfg *serveConfig, logger *slog.Logger) (server.TokenVerifier, []server.ReadinessCheck, error) {
-	switch {
-	case cfg.dev && cfg.oidcIssuer != "":
-		return nil, nil, errors.New("--dev and --oidc-issuer exclude each other: --dev trusts only the development key")
-	case cfg.dev:
+// newVerifier picks how tokens are checked: the development key with --dev;
+// otherwise JWTs against the OIDC issuer and other tokens by introspection,
+// as configured. With none of them the service refuses to start: it has no
+// insecure default.
+func newVerifier(ctx context.Context, cfg *authConfig, logger *slog.Logger) (server.TokenVerifier, []server.ReadinessCheck, error) {
+	if cfg.dev {
+		if cfg.oidcIssuer != "" || cfg.introspectionURL != "" {
+			return nil, nil, errors.New("--dev excludes --oidc-issuer and --introspection-url: it trusts only the development key")
+		}
 		key, err := auth.LoadOrCreateDevKey(cfg.dataDir)
 		if err != nil {
 			return nil, nil, err
@@ -165,53 +237,93 @@ func newVerifier(ctx context.Context, cfg *serveConfig, logger *slog.Logger) (se
 		logger.Warn("DEVELOPMENT MODE: trusting tokens signed by the development key in the data directory; never run this in production",
 			"data_dir", cfg.dataDir)
 		return key.Verifier(), nil, nil
-	case cfg.oidcIssuer != "":
-		v := auth.NewOIDC(auth.OIDCConfig{Issuer: cfg.oidcIssuer, Audience: cfg.oidcAudience})
+	}
+	if cfg.oidcIssuer == "" && cfg.introspectionURL == "" {
+		return nil, nil, errors.New("no token issuer configured: set --oidc-issuer (USERATTRS_OIDC_ISSUER) or --introspection-url, or use --dev to try the service locally")
+	}
+	var d auth.Dispatch
+	var readiness []server.ReadinessCheck
+	if cfg.oidcIssuer != "" {
+		d.JWT = auth.NewOIDC(auth.OIDCConfig{Issuer: cfg.oidcIssuer, Audience: cfg.oidcAudience, LinkedClaim: cfg.linkedClaim})
 		// Load the keys now so the first request does not wait for them; an
 		// issuer that is not up yet is retried on use and by readiness.
 		go func() {
-			if err := v.Ready(ctx); err != nil {
+			if err := d.JWT.Ready(ctx); err != nil {
 				logger.Warn("token issuer not reachable yet", "error", err.Error())
 			}
 		}()
-		return v, []server.ReadinessCheck{{Name: "token issuer", Check: v.Ready}}, nil
+		readiness = append(readiness, server.ReadinessCheck{Name: "token issuer", Check: d.JWT.Ready})
 	}
-	return nil, nil, errors.New("no token issuer configured: set --oidc-issuer (USERATTRS_OIDC_ISSUER), or use --dev to try the service locally")
+	if cfg.introspectionURL != "" {
+		d.Introspection = auth.NewIntrospector(auth.IntrospectionConfig{
+			URL: cfg.introspectionURL, ClientID: cfg.introspectionClientID, ClientSecret: cfg.introspectionClientSecret,
+			CacheTTL: cfg.introspectionCacheTTL, LinkedClaim: cfg.linkedClaim,
+		})
+	}
+	return d, readiness, nil
 }
 
-// storeFlags defines the flags that name and size the store, shared by
-// serve and migrate.
-func storeFlags(fs *flag.FlagSet, store *string, postgresConns *int) {
-	fs.StringVar(store, "store", "sqlite:data/userattrs.db", "where attributes are kept: sqlite:PATH or postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=...")
-	fs.IntVar(postgresConns, "postgres-max-conns", postgres.DefaultMaxConns, "size of the PostgreSQL connection pool")
+// keycloakLinks reads linked identities from Keycloak's federated identities
+// of the user.
+type keycloakLinks struct{ store *keycloak.Store }
+
+func (k keycloakLinks) LinkedProviders(ctx context.Context, id auth.Identity) ([]string, error) {
+	return k.store.LinkedProviders(ctx, id.Subject)
 }
 
-// openStore opens the store a --store value names and returns it with its
-// kind, which is safe to log where the value itself (a URL with a password)
-// is not.
-func openStore(ctx context.Context, spec string, postgresConns int, migrate bool) (userattrs.Store, string, error) {
-	if path, ok := strings.CutPrefix(spec, "sqlite:"); ok {
-		s, err := sqlite.Open(ctx, sqlite.Config{Path: path})
+// claimedLinks reads linked identities from the token's claim.
+type claimedLinks struct{}
+
+func (claimedLinks) LinkedProviders(_ context.Context, id auth.Identity) ([]string, error) {
+	return id.LinkedProviders, nil
+}
+
+// linkedIdentities picks where the linked identities of --require-linked-
+// identity come from: Keycloak itself with the Keycloak store, a token
+// claim otherwise.
+func linkedIdentities(cfg *authConfig, store userattrs.Store) (server.LinkedIdentities, error) {
+	if len(cfg.requireLinked) == 0 {
+		return nil, nil
+	}
+	if kc, ok := store.(*keycloak.Store); ok {
+		return keycloakLinks{kc}, nil
+	}
+	if cfg.linkedClaim == "" {
+		return nil, errors.New("--require-linked-identity needs the Keycloak store or --linked-identity-claim")
+	}
+	return claimedLinks{}, nil
+}
+
+// openStore opens the store the config names and returns it with its kind,
+// which is safe to log where the --store value itself (a URL with a
+// password) is not.
+func openStore(ctx context.Context, c storeConfig) (userattrs.Store, string, error) {
+	switch {
+	case strings.HasPrefix(c.spec, "sqlite:"):
+		s, err := sqlite.Open(ctx, sqlite.Config{Path: strings.TrimPrefix(c.spec, "sqlite:")})
 		return s, "sqlite", err
-	}
-	if strings.HasPrefix(spec, "postgres://") || strings.HasPrefix(spec, "postgresql://") {
-		s, err := postgres.Open(ctx, postgres.Config{URL: spec, MaxConns: int32(postgresConns), Migrate: migrate})
+	case strings.HasPrefix(c.spec, "postgres://"), strings.HasPrefix(c.spec, "postgresql://"):
+		s, err := postgres.Open(ctx, postgres.Config{URL: c.spec, MaxConns: int32(c.postgresConns), Migrate: c.autoMigrate})
 		return s, "postgres", err
+	case c.spec == "keycloak":
+		s, err := keycloak.Open(keycloak.Config{URL: c.keycloakURL, Realm: c.keycloakRealm,
+			ClientID: c.keycloakClientID, ClientSecret: c.keycloakClientSecret, Timeout: c.timeout})
+		return s, "keycloak", err
 	}
-	return nil, "", errors.New("unknown --store: use sqlite:PATH or postgres://...")
+	return nil, "", errors.New("unknown --store: use sqlite:PATH, postgres://... or keycloak")
 }
 
 // migrate applies the schema migrations of the store and exits, for
 // operators who run them apart from serving (serve --auto-migrate=false).
 func migrate(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("userattrs migrate", flag.ContinueOnError)
-	var spec string
-	var conns int
-	storeFlags(fs, &spec, &conns)
+	var c storeConfig
+	c.flags(fs)
 	if _, err := parseFlags(fs, args, getenv, stderr); err != nil {
 		return err
 	}
-	store, kind, err := openStore(ctx, spec, 2, true)
+	c.autoMigrate = true
+	store, kind, err := openStore(ctx, c)
 	if err != nil {
 		return err
 	}

@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -58,10 +59,15 @@ func Shared(tb testing.TB) *Keycloak {
 // it started: call it from TestMain.
 func Main(m *testing.M) {
 	code := m.Run()
+	Cleanup()
+	os.Exit(code)
+}
+
+// Cleanup stops the Keycloak these tests started, if any.
+func Cleanup() {
 	if shared != nil && shared.own {
 		shared.Down()
 	}
-	os.Exit(code)
 }
 
 func repoRoot() (string, error) {
@@ -91,12 +97,33 @@ func start() (*Keycloak, error) {
 		k.load(os.Getenv)
 		return k, nil
 	}
+	// Test binaries run in parallel, and each may stop and restart the
+	// Keycloak it started: they take turns holding it, the whole run long.
+	// The kernel drops the lock when the process ends, however it ends.
+	if err := lockKeycloak(); err != nil {
+		return nil, err
+	}
 	started, err := k.Up()
 	if err != nil {
 		return nil, err
 	}
 	k.own = started
 	return k, nil
+}
+
+var lockFile *os.File
+
+func lockKeycloak() error {
+	f, err := os.OpenFile(filepath.Join(os.TempDir(), "userattrs-keycloak.lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		return fmt.Errorf("lock Keycloak: %w", err)
+	}
+	lockFile = f
+	return nil
 }
 
 // Up starts Keycloak (again) and sets up the realm; it reports whether it

@@ -1,0 +1,263 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/userattrs/userattrs/internal/kctest"
+)
+
+const bothScopes = "user:attributes:read user:attributes:write"
+
+// startOnKeycloak runs the service on the Keycloak store, verifying the
+// realm's tokens, with the client secret from the environment as operators
+// should pass it.
+func startOnKeycloak(t *testing.T, kc *kctest.Keycloak, extra ...string) *process {
+	t.Helper()
+	args := append([]string{"--store", "keycloak", "--keycloak-url", kc.URL, "--keycloak-realm", kc.Realm,
+		"--keycloak-client-id", kc.ClientID, "--oidc-issuer", kc.Issuer()}, extra...)
+	return startServe(t, t.TempDir(), []string{"USERATTRS_KEYCLOAK_CLIENT_SECRET=" + kc.ClientSecret}, args...)
+}
+
+func keycloakUser(t *testing.T, kc *kctest.Keycloak, id string) map[string]any {
+	t.Helper()
+	status, body := kc.Admin(t, "GET", "/users/"+id, nil)
+	var rep map[string]any
+	if status != 200 || json.Unmarshal(body, &rep) != nil {
+		t.Fatalf("GET user from Keycloak: %d %s", status, body)
+	}
+	return rep
+}
+
+// The published example through the service lands on the Keycloak user,
+// whose profile stays as it was, and reads back through the service.
+func TestKeycloakEndToEnd(t *testing.T) {
+	kc := kctest.Shared(t)
+	p := startOnKeycloak(t, kc)
+	u := kc.NewUser(t)
+	tok, _ := kc.Token(t, u, "user:attributes:read", "user:attributes:write")
+	before := keycloakUser(t, kc, u.ID)
+
+	status, body := call(t, "PUT", p.url+"/user/2024-3/attributes", tok, `{"referred":"false","tos_accepted":"true"}`,
+		"Content-Type", "application/json")
+	if status != 204 {
+		t.Fatalf("PUT: %d %s", status, body)
+	}
+	after := keycloakUser(t, kc, u.ID)
+	for _, f := range []string{"username", "email", "firstName", "lastName"} {
+		if after[f] != before[f] || after[f] == nil {
+			t.Errorf("%s: %v before the PUT, %v after", f, before[f], after[f])
+		}
+	}
+	if attrs, _ := json.Marshal(after["attributes"]); string(attrs) != `{"referred":["false"],"tos_accepted":["true"]}` {
+		t.Errorf("attributes in Keycloak: %s", attrs)
+	}
+	status, body = call(t, "GET", p.url+"/user/2025-1/attributes", tok, "", "Accept", "application/vnd.api+json")
+	if status != 200 || body != `{"referred":"false","tos_accepted":"true"}` {
+		t.Fatalf("GET: %d %s", status, body)
+	}
+
+	// Profile fields are not attributes here: not writable, email untouched.
+	if status, _ := call(t, "PUT", p.url+"/user/2024-3/attributes", tok, `{"email":"mallory@example.com"}`); status != 403 {
+		t.Fatalf("PUT of email: %d", status)
+	}
+	if email := keycloakUser(t, kc, u.ID)["email"]; email != before["email"] {
+		t.Fatalf("email changed to %v", email)
+	}
+	if status, body := call(t, "PUT", p.url+"/user/2024-3/attributes", tok, `{"blank":""}`); status != 422 || !strings.Contains(body, `"pointer":"/blank"`) {
+		t.Fatalf("PUT of an empty value: %d %s", status, body)
+	}
+
+	readOnly, _ := kc.Token(t, u, "user:attributes:read")
+	if status, _ := call(t, "PUT", p.url+"/user/2024-3/attributes", readOnly, `{"a":"1"}`); status != 403 {
+		t.Fatalf("PUT with only the read scope: %d", status)
+	}
+
+	// Merges of one user at the same moment through one instance lose
+	// nothing.
+	const writers, each = 6, 5
+	var wg sync.WaitGroup
+	errs := make(chan string, writers*each)
+	for w := range writers {
+		wg.Go(func() {
+			for i := range each {
+				key := fmt.Sprintf("c%d_%d", w, i)
+				if status, body := call(t, "PUT", p.url+"/user/2024-3/attributes", tok, `{"`+key+`":"v"}`); status != 204 {
+					errs <- fmt.Sprintf("%s: %d %s", key, status, body)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Error(e)
+	}
+	stored := keycloakUser(t, kc, u.ID)["attributes"].(map[string]any)
+	for w := range writers {
+		for i := range each {
+			if _, ok := stored[fmt.Sprintf("c%d_%d", w, i)]; !ok {
+				t.Errorf("key c%d_%d lost", w, i)
+			}
+		}
+	}
+
+	// A token whose user is gone from Keycloak: 404.
+	kc.Admin(t, "DELETE", "/users/"+u.ID, nil)
+	if status, body := call(t, "GET", p.url+"/user/2025-1/attributes", tok, ""); status != 404 || !strings.Contains(body, "not-found") {
+		t.Fatalf("GET for a deleted user: %d %s", status, body)
+	}
+}
+
+// Introspection accepts an active token and refuses it once its session is
+// logged out; an introspection endpoint that fails is 503, never 200.
+func TestKeycloakIntrospection(t *testing.T) {
+	kc := kctest.Shared(t)
+	introspect := kc.Issuer() + "/protocol/openid-connect/token/introspect"
+	p := startServe(t, t.TempDir(), []string{"USERATTRS_INTROSPECTION_CLIENT_SECRET=" + kc.ClientSecret},
+		"--store", "sqlite:"+t.TempDir()+"/u.db", "--introspection-url", introspect,
+		"--introspection-client-id", kc.ClientID, "--introspection-cache-ttl", "0")
+	u := kc.NewUser(t)
+	tok, refresh := kc.Token(t, u, "user:attributes:read", "user:attributes:write")
+	if status, body := call(t, "PUT", p.url+"/user/2024-3/attributes", tok, `{"a":"1"}`); status != 204 {
+		t.Fatalf("PUT with an active token: %d %s", status, body)
+	}
+	if status, body := call(t, "GET", p.url+"/user/2025-1/attributes", tok, ""); status != 200 || body != `{"a":"1"}` {
+		t.Fatalf("GET with an active token: %d %s", status, body)
+	}
+	kc.Logout(t, refresh)
+	status, body := call(t, "GET", p.url+"/user/2025-1/attributes", tok, "")
+	if status != 401 || !strings.Contains(body, "invalid-token") {
+		t.Fatalf("GET with a revoked token: %d %s", status, body)
+	}
+
+	// A session deleted by an administrator revokes its tokens too.
+	tok2, _ := kc.Token(t, u, "user:attributes:read")
+	if status, _ := call(t, "GET", p.url+"/user/2025-1/attributes", tok2, ""); status != 200 {
+		t.Fatalf("GET with a new token: %d", status)
+	}
+	if status, body := kc.Admin(t, "POST", "/users/"+u.ID+"/logout", nil); status != 204 {
+		t.Fatalf("admin logout: %d %s", status, body)
+	}
+	if status, _ := call(t, "GET", p.url+"/user/2025-1/attributes", tok2, ""); status != 401 {
+		t.Fatalf("GET after the sessions were deleted: %d", status)
+	}
+
+	down := startServe(t, t.TempDir(), nil, "--store", "sqlite:"+t.TempDir()+"/u.db",
+		"--introspection-url", "http://127.0.0.1:1/introspect", "--introspection-client-id", "x")
+	tok3, _ := kc.Token(t, u, "user:attributes:read")
+	if status, body := call(t, "GET", down.url+"/user/2025-1/attributes", tok3, ""); status != 503 || !strings.Contains(body, "store-unavailable") {
+		t.Fatalf("GET with the introspection endpoint down: %d %s", status, body)
+	}
+}
+
+// A client configured to need a linked identity is refused for a user
+// without one, and served once the link exists in Keycloak.
+func TestKeycloakLinkedIdentity(t *testing.T) {
+	kc := kctest.Shared(t)
+	p := startOnKeycloak(t, kc, "--require-linked-identity", kc.AppClientID+"="+kc.IDPAlias)
+	u := kc.NewUser(t)
+	tok, _ := kc.Token(t, u, "user:attributes:read", "user:attributes:write")
+	status, body := call(t, "GET", p.url+"/user/2025-1/attributes", tok, "")
+	if status != 401 || !strings.Contains(body, `"code":"missing-linked-identity"`) ||
+		!strings.Contains(body, `"title":"Missing linked identity for authorized access"`) {
+		t.Fatalf("GET without a linked identity: %d %s", status, body)
+	}
+	if status, _ := call(t, "PUT", p.url+"/user/2024-3/attributes", tok, `{"a":"1"}`); status != 401 {
+		t.Fatalf("PUT without a linked identity: %d", status)
+	}
+	if status, body := kc.Admin(t, "POST", "/users/"+u.ID+"/federated-identity/"+kc.IDPAlias,
+		map[string]string{"identityProvider": kc.IDPAlias, "userId": "partner-" + u.ID, "userName": u.Username}); status != 204 {
+		t.Fatalf("link: %d %s", status, body)
+	}
+	if status, body := call(t, "GET", p.url+"/user/2025-1/attributes", tok, ""); status != 200 {
+		t.Fatalf("GET with a linked identity: %d %s", status, body)
+	}
+}
+
+// Keycloak frozen, then stopped: the service answers 503 within its store
+// timeout and is not ready; when Keycloak is back it serves again without a
+// restart.
+func TestKeycloakOutage(t *testing.T) {
+	kc := kctest.Shared(t)
+	if !kc.CanRestart() {
+		t.Skip("KEYCLOAK_URL names a Keycloak these tests cannot stop")
+	}
+	p := startOnKeycloak(t, kc, "--store-timeout", "2s")
+	u := kc.NewUser(t)
+	tok, _ := kc.Token(t, u, bothScopes)
+	if status, _ := call(t, "PUT", p.url+"/user/2024-3/attributes", tok, `{"a":"1"}`); status != 204 {
+		t.Fatalf("PUT: %d", status)
+	}
+
+	expectOutage := func(what string) {
+		t.Helper()
+		start := time.Now()
+		status, body := call(t, "GET", p.url+"/user/2025-1/attributes", tok, "")
+		if status != 503 || !strings.Contains(body, "store-unavailable") {
+			t.Fatalf("GET with Keycloak %s: %d %s", what, status, body)
+		}
+		if d := time.Since(start); d > 4*time.Second {
+			t.Fatalf("GET with Keycloak %s took %s", what, d)
+		}
+		if status, _ := call(t, "GET", p.url+"/health/readiness", "", ""); status != 503 {
+			t.Fatalf("readiness with Keycloak %s: %d", what, status)
+		}
+	}
+	waitReady := func() {
+		t.Helper()
+		deadline := time.Now().Add(60 * time.Second)
+		for {
+			if status, _ := call(t, "GET", p.url+"/health/readiness", "", ""); status == 200 {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("not ready after Keycloak came back\n%s", p.logs.String())
+			}
+			time.Sleep(250 * time.Millisecond)
+		}
+	}
+
+	if err := kc.Signal("STOP"); err != nil {
+		t.Fatal(err)
+	}
+	expectOutage("frozen")
+	if err := kc.Signal("CONT"); err != nil {
+		t.Fatal(err)
+	}
+	waitReady()
+	if status, body := call(t, "GET", p.url+"/user/2025-1/attributes", tok, ""); status != 200 || body != `{"a":"1"}` {
+		t.Fatalf("GET after Keycloak thawed: %d %s", status, body)
+	}
+
+	if err := kc.Down(); err != nil {
+		t.Fatal(err)
+	}
+	expectOutage("stopped")
+	if _, err := kc.Up(); err != nil {
+		t.Fatal(err)
+	}
+	waitReady()
+	// Keycloak's database is in memory: the restarted realm has new users,
+	// new signing keys and no sessions, which the service must adapt to.
+	fresh := kc.NewUser(t)
+	tok, _ = kc.Token(t, fresh, bothScopes)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		status, body := call(t, "PUT", p.url+"/user/2024-3/attributes", tok, `{"after":"restart"}`)
+		if status == 204 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("PUT after Keycloak restarted: %d %s", status, body)
+		}
+		time.Sleep(time.Second)
+	}
+	if status, body := call(t, "GET", p.url+"/user/2025-1/attributes", tok, ""); status != 200 || body != `{"after":"restart"}` {
+		t.Fatalf("GET after Keycloak restarted: %d %s", status, body)
+	}
+}
