@@ -4,6 +4,7 @@
 #   scripts/keycloak.sh up     fetch (once), start and set up Keycloak; print
 #                              export lines for `eval`
 #   scripts/keycloak.sh down   stop it
+#   scripts/keycloak.sh fetch  only fetch and unpack the distribution
 #
 # Keycloak comes from Maven Central (org.keycloak:keycloak-quarkus-dist),
 # cached outside the repository, and runs `start-dev` with an in-memory
@@ -185,8 +186,9 @@ down() {
 }
 
 case "${1:-}" in
+  fetch) fetch ;;
   up) up ;;
   down) down ;;
   env) print_env ;;
-  *) echo "usage: $0 up|down|env" >&2; exit 2 ;;
+  *) echo "usage: $0 up|down|env|fetch" >&2; exit 2 ;;
 esac

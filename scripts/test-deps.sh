@@ -1,25 +1,38 @@
 #!/usr/bin/env bash
 # Makes sure the machine has what the test suite needs beyond Go: the
-# PostgreSQL server binaries, from which the tests start their own cluster.
-# On a fresh machine it installs them from Debian's packages.
+# PostgreSQL server binaries, from which the tests start their own cluster,
+# and Keycloak, fetched from Maven Central, which the tests start
+# themselves (with a JDK 21 or later). On a fresh machine it installs what
+# is missing from Debian's packages.
 set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+
+apt_install() {
+  if [ "$(id -u)" != 0 ]; then
+    echo "test-deps: install $* (Debian packages)" >&2
+    exit 1
+  fi
+  echo "test-deps: installing $*" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
 
 have_postgres() {
   command -v pg_ctl >/dev/null 2>&1 || compgen -G "/usr/lib/postgresql/*/bin/pg_ctl" >/dev/null
 }
 
 if ! have_postgres; then
-  if [ "$(id -u)" != 0 ]; then
-    echo "test-deps: PostgreSQL server binaries are missing; install the 'postgresql' package" >&2
-    exit 1
-  fi
-  echo "test-deps: installing PostgreSQL server binaries" >&2
   # The tests run their own cluster: keep the package from creating and
   # starting a system one.
-  mkdir -p /etc/postgresql-common
-  [ -f /etc/postgresql-common/createcluster.conf ] ||
-    echo "create_main_cluster = false" > /etc/postgresql-common/createcluster.conf
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends postgresql >/dev/null
+  if [ "$(id -u)" = 0 ]; then
+    mkdir -p /etc/postgresql-common
+    [ -f /etc/postgresql-common/createcluster.conf ] ||
+      echo "create_main_cluster = false" > /etc/postgresql-common/createcluster.conf
+  fi
+  apt_install postgresql
 fi
+
+command -v mvn >/dev/null 2>&1 || apt_install maven
+command -v curl >/dev/null 2>&1 || apt_install curl
+"$here/keycloak.sh" fetch
