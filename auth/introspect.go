@@ -4,13 +4,11 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"time"
 
 	"golang.org/x/sync/singleflight"
@@ -27,69 +25,48 @@ type IntrospectionConfig struct {
 	// expiry; a revoked token is refused at the latest this long after its
 	// revocation. Zero disables the cache.
 	CacheTTL time.Duration
-	// MaxCacheEntries bounds the cache (default 10000).
+	// MaxCacheEntries bounds the cache (default 100000).
 	MaxCacheEntries int
 	// LinkedClaim, when set, names the claim of the introspection answer
 	// that lists the identity providers the user has linked identities at.
 	LinkedClaim string
 }
 
-// Introspector checks tokens at an RFC 7662 introspection endpoint.
+// Introspector checks tokens at an RFC 7662 introspection endpoint. Put it
+// behind a Cache (NewIntrospector does) so that a token is not introspected
+// on every request.
 type Introspector struct {
 	cfg     IntrospectionConfig
 	flights singleflight.Group
-	cache   *tokenCache
 	now     func() time.Time
 }
 
-// NewIntrospector returns an Introspector for cfg.
-func NewIntrospector(cfg IntrospectionConfig) *Introspector {
+// NewIntrospector returns a verifier that introspects tokens, remembering
+// accepted ones for cfg.CacheTTL (never past their expiry).
+func NewIntrospector(cfg IntrospectionConfig) Verifier {
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = &http.Client{Timeout: 5 * time.Second}
 	}
-	if cfg.MaxCacheEntries <= 0 {
-		cfg.MaxCacheEntries = 10000
+	in := &Introspector{cfg: cfg, now: time.Now}
+	if cfg.CacheTTL <= 0 {
+		return in
 	}
-	return &Introspector{cfg: cfg, cache: newTokenCache(cfg.MaxCacheEntries), now: time.Now}
+	return NewCache(in, CacheConfig{TTL: cfg.CacheTTL, MaxEntries: cfg.MaxCacheEntries})
 }
 
-type cached struct {
-	id    Identity
-	err   error // ErrInvalidToken for an inactive token
-	until time.Time
-}
-
-// Verify introspects token, or reuses a recent answer for it. An inactive
-// token is ErrInvalidToken; an endpoint that fails is ErrUnavailable.
+// Verify introspects token. An inactive token is ErrInvalidToken; an
+// endpoint that fails is ErrUnavailable. Concurrent requests with one token
+// share one introspection.
 func (in *Introspector) Verify(ctx context.Context, token string) (Identity, error) {
 	key := sha256.Sum256([]byte(token))
-	now := in.now()
-	if c, ok := in.cache.get(key, now); ok {
-		return c.id, c.err
-	}
-	// Concurrent requests with one token share one introspection.
 	v, err, _ := in.flights.Do(string(key[:]), func() (any, error) {
-		id, err := in.introspect(ctx, token)
-		if err != nil && !isInvalid(err) {
-			return nil, err
-		}
-		c := cached{id: id, err: err, until: now.Add(in.cfg.CacheTTL)}
-		if err == nil && id.Expiry.Before(c.until) {
-			c.until = id.Expiry
-		}
-		if in.cfg.CacheTTL > 0 {
-			in.cache.put(key, c, now)
-		}
-		return c, nil
+		return in.introspect(ctx, token)
 	})
 	if err != nil {
 		return Identity{}, err
 	}
-	c := v.(cached)
-	return c.id, c.err
+	return v.(Identity), nil
 }
-
-func isInvalid(err error) bool { return errors.Is(err, ErrInvalidToken) }
 
 type introspection struct {
 	Active    bool        `json:"active"`
@@ -177,52 +154,11 @@ func claimList(claims map[string]json.RawMessage, name string) ([]string, error)
 	return list, err
 }
 
-// tokenCache holds introspection answers by token hash, bounded in size.
-type tokenCache struct {
-	mu      sync.Mutex
-	max     int
-	entries map[[sha256.Size]byte]cached
-}
-
-func newTokenCache(max int) *tokenCache {
-	return &tokenCache{max: max, entries: map[[sha256.Size]byte]cached{}}
-}
-
-func (c *tokenCache) get(key [sha256.Size]byte, now time.Time) (cached, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	e, ok := c.entries[key]
-	if !ok || !now.Before(e.until) {
-		return cached{}, false
-	}
-	return e, true
-}
-
-func (c *tokenCache) put(key [sha256.Size]byte, e cached, now time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if len(c.entries) >= c.max {
-		for k, old := range c.entries {
-			if !now.Before(old.until) {
-				delete(c.entries, k)
-			}
-		}
-		// Still full: drop arbitrary entries; they are only a cache.
-		for k := range c.entries {
-			if len(c.entries) < c.max {
-				break
-			}
-			delete(c.entries, k)
-		}
-	}
-	c.entries[key] = e
-}
-
 // Dispatch checks JWTs with a local verifier and every other token by
 // introspection; either may be nil when not configured.
 type Dispatch struct {
-	JWT           *JWTVerifier
-	Introspection *Introspector
+	JWT           Verifier
+	Introspection Verifier
 }
 
 // Verify picks how token is checked by its form.

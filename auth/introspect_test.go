@@ -57,7 +57,7 @@ func (e *introspectionEndpoint) set(token string, answer map[string]any) {
 	e.tokens[token] = answer
 }
 
-func (e *introspectionEndpoint) introspector(ttl time.Duration) *auth.Introspector {
+func (e *introspectionEndpoint) introspector(ttl time.Duration) auth.Verifier {
 	return auth.NewIntrospector(auth.IntrospectionConfig{URL: e.srv.URL, ClientID: "svc", ClientSecret: "s3cret",
 		CacheTTL: ttl, LinkedClaim: "linked"})
 }

@@ -31,10 +31,11 @@ const (
 // fixture is the whole HTTP surface over a real SQLite store, trusting
 // tokens of a development key the test holds.
 type fixture struct {
-	t    *testing.T
-	url  string
-	key  *auth.DevKey
-	logs *testutil.SyncBuffer
+	t       *testing.T
+	handler http.Handler
+	url     string
+	key     *auth.DevKey
+	logs    *testutil.SyncBuffer
 }
 
 type options struct {
@@ -70,7 +71,7 @@ func newFixture(t *testing.T, edit ...func(*options)) *fixture {
 		userattrs.ServiceConfig{Limits: o.limits, Policy: o.policy, StoreTimeout: 2 * time.Second})
 	logs := &testutil.SyncBuffer{}
 	h := server.NewServer(server.Config{
-		Service: svc, Verifier: key.Verifier(), Metrics: reg, MaxBodyBytes: o.maxBody,
+		Service: svc, Verifier: auth.NewCache(key.Verifier(), auth.CacheConfig{}), Metrics: reg, MaxBodyBytes: o.maxBody,
 		Logger:              slog.New(slog.NewJSONHandler(logs, nil)),
 		Readiness:           append([]server.ReadinessCheck{{Name: "store", Check: svc.Ping}}, o.readiness...),
 		LinkedIdentityRules: o.rules,
@@ -78,7 +79,7 @@ func newFixture(t *testing.T, edit ...func(*options)) *fixture {
 	})
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
-	return &fixture{t: t, url: srv.URL, key: key, logs: logs}
+	return &fixture{t: t, handler: h, url: srv.URL, key: key, logs: logs}
 }
 
 func (f *fixture) token(sub string, scopes ...string) string {

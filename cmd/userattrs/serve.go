@@ -236,7 +236,7 @@ func newVerifier(ctx context.Context, cfg *authConfig, logger *slog.Logger) (ser
 		}
 		logger.Warn("DEVELOPMENT MODE: trusting tokens signed by the development key in the data directory; never run this in production",
 			"data_dir", cfg.dataDir)
-		return key.Verifier(), nil, nil
+		return auth.NewCache(key.Verifier(), auth.CacheConfig{}), nil, nil
 	}
 	if cfg.oidcIssuer == "" && cfg.introspectionURL == "" {
 		return nil, nil, errors.New("no token issuer configured: set --oidc-issuer (USERATTRS_OIDC_ISSUER) or --introspection-url, or use --dev to try the service locally")
@@ -244,15 +244,17 @@ func newVerifier(ctx context.Context, cfg *authConfig, logger *slog.Logger) (ser
 	var d auth.Dispatch
 	var readiness []server.ReadinessCheck
 	if cfg.oidcIssuer != "" {
-		d.JWT = auth.NewOIDC(auth.OIDCConfig{Issuer: cfg.oidcIssuer, Audience: cfg.oidcAudience, LinkedClaim: cfg.linkedClaim})
+		jwt := auth.NewOIDC(auth.OIDCConfig{Issuer: cfg.oidcIssuer, Audience: cfg.oidcAudience, LinkedClaim: cfg.linkedClaim})
 		// Load the keys now so the first request does not wait for them; an
 		// issuer that is not up yet is retried on use and by readiness.
 		go func() {
-			if err := d.JWT.Ready(ctx); err != nil {
+			if err := jwt.Ready(ctx); err != nil {
 				logger.Warn("token issuer not reachable yet", "error", err.Error())
 			}
 		}()
-		readiness = append(readiness, server.ReadinessCheck{Name: "token issuer", Check: d.JWT.Ready})
+		readiness = append(readiness, server.ReadinessCheck{Name: "token issuer", Check: jwt.Ready})
+		// A token seen before costs a hash instead of a signature check.
+		d.JWT = auth.NewCache(jwt, auth.CacheConfig{})
 	}
 	if cfg.introspectionURL != "" {
 		d.Introspection = auth.NewIntrospector(auth.IntrospectionConfig{

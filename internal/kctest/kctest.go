@@ -45,7 +45,7 @@ var (
 // except under CI=true, where it fails.
 func Shared(tb testing.TB) *Keycloak {
 	tb.Helper()
-	once.Do(func() { shared, sharedErr = start() })
+	once.Do(func() { shared, sharedErr = Start() })
 	if sharedErr != nil {
 		if os.Getenv("CI") != "true" && strings.Contains(sharedErr.Error(), "no JDK") {
 			tb.Skipf("kctest: %v", sharedErr)
@@ -87,7 +87,9 @@ func repoRoot() (string, error) {
 	}
 }
 
-func start() (*Keycloak, error) {
+// Start returns the Keycloak the KEYCLOAK_* variables describe, or starts
+// one with scripts/keycloak.sh; Cleanup or Down stops one it started.
+func Start() (*Keycloak, error) {
 	root, err := repoRoot()
 	if err != nil {
 		return nil, err
@@ -186,27 +188,48 @@ func (k *Keycloak) Issuer() string { return k.URL + "/realms/" + k.Realm }
 
 var client = &http.Client{Timeout: 30 * time.Second}
 
-func (k *Keycloak) tokenRequest(tb testing.TB, realm string, form url.Values) map[string]any {
-	tb.Helper()
+func (k *Keycloak) tokenRequest(realm string, form url.Values) (map[string]any, error) {
 	resp, err := client.PostForm(k.URL+"/realms/"+realm+"/protocol/openid-connect/token", form)
 	if err != nil {
-		tb.Fatalf("kctest: token: %v", err)
+		return nil, fmt.Errorf("token: %w", err)
 	}
 	defer resp.Body.Close()
 	var out map[string]any
 	body, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode != 200 || json.Unmarshal(body, &out) != nil {
-		tb.Fatalf("kctest: token: %d %s", resp.StatusCode, body)
+		return nil, fmt.Errorf("token: %d %s", resp.StatusCode, body)
 	}
-	return out
+	return out, nil
 }
 
-// Admin calls the Admin API of the test realm as the bootstrap admin and
-// returns the status and body.
-func (k *Keycloak) Admin(tb testing.TB, method, path string, body any) (int, []byte) {
-	tb.Helper()
-	tok := k.tokenRequest(tb, "master", url.Values{"grant_type": {"password"}, "client_id": {"admin-cli"},
-		"username": {k.AdminUser}, "password": {k.AdminPassword}})["access_token"].(string)
+// AdminToken returns an access token of the bootstrap admin.
+func (k *Keycloak) AdminToken() (string, error) {
+	out, err := k.tokenRequest("master", url.Values{"grant_type": {"password"}, "client_id": {"admin-cli"},
+		"username": {k.AdminUser}, "password": {k.AdminPassword}})
+	if err != nil {
+		return "", err
+	}
+	return out["access_token"].(string), nil
+}
+
+// ServiceToken returns an access token of the service account, by client
+// credentials.
+func (k *Keycloak) ServiceToken() (string, error) {
+	out, err := k.tokenRequest(k.Realm, url.Values{"grant_type": {"client_credentials"},
+		"client_id": {k.ClientID}, "client_secret": {k.ClientSecret}})
+	if err != nil {
+		return "", err
+	}
+	return out["access_token"].(string), nil
+}
+
+// AdminCall calls the Admin API of the test realm as the bootstrap admin
+// and returns the status and body.
+func (k *Keycloak) AdminCall(method, path string, body any) (int, []byte, error) {
+	tok, err := k.AdminToken()
+	if err != nil {
+		return 0, nil, err
+	}
 	var r io.Reader
 	if body != nil {
 		b, _ := json.Marshal(body)
@@ -217,11 +240,21 @@ func (k *Keycloak) Admin(tb testing.TB, method, path string, body any) (int, []b
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := client.Do(req)
 	if err != nil {
-		tb.Fatalf("kctest: admin %s %s: %v", method, path, err)
+		return 0, nil, fmt.Errorf("admin %s %s: %w", method, path, err)
 	}
 	defer resp.Body.Close()
 	data, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, data
+	return resp.StatusCode, data, nil
+}
+
+// Admin is AdminCall for tests.
+func (k *Keycloak) Admin(tb testing.TB, method, path string, body any) (int, []byte) {
+	tb.Helper()
+	status, data, err := k.AdminCall(method, path, body)
+	if err != nil {
+		tb.Fatalf("kctest: %v", err)
+	}
+	return status, data
 }
 
 // User is a test user in the realm.
@@ -229,38 +262,59 @@ type User struct {
 	ID, Username, Password string
 }
 
-// NewUser creates a user with a profile (names and email) and a password,
-// and deletes it when the test ends.
-func (k *Keycloak) NewUser(tb testing.TB) User {
-	tb.Helper()
+// CreateUser creates a user with a profile (names and email), a password
+// and the realm's default roles.
+func (k *Keycloak) CreateUser() (User, error) {
 	u := User{Username: "user-" + xid.New().String()}
 	u.Password = u.Username + "-password"
-	status, body := k.Admin(tb, "POST", "/users", map[string]any{
+	status, body, err := k.AdminCall("POST", "/users", map[string]any{
 		"username": u.Username, "enabled": true, "emailVerified": true,
 		"email": u.Username + "@example.com", "firstName": "First " + u.Username, "lastName": "Last",
 		"credentials": []map[string]any{{"type": "password", "value": u.Password, "temporary": false}},
 	})
-	if status != http.StatusCreated {
-		tb.Fatalf("kctest: create user: %d %s", status, body)
+	if err != nil || status != http.StatusCreated {
+		return u, fmt.Errorf("create user: %d %s %v", status, body, err)
 	}
-	status, body = k.Admin(tb, "GET", "/users?exact=true&username="+u.Username, nil)
+	status, body, err = k.AdminCall("GET", "/users?exact=true&username="+u.Username, nil)
 	var found []struct{ ID string }
-	if status != 200 || json.Unmarshal(body, &found) != nil || len(found) != 1 {
-		tb.Fatalf("kctest: find user: %d %s", status, body)
+	if err != nil || status != 200 || json.Unmarshal(body, &found) != nil || len(found) != 1 {
+		return u, fmt.Errorf("find user: %d %s %v", status, body, err)
 	}
 	u.ID = found[0].ID
+	return u, nil
+}
+
+// NewUser is CreateUser for tests: it deletes the user when the test ends.
+func (k *Keycloak) NewUser(tb testing.TB) User {
+	tb.Helper()
+	u, err := k.CreateUser()
+	if err != nil {
+		tb.Fatalf("kctest: %v", err)
+	}
 	tb.Cleanup(func() { k.Admin(tb, "DELETE", "/users/"+u.ID, nil) })
 	return u
 }
 
-// Token returns an access token of the app client for the user, with the
-// given scopes, by the password grant; and the refresh token, for logout.
-func (k *Keycloak) Token(tb testing.TB, u User, scopes ...string) (access, refresh string) {
-	tb.Helper()
-	out := k.tokenRequest(tb, k.Realm, url.Values{"grant_type": {"password"},
+// PasswordToken returns an access token of the app client for the user,
+// with the given scopes, by the password grant; and the refresh token.
+func (k *Keycloak) PasswordToken(u User, scopes ...string) (access, refresh string, err error) {
+	out, err := k.tokenRequest(k.Realm, url.Values{"grant_type": {"password"},
 		"client_id": {k.AppClientID}, "client_secret": {k.AppClientSecret},
 		"username": {u.Username}, "password": {u.Password}, "scope": {"openid " + strings.Join(scopes, " ")}})
-	return out["access_token"].(string), out["refresh_token"].(string)
+	if err != nil {
+		return "", "", err
+	}
+	return out["access_token"].(string), out["refresh_token"].(string), nil
+}
+
+// Token is PasswordToken for tests.
+func (k *Keycloak) Token(tb testing.TB, u User, scopes ...string) (access, refresh string) {
+	tb.Helper()
+	access, refresh, err := k.PasswordToken(u, scopes...)
+	if err != nil {
+		tb.Fatalf("kctest: %v", err)
+	}
+	return access, refresh
 }
 
 // Logout ends the session of a refresh token, which revokes its access

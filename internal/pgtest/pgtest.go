@@ -53,7 +53,7 @@ var (
 // always tests against a real server.
 func Shared(tb testing.TB) *Server {
 	tb.Helper()
-	once.Do(func() { shared, sharedErr = start() })
+	once.Do(func() { shared, sharedErr = Start() })
 	if sharedErr != nil {
 		if os.Getenv("CI") != "true" && strings.Contains(sharedErr.Error(), "no PostgreSQL server binaries") {
 			tb.Skipf("pgtest: %v (set %s or install PostgreSQL)", sharedErr, EnvURL)
@@ -65,13 +65,22 @@ func Shared(tb testing.TB) *Server {
 
 // Cleanup stops and removes the shared cluster, if one was started.
 func Cleanup() {
-	if shared != nil && shared.own {
-		shared.pgctl("stop", "-m", "immediate")
-		os.RemoveAll(shared.dir)
+	if shared != nil {
+		shared.Close()
 	}
 }
 
-func start() (*Server, error) {
+// Close stops and removes a cluster Start started.
+func (s *Server) Close() {
+	if s.own {
+		s.pgctl("stop", "-m", "immediate")
+		os.RemoveAll(s.dir)
+	}
+}
+
+// Start returns the server named by USERATTRS_TEST_POSTGRES, or starts a
+// cluster of its own.
+func Start() (*Server, error) {
 	if url := os.Getenv(EnvURL); url != "" {
 		return &Server{URL: url}, nil
 	}
@@ -179,22 +188,31 @@ func (s *Server) Start() error {
 // do not see each other's data.
 func (s *Server) NewDatabase(tb testing.TB) string {
 	tb.Helper()
+	url, err := s.CreateSchema()
+	if err != nil {
+		tb.Fatalf("pgtest: %v", err)
+	}
+	return url
+}
+
+// CreateSchema creates an empty schema and returns the URL that uses it.
+func (s *Server) CreateSchema() (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	conn, err := pgx.Connect(ctx, s.URL)
 	if err != nil {
-		tb.Fatalf("pgtest: connect: %v", err)
+		return "", fmt.Errorf("connect: %w", err)
 	}
 	defer conn.Close(ctx)
 	schema := "test_" + xid.New().String()
 	if _, err := conn.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
-		tb.Fatalf("pgtest: create schema: %v", err)
+		return "", fmt.Errorf("create schema: %w", err)
 	}
 	sep := "?"
 	if strings.Contains(s.URL, "?") {
 		sep = "&"
 	}
-	return s.URL + sep + "search_path=" + schema
+	return s.URL + sep + "search_path=" + schema, nil
 }
 
 // Main runs the tests of a package that uses Shared and removes the cluster

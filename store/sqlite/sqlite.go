@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/pressly/goose/v3"
@@ -28,10 +29,35 @@ var migrations embed.FS
 
 // Store keeps attributes in a SQLite database in WAL mode: one connection
 // writes, a pool of connections reads beside it.
+//
+// Writes are group-committed: one goroutine owns the write connection and
+// applies every merge waiting for it in one transaction, so that concurrent
+// writers share one fsync instead of each waiting for its own.
 type Store struct {
-	write *sql.DB
-	read  *sql.DB
+	write   *sql.DB
+	read    *sql.DB
+	get     *sql.Stmt // on the read pool
+	merges  chan *merge
+	stopped chan struct{}
+	closed  sync.Once
 }
+
+// merge is one Update waiting for the writer.
+type merge struct {
+	user   string
+	update func(userattrs.Attributes) (userattrs.Attributes, error)
+	done   chan error
+}
+
+// maxBatch bounds how many merges share one transaction.
+const maxBatch = 128
+
+const (
+	selectAttributes = "SELECT attributes FROM user_attributes WHERE user_id = ?"
+	deleteAttributes = "DELETE FROM user_attributes WHERE user_id = ?"
+	upsertAttributes = `INSERT INTO user_attributes (user_id, attributes, updated_at) VALUES (?, ?, ?)
+		ON CONFLICT (user_id) DO UPDATE SET attributes = excluded.attributes, updated_at = excluded.updated_at`
+)
 
 var _ userattrs.Store = (*Store)(nil)
 
@@ -92,6 +118,14 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	read.SetMaxOpenConns(cfg.Readers)
 	read.SetMaxIdleConns(cfg.Readers)
 	s.read = read
+	if s.get, err = read.PrepareContext(ctx, selectAttributes); err != nil {
+		s.read.Close()
+		write.Close()
+		return nil, fmt.Errorf("sqlite: prepare: %w", mapError(err))
+	}
+	s.merges = make(chan *merge, maxBatch)
+	s.stopped = make(chan struct{})
+	go s.writer()
 	return s, nil
 }
 
@@ -110,9 +144,16 @@ func (s *Store) migrate(ctx context.Context) error {
 	return nil
 }
 
-// Close closes both connection pools.
+// Close stops the writer once the merges it has are done, and closes both
+// connection pools. No Update may be called after Close.
 func (s *Store) Close() error {
-	return errors.Join(s.read.Close(), s.write.Close())
+	var err error
+	s.closed.Do(func() {
+		close(s.merges)
+		<-s.stopped
+		err = errors.Join(s.get.Close(), s.read.Close(), s.write.Close())
+	})
+	return err
 }
 
 // Ping checks that the database answers a query.
@@ -124,61 +165,136 @@ func (s *Store) Ping(ctx context.Context) error {
 	return nil
 }
 
-type queryer interface {
-	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
-}
-
-func load(ctx context.Context, q queryer, user string) ([]byte, error) {
-	var column []byte
-	err := q.QueryRowContext(ctx, "SELECT attributes FROM user_attributes WHERE user_id = ?", user).Scan(&column)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, nil
-	}
-	return column, mapError(err)
-}
-
 // Get returns the attributes of user; a user never written has none.
 func (s *Store) Get(ctx context.Context, user string) (userattrs.Attributes, error) {
-	column, err := load(ctx, s.read, user)
+	column, err := load(s.get.QueryRowContext(ctx, user))
 	if err != nil {
 		return nil, err
 	}
 	return sqlstore.Decode(column)
 }
 
-// Update runs update inside one IMMEDIATE transaction and returns once the
-// commit is on disk.
+func load(row *sql.Row) ([]byte, error) {
+	var column []byte
+	err := row.Scan(&column)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	return column, mapError(err)
+}
+
+// Update hands the merge to the writer and returns once the transaction
+// that applied it is committed and on disk.
 func (s *Store) Update(ctx context.Context, user string, update func(userattrs.Attributes) (userattrs.Attributes, error)) error {
-	tx, err := s.write.BeginTx(ctx, nil)
-	if err != nil {
-		return mapError(err)
+	m := &merge{user: user, update: update, done: make(chan error, 1)}
+	select {
+	case s.merges <- m:
+	case <-ctx.Done():
+		return mapError(ctx.Err())
 	}
-	defer tx.Rollback()
-	if err := sqlstore.Apply(ctx, row{tx}, user, update); err != nil {
+	select {
+	case err := <-m.done:
 		return err
+	case <-ctx.Done():
+		// The merge may still be committed: a timeout promises nothing
+		// either way, only a 204 does.
+		return mapError(ctx.Err())
 	}
-	return mapError(tx.Commit())
 }
 
-// row is a user's row inside a write transaction. The transaction began
-// IMMEDIATE and holds the database's write lock, which is what keeps other
-// writers out between the load and the save.
-type row struct{ tx *sql.Tx }
-
-func (r row) LoadForUpdate(ctx context.Context, user string) ([]byte, error) {
-	return load(ctx, r.tx, user)
+// writer applies merges until the channel closes: it takes the first one
+// waiting and every other already queued, up to maxBatch, and commits them
+// together.
+func (s *Store) writer() {
+	defer close(s.stopped)
+	batch := make([]*merge, 0, maxBatch)
+	for m := range s.merges {
+		batch = append(batch[:0], m)
+	fill:
+		for len(batch) < maxBatch {
+			select {
+			case next, ok := <-s.merges:
+				if !ok {
+					break fill
+				}
+				batch = append(batch, next)
+			default:
+				break fill
+			}
+		}
+		s.commit(batch)
+	}
 }
 
-func (r row) Save(ctx context.Context, user string, column []byte, empty bool) error {
+// commit applies a batch in one IMMEDIATE transaction. A merge whose
+// updater refuses (limits, If-Match) gets its error and changes nothing;
+// the others are acknowledged only after the commit. A database error fails
+// the whole batch, since its transaction is rolled back.
+func (s *Store) commit(batch []*merge) {
+	// The batch outlives any one request: no request's context may cancel
+	// the others' merges.
+	ctx := context.Background()
+	results := make([]error, len(batch))
+	err := func() error {
+		tx, err := s.write.BeginTx(ctx, nil)
+		if err != nil {
+			return mapError(err)
+		}
+		defer tx.Rollback()
+		row := &batchRow{tx: tx, pending: map[string][]byte{}}
+		for i, m := range batch {
+			err := sqlstore.Apply(ctx, row, m.user, m.update)
+			if row.failed != nil {
+				return row.failed
+			}
+			results[i] = err
+		}
+		return mapError(tx.Commit())
+	}()
+	for i, m := range batch {
+		if err != nil {
+			m.done <- err
+		} else {
+			m.done <- results[i]
+		}
+	}
+}
+
+// batchRow is a user's row inside the writer's transaction: a user merged
+// twice in one batch sees the batch's own first write. The transaction
+// began IMMEDIATE and holds the database's write lock, which keeps every
+// other writer out.
+type batchRow struct {
+	tx      *sql.Tx
+	pending map[string][]byte // attributes column written in this batch; nil when deleted
+	failed  error             // a database error, which aborts the batch
+}
+
+func (r *batchRow) LoadForUpdate(ctx context.Context, user string) ([]byte, error) {
+	if column, ok := r.pending[user]; ok {
+		return column, nil
+	}
+	column, err := load(r.tx.QueryRowContext(ctx, selectAttributes, user))
+	if err != nil {
+		r.failed = err
+	}
+	return column, err
+}
+
+func (r *batchRow) Save(ctx context.Context, user string, column []byte, empty bool) error {
 	var err error
 	if empty {
-		_, err = r.tx.ExecContext(ctx, "DELETE FROM user_attributes WHERE user_id = ?", user)
+		_, err = r.tx.ExecContext(ctx, deleteAttributes, user)
+		column = nil
 	} else {
-		_, err = r.tx.ExecContext(ctx, `INSERT INTO user_attributes (user_id, attributes, updated_at) VALUES (?, ?, ?)
-			ON CONFLICT (user_id) DO UPDATE SET attributes = excluded.attributes, updated_at = excluded.updated_at`,
-			user, column, time.Now().UnixMilli())
+		_, err = r.tx.ExecContext(ctx, upsertAttributes, user, column, time.Now().UnixMilli())
 	}
-	return mapError(err)
+	if err != nil {
+		r.failed = mapError(err)
+		return r.failed
+	}
+	r.pending[user] = column
+	return nil
 }
 
 // mapError reports a database that is busy, locked or gone as

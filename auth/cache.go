@@ -1,0 +1,120 @@
+package auth
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"sync"
+	"time"
+	"unsafe"
+)
+
+// Verifier checks a bearer token and returns the identity it carries.
+type Verifier interface {
+	Verify(ctx context.Context, token string) (Identity, error)
+}
+
+// CacheConfig bounds a Cache.
+type CacheConfig struct {
+	// TTL is the longest an identity is reused; zero means until the token
+	// expires. An entry never outlives its token.
+	TTL time.Duration
+	// MaxEntries bounds the cache (default 100000).
+	MaxEntries int
+}
+
+// Cache remembers the identities of tokens a verifier accepted, by a
+// SHA-256 of the token, so that a token seen again costs a hash and a map
+// lookup instead of a signature check or an introspection. Refusals are not
+// kept: a token is accepted from the cache only after the verifier accepted
+// it once.
+type Cache struct {
+	next   Verifier
+	ttl    time.Duration
+	now    func() time.Time
+	shards [cacheShards]cacheShard
+}
+
+const cacheShards = 32
+
+type cacheShard struct {
+	mu      sync.RWMutex
+	max     int
+	entries map[[sha256.Size]byte]cacheEntry
+}
+
+type cacheEntry struct {
+	id    Identity
+	until time.Time
+}
+
+// NewCache returns next behind a cache.
+func NewCache(next Verifier, cfg CacheConfig) *Cache {
+	if cfg.MaxEntries <= 0 {
+		cfg.MaxEntries = 100000
+	}
+	c := &Cache{next: next, ttl: cfg.TTL, now: time.Now}
+	for i := range c.shards {
+		c.shards[i] = cacheShard{max: max(cfg.MaxEntries/cacheShards, 1), entries: map[[sha256.Size]byte]cacheEntry{}}
+	}
+	return c
+}
+
+// Verify returns the identity of token from the cache, or from the verifier
+// behind it.
+func (c *Cache) Verify(ctx context.Context, token string) (Identity, error) {
+	key := sha256.Sum256(bytesOf(token))
+	shard := &c.shards[binary.LittleEndian.Uint32(key[:4])%cacheShards]
+	now := c.now()
+	shard.mu.RLock()
+	e, ok := shard.entries[key]
+	shard.mu.RUnlock()
+	if ok && now.Before(e.until) {
+		return e.id, nil
+	}
+	id, err := c.next.Verify(ctx, token)
+	if err != nil {
+		return id, err
+	}
+	until := id.Expiry
+	if c.ttl > 0 && now.Add(c.ttl).Before(until) {
+		until = now.Add(c.ttl)
+	}
+	shard.put(key, cacheEntry{id: id, until: until}, now)
+	return id, nil
+}
+
+func (s *cacheShard) put(key [sha256.Size]byte, e cacheEntry, now time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.entries) >= s.max {
+		for k, old := range s.entries {
+			if !now.Before(old.until) {
+				delete(s.entries, k)
+			}
+		}
+		// Still full: drop arbitrary entries; they are only a cache.
+		for k := range s.entries {
+			if len(s.entries) < s.max {
+				break
+			}
+			delete(s.entries, k)
+		}
+	}
+	s.entries[key] = e
+}
+
+// Len reports how many identities the cache holds.
+func (c *Cache) Len() int {
+	n := 0
+	for i := range c.shards {
+		c.shards[i].mu.RLock()
+		n += len(c.shards[i].entries)
+		c.shards[i].mu.RUnlock()
+	}
+	return n
+}
+
+// bytesOf is token without a copy: hashing neither keeps nor changes it, and
+// a copy per request is what this cache exists to avoid.
+func bytesOf(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)) }

@@ -1,0 +1,335 @@
+// Command bench measures, in one run on this machine, what a call of the
+// attributes API costs: the speed limit of a Go HTTP server (a bare handler
+// on the same routes), userattrs on each store with real verified tokens,
+// and what a client would call instead (Keycloak's Account API, and a direct
+// Admin API read). It prints one table and writes the results as JSON and
+// as a PNG chart into the results folder.
+//
+//	go run ./bench [-duration 10s] [-warmup 3s] [-conns 1,32] [-stores sqlite,postgres,keycloak]
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	vegeta "github.com/tsenart/vegeta/v12/lib"
+)
+
+// Result is one measured scenario at one connection count.
+type Result struct {
+	Target     string        `json:"target"` // what was measured, e.g. "userattrs sqlite"
+	Method     string        `json:"method"`
+	Conns      int           `json:"connections"`
+	Requests   uint64        `json:"requests"`
+	RPS        float64       `json:"requests_per_second"` // successful requests per second
+	P50        time.Duration `json:"p50_ns"`
+	P99        time.Duration `json:"p99_ns"`
+	Errors     uint64        `json:"errors"`
+	RatioLimit float64       `json:"ratio_to_limit,omitempty"`
+	PeakRSSMiB float64       `json:"peak_rss_mib,omitempty"` // of the measured userattrs process
+}
+
+// Report is what a run writes.
+type Report struct {
+	Date     time.Time `json:"date"`
+	Cores    int       `json:"cores"`
+	Duration string    `json:"duration"`
+	Warmup   string    `json:"warmup"`
+	Users    int       `json:"users"`
+	Notes    []string  `json:"notes,omitempty"`
+	Results  []Result  `json:"results"`
+}
+
+type config struct {
+	duration, warmup time.Duration
+	conns            []int
+	users, kcUsers   int
+	stores           map[string]bool
+	out              string
+}
+
+func main() {
+	var c config
+	var conns, stores string
+	flag.DurationVar(&c.duration, "duration", 10*time.Second, "how long each measurement runs")
+	flag.DurationVar(&c.warmup, "warmup", 3*time.Second, "warm-up before each target, not measured")
+	flag.StringVar(&conns, "conns", "1,32", "connection counts")
+	flag.IntVar(&c.users, "users", 1000, "users (one token each) for the SQL stores")
+	flag.IntVar(&c.kcUsers, "keycloak-users", 100, "users (one token each) created in Keycloak")
+	flag.StringVar(&stores, "stores", "sqlite,postgres,keycloak", "stores to measure, where available")
+	flag.StringVar(&c.out, "out", "results", "folder for the JSON and PNG results")
+	flag.Parse()
+	for _, s := range strings.Split(conns, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n < 1 {
+			fatal(fmt.Errorf("-conns: %q", s))
+		}
+		c.conns = append(c.conns, n)
+	}
+	c.stores = map[string]bool{}
+	for _, s := range strings.Split(stores, ",") {
+		c.stores[strings.TrimSpace(s)] = true
+	}
+	if err := run(c); err != nil {
+		fatal(err)
+	}
+}
+
+func fatal(err error) {
+	fmt.Fprintln(os.Stderr, "bench:", err)
+	os.Exit(1)
+}
+
+func logf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "bench: "+format+"\n", args...)
+}
+
+// bench holds a run's state.
+type bench struct {
+	config
+	tmp     string
+	bins    map[string]string
+	report  Report
+	cleanup []func()
+}
+
+func run(c config) error {
+	tmp, err := os.MkdirTemp("", "userattrs-bench-")
+	if err != nil {
+		return err
+	}
+	b := &bench{config: c, tmp: tmp, bins: map[string]string{}}
+	defer func() {
+		for i := len(b.cleanup) - 1; i >= 0; i-- {
+			b.cleanup[i]()
+		}
+		os.RemoveAll(tmp)
+	}()
+	b.report = Report{Date: time.Now().UTC(), Cores: runtime.NumCPU(), Duration: c.duration.String(),
+		Warmup: c.warmup.String(), Users: c.users}
+
+	for name, pkg := range map[string]string{"userattrs": "./cmd/userattrs", "bare": "./bench/bare"} {
+		b.bins[name] = filepath.Join(tmp, name)
+		if out, err := exec.Command("go", "build", "-o", b.bins[name], pkg).CombinedOutput(); err != nil {
+			return fmt.Errorf("build %s: %w\n%s", pkg, err, out)
+		}
+	}
+
+	if err := b.measureLimit(); err != nil {
+		return err
+	}
+	if c.stores["sqlite"] {
+		if err := b.measureSQL("sqlite", "sqlite:"+filepath.Join(tmp, "bench.db")); err != nil {
+			return err
+		}
+	}
+	if c.stores["postgres"] {
+		if err := b.measurePostgres(); err != nil {
+			b.note("postgres: not measured: %v", err)
+		}
+	}
+	if c.stores["keycloak"] {
+		if err := b.measureKeycloak(); err != nil {
+			b.note("keycloak: not measured: %v", err)
+		}
+	}
+	b.ratios()
+	printTable(os.Stdout, b.report)
+	return b.write()
+}
+
+func (b *bench) note(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	logf("%s", msg)
+	b.report.Notes = append(b.report.Notes, msg)
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// server is a process under measurement.
+type server struct {
+	cmd *exec.Cmd
+	url string
+}
+
+// start runs a server binary with args on a free port and waits until it
+// answers its liveness route.
+func (b *bench) start(bin string, env []string, args ...string) (*server, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	cmd := exec.Command(bin, append(args, "--addr", addr)...)
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stderr = io.Discard
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	s := &server{cmd: cmd, url: "http://" + addr}
+	b.cleanup = append(b.cleanup, func() { s.stop() })
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		resp, err := http.Get(s.url + "/health/liveness")
+		if err == nil {
+			resp.Body.Close()
+			return s, nil
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("%s did not start", filepath.Base(bin))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func (s *server) stop() {
+	if s.cmd.ProcessState == nil {
+		s.cmd.Process.Signal(syscall.SIGTERM)
+		s.cmd.Wait()
+	}
+}
+
+// rssMiB reads the resident memory of a process.
+func rssMiB(pid int) float64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
+			kb, _ := strconv.ParseFloat(f[1], 64)
+			return kb / 1024
+		}
+	}
+	return 0
+}
+
+// attack sends targets round robin over conns connections as fast as the
+// server answers, for d, and returns vegeta's metrics and the peak RSS of
+// the process pid (0: not watched).
+func attack(targets []vegeta.Target, conns int, d time.Duration, pid int) (vegeta.Metrics, float64) {
+	var next atomic.Uint64
+	targeter := func(t *vegeta.Target) error {
+		*t = targets[(next.Add(1)-1)%uint64(len(targets))]
+		return nil
+	}
+	attacker := vegeta.NewAttacker(
+		vegeta.Workers(uint64(conns)), vegeta.MaxWorkers(uint64(conns)),
+		vegeta.Connections(conns), vegeta.MaxConnections(conns),
+		vegeta.KeepAlive(true), vegeta.Timeout(10*time.Second))
+	var peak atomic.Uint64
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if pid > 0 {
+		go func() {
+			for ctx.Err() == nil {
+				if rss := uint64(rssMiB(pid) * 1024); rss > peak.Load() {
+					peak.Store(rss)
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+		}()
+	}
+	var m vegeta.Metrics
+	for res := range attacker.Attack(targeter, vegeta.Rate{Freq: 0}, d, "") {
+		m.Add(res)
+	}
+	m.Close()
+	return m, float64(peak.Load()) / 1024
+}
+
+// measure warms a target up, then measures it at every connection count.
+func (b *bench) measure(target, method string, targets []vegeta.Target, pid int) {
+	logf("%s %s: warm-up", target, method)
+	attack(targets, b.conns[len(b.conns)-1], b.warmup, 0)
+	for _, conns := range b.conns {
+		m, peak := attack(targets, conns, b.duration, pid)
+		success := uint64(float64(m.Requests)*m.Success + 0.5)
+		r := Result{Target: target, Method: method, Conns: conns, Requests: m.Requests, RPS: m.Throughput,
+			P50: m.Latencies.P50, P99: m.Latencies.P99, Errors: m.Requests - success, PeakRSSMiB: peak}
+		if len(m.Errors) > 0 {
+			logf("%s %s: errors, e.g. %s", target, method, m.Errors[0])
+		}
+		logf("%s %s, %d conns: %.0f req/s, p50 %s, p99 %s, %d errors", target, method, conns, r.RPS, r.P50, r.P99, r.Errors)
+		b.report.Results = append(b.report.Results, r)
+	}
+}
+
+// ratios relates every result to the bare handler's at the same method and
+// connection count.
+func (b *bench) ratios() {
+	limit := map[string]float64{}
+	for _, r := range b.report.Results {
+		if r.Target == limitTarget {
+			limit[r.Method+strconv.Itoa(r.Conns)] = r.RPS
+		}
+	}
+	for i, r := range b.report.Results {
+		if l := limit[r.Method+strconv.Itoa(r.Conns)]; l > 0 {
+			b.report.Results[i].RatioLimit = r.RPS / l
+		}
+	}
+}
+
+func (b *bench) write() error {
+	if err := os.MkdirAll(b.out, 0o755); err != nil {
+		return err
+	}
+	stamp := b.report.Date.Format("20060102-150405")
+	data, err := json.MarshalIndent(b.report, "", "  ")
+	if err != nil {
+		return err
+	}
+	jsonPath := filepath.Join(b.out, "bench-"+stamp+".json")
+	if err := os.WriteFile(jsonPath, data, 0o644); err != nil {
+		return err
+	}
+	pngPath := filepath.Join(b.out, "bench-"+stamp+".png")
+	if err := chart(b.report, pngPath); err != nil {
+		return err
+	}
+	logf("wrote %s and %s", jsonPath, pngPath)
+	return nil
+}
+
+func printTable(w io.Writer, r Report) {
+	fmt.Fprintf(w, "\n%d cores, %s, %s per measurement after %s warm-up\n\n", r.Cores, r.Date.Format(time.RFC3339), r.Duration, r.Warmup)
+	fmt.Fprintf(w, "| %-32s | %-6s | %5s | %10s | %9s | %9s | %6s | %8s | %8s |\n", "target", "method", "conns", "req/s", "p50", "p99", "errors", "vs limit", "RSS MiB")
+	fmt.Fprintf(w, "|%s|%s|%s|%s|%s|%s|%s|%s|%s|\n", strings.Repeat("-", 34), strings.Repeat("-", 8), strings.Repeat("-", 7),
+		strings.Repeat("-", 12), strings.Repeat("-", 11), strings.Repeat("-", 11), strings.Repeat("-", 8), strings.Repeat("-", 10), strings.Repeat("-", 10))
+	for _, x := range r.Results {
+		ratio, rss := "", ""
+		if x.RatioLimit > 0 {
+			ratio = fmt.Sprintf("%.2f", x.RatioLimit)
+		}
+		if x.PeakRSSMiB > 0 {
+			rss = fmt.Sprintf("%.1f", x.PeakRSSMiB)
+		}
+		fmt.Fprintf(w, "| %-32s | %-6s | %5d | %10.0f | %9s | %9s | %6d | %8s | %8s |\n", x.Target, x.Method, x.Conns, x.RPS,
+			x.P50.Round(time.Microsecond), x.P99.Round(time.Microsecond), x.Errors, ratio, rss)
+	}
+	for _, n := range r.Notes {
+		fmt.Fprintf(w, "\nnote: %s", n)
+	}
+	fmt.Fprintln(w)
+}

@@ -1,0 +1,173 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"time"
+
+	vegeta "github.com/tsenart/vegeta/v12/lib"
+
+	"github.com/userattrs/userattrs/auth"
+	"github.com/userattrs/userattrs/internal/kctest"
+	"github.com/userattrs/userattrs/internal/pgtest"
+)
+
+const limitTarget = "limit: bare net/http"
+
+// attributeTargets are the GET and PUT requests of users, one token each.
+// Every user's PUTs alternate between two bodies, so that each one changes
+// the attributes and the store really writes.
+func attributeTargets(base string, tokens []string) (get, put []vegeta.Target) {
+	bodies := [][]byte{
+		[]byte(`{"theme":"dark","tos_accepted":"true","referred":"false"}`),
+		[]byte(`{"theme":"light","tos_accepted":"true","referred":"false"}`),
+	}
+	for round := range 2 {
+		for _, tok := range tokens {
+			h := http.Header{"Authorization": {"Bearer " + tok}}
+			if round == 0 {
+				get = append(get, vegeta.Target{Method: "GET", URL: base + "/user/2025-1/attributes", Header: h})
+			}
+			ph := h.Clone()
+			ph.Set("Content-Type", "application/json")
+			put = append(put, vegeta.Target{Method: "PUT", URL: base + "/user/2024-3/attributes", Header: ph, Body: bodies[round]})
+		}
+	}
+	return get, put
+}
+
+func (b *bench) measureLimit() error {
+	s, err := b.start(b.bins["bare"], nil)
+	if err != nil {
+		return err
+	}
+	defer s.stop()
+	get, put := attributeTargets(s.url, make([]string, b.users))
+	b.measure(limitTarget, "GET", get, 0)
+	b.measure(limitTarget, "PUT", put, 0)
+	return nil
+}
+
+// measureSQL measures userattrs on a SQL store, with development tokens
+// that the service verifies like any other JWT.
+func (b *bench) measureSQL(kind, store string) error {
+	dir := filepath.Join(b.tmp, kind)
+	key, err := auth.LoadOrCreateDevKey(dir)
+	if err != nil {
+		return err
+	}
+	tokens := make([]string, b.users)
+	for i := range tokens {
+		if tokens[i], err = key.Sign(auth.TokenRequest{Subject: fmt.Sprintf("user-%04d", i), ClientID: "bench",
+			Scopes: []string{"user:attributes:read", "user:attributes:write"}, TTL: 2 * time.Hour}); err != nil {
+			return err
+		}
+	}
+	s, err := b.start(b.bins["userattrs"], nil, "serve", "--dev", "--data-dir", dir, "--store", store, "--log-level", "warn")
+	if err != nil {
+		return err
+	}
+	defer s.stop()
+	get, put := attributeTargets(s.url, tokens)
+	b.measure("userattrs "+kind, "PUT", put, s.cmd.Process.Pid) // PUT first: GET then reads real rows
+	b.measure("userattrs "+kind, "GET", get, s.cmd.Process.Pid)
+	return nil
+}
+
+func (b *bench) measurePostgres() error {
+	pg, err := pgtest.Start()
+	if err != nil {
+		return err
+	}
+	b.cleanup = append(b.cleanup, pg.Close)
+	url, err := pg.CreateSchema()
+	if err != nil {
+		return err
+	}
+	return b.measureSQL("postgres", url)
+}
+
+// measureKeycloak measures userattrs on the Keycloak store against what a
+// client would call instead: Keycloak's Account API and a direct Admin API
+// read of the user.
+func (b *bench) measureKeycloak() error {
+	kc, err := kctest.Start()
+	if err != nil {
+		return err
+	}
+	b.cleanup = append(b.cleanup, kctest.Cleanup)
+	logf("keycloak: creating %d users", b.kcUsers)
+	var users []kctest.User
+	var tokens []string
+	for range b.kcUsers {
+		u, err := kc.CreateUser()
+		if err != nil {
+			return err
+		}
+		b.cleanup = append(b.cleanup, func() { kc.AdminCall("DELETE", "/users/"+u.ID, nil) })
+		tok, _, err := kc.PasswordToken(u, "user:attributes:read", "user:attributes:write")
+		if err != nil {
+			return err
+		}
+		users = append(users, u)
+		tokens = append(tokens, tok)
+	}
+	s, err := b.start(b.bins["userattrs"], []string{"USERATTRS_KEYCLOAK_CLIENT_SECRET=" + kc.ClientSecret},
+		"serve", "--store", "keycloak", "--keycloak-url", kc.URL, "--keycloak-realm", kc.Realm,
+		"--keycloak-client-id", kc.ClientID, "--oidc-issuer", kc.Issuer(), "--log-level", "warn")
+	if err != nil {
+		return err
+	}
+	defer s.stop()
+	get, put := attributeTargets(s.url, tokens)
+	b.measure("userattrs keycloak", "PUT", put, s.cmd.Process.Pid)
+	b.measure("userattrs keycloak", "GET", get, s.cmd.Process.Pid)
+
+	var account []vegeta.Target
+	for _, tok := range tokens {
+		account = append(account, vegeta.Target{Method: "GET", URL: kc.Issuer() + "/account",
+			Header: http.Header{"Authorization": {"Bearer " + tok}, "Accept": {"application/json"}}})
+	}
+	if err := check(account[0], 200); err != nil {
+		return fmt.Errorf("account API: %w", err)
+	}
+	b.measure("keycloak account API", "GET", account, 0)
+
+	svcToken, err := kc.ServiceToken()
+	if err != nil {
+		return err
+	}
+	var admin []vegeta.Target
+	for _, u := range users {
+		admin = append(admin, vegeta.Target{Method: "GET", URL: kc.URL + "/admin/realms/" + kc.Realm + "/users/" + u.ID,
+			Header: http.Header{"Authorization": {"Bearer " + svcToken}, "Accept": {"application/json"}}})
+	}
+	if err := check(admin[0], 200); err != nil {
+		return fmt.Errorf("admin API: %w", err)
+	}
+	b.measure("keycloak admin API user read", "GET", admin, 0)
+	return nil
+}
+
+// check sends one target and wants status: a peer that answers errors
+// would be measured fast for the wrong reason.
+func check(t vegeta.Target, status int) error {
+	req, err := t.Request()
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	var body json.RawMessage
+	json.NewDecoder(resp.Body).Decode(&body)
+	if resp.StatusCode != status {
+		return fmt.Errorf("%s %s: %d %s", t.Method, t.URL, resp.StatusCode, strings.TrimSpace(string(body)))
+	}
+	return nil
+}
