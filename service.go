@@ -73,6 +73,7 @@ type Service struct {
 	limits  Limits
 	policy  Policy
 	timeout time.Duration
+	cache   *readCache // nil when off
 }
 
 // ServiceConfig configures a Service.
@@ -82,19 +83,30 @@ type ServiceConfig struct {
 	// StoreTimeout bounds every store operation; a store that takes longer
 	// is reported as ErrUnavailable. Zero means no bound.
 	StoreTimeout time.Duration
+	// ReadCache keeps recently read and written users in memory.
+	ReadCache ReadCacheConfig
 }
 
 // NewService returns a service that keeps attributes in store.
 func NewService(store Store, cfg ServiceConfig) *Service {
-	return &Service{store: store, limits: cfg.Limits, policy: cfg.Policy, timeout: cfg.StoreTimeout}
+	return &Service{store: store, limits: cfg.Limits, policy: cfg.Policy, timeout: cfg.StoreTimeout,
+		cache: newReadCache(cfg.ReadCache)}
 }
 
 // Limits returns the limits the service enforces.
 func (s *Service) Limits() Limits { return s.limits }
 
 // Get returns the attributes of user that clients may see, and the entity
-// tag of that representation.
+// tag of that representation. The caller must not modify the attributes.
 func (s *Service) Get(ctx context.Context, user string) (Attributes, string, error) {
+	var epoch uint64
+	if s.cache != nil {
+		e, ep, ok := s.cache.get(user, time.Now())
+		if ok {
+			return e.visible, e.etag, nil
+		}
+		epoch = ep
+	}
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
 	current, err := s.store.Get(ctx, user)
@@ -102,7 +114,11 @@ func (s *Service) Get(ctx context.Context, user string) (Attributes, string, err
 		return nil, "", s.storeError(ctx, err)
 	}
 	visible := s.policy.Visible(current)
-	return visible, visible.ETag(), nil
+	etag := visible.ETag()
+	if s.cache != nil {
+		s.cache.fill(user, epoch, visible, etag, time.Now())
+	}
+	return visible, etag, nil
 }
 
 // Merge applies patch to the attributes of user if the precondition holds
@@ -118,6 +134,8 @@ func (s *Service) Merge(ctx context.Context, user string, patch Patch, cond Prec
 	}
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
+	var result Attributes
+	var seq uint64
 	err := s.store.Update(ctx, user, func(current Attributes) (Attributes, error) {
 		if !cond.Holds(s.policy.Visible(current).ETag()) {
 			return nil, ErrPreconditionFailed
@@ -127,8 +145,25 @@ func (s *Service) Merge(ctx context.Context, user string, patch Patch, cond Prec
 		if err := s.limits.checkCount(patch, current, next); err != nil {
 			return nil, err
 		}
+		result = next
+		if s.cache != nil {
+			// The store runs the updaters of one user one at a time, in
+			// the order their writes land: the sequence orders them.
+			seq = s.cache.seq.Add(1)
+		}
 		return next, nil
 	})
+	if s.cache != nil {
+		switch {
+		case err == nil:
+			visible := s.policy.Visible(result)
+			s.cache.written(user, seq, visible, visible.ETag(), time.Now())
+		case result != nil:
+			// The store failed after the updater ran: the write may or may
+			// not have landed.
+			s.cache.forget(user)
+		}
+	}
 	return s.storeError(ctx, err)
 }
 

@@ -66,7 +66,7 @@ func (b *bench) measureSQL(kind, store string) error {
 			return err
 		}
 	}
-	s, err := b.start(b.bins["userattrs"], nil, "serve", "--dev", "--data-dir", dir, "--store", store, "--log-level", "warn")
+	s, err := b.start(b.bins["userattrs"], nil, "serve", "--dev", "--data-dir", dir, "--store", store)
 	if err != nil {
 		return err
 	}
@@ -117,7 +117,7 @@ func (b *bench) measureKeycloak() error {
 	}
 	s, err := b.start(b.bins["userattrs"], []string{"USERATTRS_KEYCLOAK_CLIENT_SECRET=" + kc.ClientSecret},
 		"serve", "--store", "keycloak", "--keycloak-url", kc.URL, "--keycloak-realm", kc.Realm,
-		"--keycloak-client-id", kc.ClientID, "--oidc-issuer", kc.Issuer(), "--log-level", "warn")
+		"--keycloak-client-id", kc.ClientID, "--oidc-issuer", kc.Issuer())
 	if err != nil {
 		return err
 	}

@@ -11,7 +11,7 @@ import (
 // read, policy, ETag, encoding, logging, metrics) for users seen before.
 func BenchmarkGet(b *testing.B) {
 	t := &testing.T{}
-	f := newFixture(t)
+	f := newFixture(t, func(o *options) { o.cache.Enabled = true })
 	f.t = t
 	h := f.handler
 	const users = 100

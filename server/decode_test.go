@@ -7,6 +7,8 @@ import (
 	"reflect"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/userattrs/userattrs"
 )
 
 // FuzzDecodePatch checks the body decoder against encoding/json: it accepts
@@ -97,4 +99,23 @@ func acceptable(v any) bool {
 		return true
 	}
 	return false
+}
+
+// FuzzEncodeAttributes checks the response encoder against encoding/json:
+// what it writes decodes to the same attributes, in the contract's shape,
+// and is byte for byte what encoding/json writes for that shape.
+func FuzzEncodeAttributes(f *testing.F) {
+	for _, s := range []string{"plain", "", `quote"`, `back\slash`, "ctl\x01", "<tag>&", "line\u2028sep", "ünï ☺", "\xe2\x82\xac"} {
+		f.Add("key", s, s+"2")
+	}
+	f.Fuzz(func(t *testing.T, key, v1, v2 string) {
+		if !utf8.ValidString(key) || !utf8.ValidString(v1) || !utf8.ValidString(v2) {
+			return // stored attributes are valid UTF-8
+		}
+		attrs := userattrs.Attributes{key: {v1}, key + "s": {v1, v2}}
+		want, _ := json.Marshal(map[string]any{key: v1, key + "s": []string{v1, v2}})
+		if got := encodeAttributes(attrs); string(got) != string(want) {
+			t.Fatalf("encodeAttributes = %s, encoding/json = %s", got, want)
+		}
+	})
 }

@@ -42,6 +42,7 @@ type options struct {
 	store     userattrs.Store
 	policy    userattrs.Policy
 	limits    userattrs.Limits
+	cache     userattrs.ReadCacheConfig
 	maxBody   int64
 	readiness []server.ReadinessCheck
 	rules     server.LinkedIdentityRules
@@ -68,7 +69,7 @@ func newFixture(t *testing.T, edit ...func(*options)) *fixture {
 	}
 	reg := prometheus.NewRegistry()
 	svc := userattrs.NewService(metrics.InstrumentStore(o.store, "test", reg),
-		userattrs.ServiceConfig{Limits: o.limits, Policy: o.policy, StoreTimeout: 2 * time.Second})
+		userattrs.ServiceConfig{Limits: o.limits, Policy: o.policy, StoreTimeout: 2 * time.Second, ReadCache: o.cache})
 	logs := &testutil.SyncBuffer{}
 	h := server.NewServer(server.Config{
 		Service: svc, Verifier: auth.NewCache(key.Verifier(), auth.CacheConfig{}), Metrics: reg, MaxBodyBytes: o.maxBody,

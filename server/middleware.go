@@ -17,8 +17,18 @@ import (
 // served: the handlers fill it in, the observer reads it afterwards.
 type requestState struct {
 	id       string
-	logger   *slog.Logger
+	base     *slog.Logger
+	logger   *slog.Logger // base with the request id, made on first use
 	clientID string
+}
+
+// log returns the logger of the request. Most requests log only their
+// request line, so the logger that carries the id is made when needed.
+func (s *requestState) log() *slog.Logger {
+	if s.logger == nil {
+		s.logger = s.base.With("request_id", s.id)
+	}
+	return s.logger
 }
 
 type stateKey struct{}
@@ -39,7 +49,7 @@ func requestID(ctx context.Context) string {
 // logFrom returns the logger of the request, which carries its id.
 func logFrom(ctx context.Context) *slog.Logger {
 	if s := stateFrom(ctx); s != nil {
-		return s.logger
+		return s.log()
 	}
 	return slog.Default()
 }
@@ -105,7 +115,7 @@ func observe(next http.Handler, logger *slog.Logger, m *httpMetrics) http.Handle
 			id = xid.New().String()
 		}
 		w.Header().Set("Request-Id", id)
-		state := &requestState{id: id, logger: logger.With("request_id", id)}
+		state := &requestState{id: id, base: logger}
 		r = r.WithContext(context.WithValue(r.Context(), stateKey{}, state))
 		rec := &statusRecorder{ResponseWriter: w}
 
@@ -116,7 +126,7 @@ func observe(next http.Handler, logger *slog.Logger, m *httpMetrics) http.Handle
 				}
 				// The panic value may hold request data: log its type and
 				// the stack, never the value.
-				state.logger.Error("panic", "type", fmt.Sprintf("%T", v), "stack", string(debug.Stack()))
+				state.log().Error("panic", "type", fmt.Sprintf("%T", v), "stack", string(debug.Stack()))
 				if rec.status == 0 {
 					writeInternalError(rec, r)
 				}
@@ -136,7 +146,8 @@ func observe(next http.Handler, logger *slog.Logger, m *httpMetrics) http.Handle
 			elapsed := time.Since(start)
 			m.requests.WithLabelValues(route, method, strconv.Itoa(status)).Inc()
 			m.duration.WithLabelValues(route, method).Observe(elapsed.Seconds())
-			state.logger.LogAttrs(r.Context(), slog.LevelInfo, "request",
+			logger.LogAttrs(r.Context(), slog.LevelInfo, "request",
+				slog.String("request_id", id),
 				slog.String("method", method),
 				slog.String("route", route),
 				slog.Int("status", status),

@@ -41,6 +41,8 @@ type serveConfig struct {
 type storeConfig struct {
 	spec                 string
 	timeout              time.Duration
+	readCache            bool
+	readCacheTTL         time.Duration
 	postgresConns        int
 	autoMigrate          bool
 	keycloakURL          string
@@ -85,6 +87,8 @@ func (l *linkRules) Set(v string) error {
 func (c *storeConfig) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.spec, "store", "sqlite:data/userattrs.db", "where attributes are kept: sqlite:PATH, postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=..., or keycloak")
 	fs.DurationVar(&c.timeout, "store-timeout", 5*time.Second, "bound on one store operation; slower is 503")
+	fs.BoolVar(&c.readCache, "read-cache", true, "keep recently read and written users in memory (SQLite and Keycloak stores)")
+	fs.DurationVar(&c.readCacheTTL, "read-cache-ttl", 2*time.Second, "with the Keycloak store, how long a cached user is served (changes made in Keycloak itself show after at most this)")
 	fs.IntVar(&c.postgresConns, "postgres-max-conns", postgres.DefaultMaxConns, "size of the PostgreSQL connection pool")
 	fs.BoolVar(&c.autoMigrate, "auto-migrate", true, "apply pending schema migrations at start (else: userattrs migrate)")
 	fs.StringVar(&c.keycloakURL, "keycloak-url", "", "base URL of Keycloak, with --store keycloak")
@@ -152,7 +156,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	if cfg.auth.dev && !set["addr"] {
 		cfg.addr = "127.0.0.1:8080"
 	}
-	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.logLevel}))
+	logOut := newBufferedLog(stderr)
+	defer logOut.Close()
+	logger := slog.New(slog.NewJSONHandler(logOut, &slog.HandlerOptions{Level: cfg.logLevel}))
 
 	verifier, readiness, err := newVerifier(ctx, &cfg.auth, logger)
 	if err != nil {
@@ -181,7 +187,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		return err
 	}
 	svc := userattrs.NewService(metrics.InstrumentStore(store, kind, reg), userattrs.ServiceConfig{
-		Limits: cfg.limits, Policy: policy, StoreTimeout: cfg.store.timeout,
+		Limits: cfg.limits, Policy: policy, StoreTimeout: cfg.store.timeout, ReadCache: readCache(cfg.store, kind),
 	})
 	readiness = append([]server.ReadinessCheck{{Name: "store", Check: svc.Ping}}, readiness...)
 
@@ -263,6 +269,22 @@ func newVerifier(ctx context.Context, cfg *authConfig, logger *slog.Logger) (ser
 		})
 	}
 	return d, readiness, nil
+}
+
+// readCache decides the read cache by store: this instance is the only
+// writer of a SQLite file, so its entries stay valid; Keycloak users may
+// change in Keycloak itself, so its entries live a short while; several
+// instances write one PostgreSQL database, so there is none.
+func readCache(c storeConfig, kind string) userattrs.ReadCacheConfig {
+	switch {
+	case !c.readCache:
+		return userattrs.ReadCacheConfig{}
+	case kind == "sqlite":
+		return userattrs.ReadCacheConfig{Enabled: true}
+	case kind == "keycloak":
+		return userattrs.ReadCacheConfig{Enabled: true, TTL: c.readCacheTTL}
+	}
+	return userattrs.ReadCacheConfig{}
 }
 
 // keycloakLinks reads linked identities from Keycloak's federated identities

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/userattrs/userattrs"
 )
@@ -31,14 +32,25 @@ type Harness struct {
 }
 
 // RunTests runs the whole suite, concurrency included, against the stores
-// newHarness opens.
+// newHarness opens: once as the service reads the store directly, once
+// through its read cache.
 func RunTests(t *testing.T, newHarness func(t *testing.T) Harness) {
-	t.Run("Semantics", func(t *testing.T) { RunSemanticTests(t, newHarness) })
-	t.Run("Concurrency", func(t *testing.T) { RunConcurrencyTests(t, newHarness) })
+	for _, run := range []struct {
+		name  string
+		cache userattrs.ReadCacheConfig
+	}{
+		{"Direct", userattrs.ReadCacheConfig{}},
+		{"ReadCache", userattrs.ReadCacheConfig{Enabled: true, TTL: time.Minute}},
+	} {
+		t.Run(run.name, func(t *testing.T) {
+			t.Run("Semantics", func(t *testing.T) { RunSemanticTests(t, newHarness, run.cache) })
+			t.Run("Concurrency", func(t *testing.T) { RunConcurrencyTests(t, newHarness, run.cache) })
+		})
+	}
 }
 
-func newService(s userattrs.Store) *userattrs.Service {
-	return userattrs.NewService(s, userattrs.ServiceConfig{Limits: userattrs.DefaultLimits})
+func newService(s userattrs.Store, cache userattrs.ReadCacheConfig) *userattrs.Service {
+	return userattrs.NewService(s, userattrs.ServiceConfig{Limits: userattrs.DefaultLimits, ReadCache: cache})
 }
 
 // patch builds a Patch from alternating keys and values: a string value
@@ -63,10 +75,10 @@ func patch(kv ...any) userattrs.Patch {
 
 // begin opens a store for one test and returns it with a service over it and
 // a fresh user.
-func begin(t *testing.T, newHarness func(t *testing.T) Harness) (Harness, *userattrs.Service, string) {
+func begin(t *testing.T, newHarness func(t *testing.T) Harness, cache userattrs.ReadCacheConfig) (Harness, *userattrs.Service, string) {
 	t.Helper()
 	h := newHarness(t)
-	return h, newService(h.Store), h.NewUser(t)
+	return h, newService(h.Store, cache), h.NewUser(t)
 }
 
 func mustGet(t *testing.T, svc *userattrs.Service, user string) (userattrs.Attributes, string) {
@@ -94,7 +106,7 @@ func wantAttributes(t *testing.T, got, want userattrs.Attributes) {
 
 // RunSemanticTests checks what a single client sees: reads, the merge, the
 // entity tag and the errors.
-func RunSemanticTests(t *testing.T, newHarness func(t *testing.T) Harness) {
+func RunSemanticTests(t *testing.T, newHarness func(t *testing.T) Harness, cache userattrs.ReadCacheConfig) {
 	long := strings.Repeat("ü", userattrs.DefaultLimits.MaxValueBytes/2)
 	manyValues := make([]string, userattrs.DefaultLimits.MaxValues)
 	for i := range manyValues {
@@ -129,7 +141,7 @@ func RunSemanticTests(t *testing.T, newHarness func(t *testing.T) Harness) {
 	}
 	for _, tc := range merges {
 		t.Run(tc.name, func(t *testing.T) {
-			_, svc, user := begin(t, newHarness)
+			_, svc, user := begin(t, newHarness, cache)
 			if tc.before != nil {
 				mustMerge(t, svc, user, tc.before)
 			}
@@ -142,7 +154,7 @@ func RunSemanticTests(t *testing.T, newHarness func(t *testing.T) Harness) {
 	}
 
 	t.Run("empty string value", func(t *testing.T) {
-		h, svc, user := begin(t, newHarness)
+		h, svc, user := begin(t, newHarness, cache)
 		mustMerge(t, svc, user, patch("a", "1"))
 		err := svc.Merge(context.Background(), user, patch("e", "", "l", []string{"x", ""}), userattrs.Precondition{})
 		got, _ := mustGet(t, svc, user)
@@ -162,7 +174,7 @@ func RunSemanticTests(t *testing.T, newHarness func(t *testing.T) Harness) {
 
 	t.Run("users are separate", func(t *testing.T) {
 		h := newHarness(t)
-		svc := newService(h.Store)
+		svc := newService(h.Store, cache)
 		alice, bob := h.NewUser(t), h.NewUser(t)
 		mustMerge(t, svc, alice, patch("a", "alice"))
 		mustMerge(t, svc, bob, patch("a", "bob", "b", "bob"))
@@ -173,7 +185,7 @@ func RunSemanticTests(t *testing.T, newHarness func(t *testing.T) Harness) {
 	})
 
 	t.Run("entity tag follows content", func(t *testing.T) {
-		_, svc, user := begin(t, newHarness)
+		_, svc, user := begin(t, newHarness, cache)
 		_, empty := mustGet(t, svc, user)
 		mustMerge(t, svc, user, patch("a", "1"))
 		_, one := mustGet(t, svc, user)
@@ -191,7 +203,7 @@ func RunSemanticTests(t *testing.T, newHarness func(t *testing.T) Harness) {
 	})
 
 	t.Run("If-Match", func(t *testing.T) {
-		_, svc, user := begin(t, newHarness)
+		_, svc, user := begin(t, newHarness, cache)
 		mustMerge(t, svc, user, patch("a", "1"))
 		_, etag := mustGet(t, svc, user)
 		ctx := context.Background()
@@ -212,7 +224,7 @@ func RunSemanticTests(t *testing.T, newHarness func(t *testing.T) Harness) {
 	t.Run("a failing updater changes nothing", func(t *testing.T) {
 		h := newHarness(t)
 		user := h.NewUser(t)
-		svc := newService(h.Store)
+		svc := newService(h.Store, cache)
 		mustMerge(t, svc, user, patch("a", "1"))
 		boom := errors.New("boom")
 		err := h.Store.Update(context.Background(), user, func(cur userattrs.Attributes) (userattrs.Attributes, error) {
@@ -230,7 +242,7 @@ func RunSemanticTests(t *testing.T, newHarness func(t *testing.T) Harness) {
 	t.Run("the attribute count limit holds after the merge", func(t *testing.T) {
 		h := newHarness(t)
 		user := h.NewUser(t)
-		svc := userattrs.NewService(h.Store, userattrs.ServiceConfig{Limits: userattrs.Limits{
+		svc := userattrs.NewService(h.Store, userattrs.ServiceConfig{ReadCache: cache, Limits: userattrs.Limits{
 			MaxAttributes: 3, MaxKeyBytes: 255, MaxValueBytes: 2048, MaxValues: 64}})
 		mustMerge(t, svc, user, patch("a", "1", "b", "2"))
 		err := svc.Merge(context.Background(), user, patch("c", "3", "d", "4"), userattrs.Precondition{})
@@ -248,7 +260,7 @@ func RunSemanticTests(t *testing.T, newHarness func(t *testing.T) Harness) {
 		if h.UnknownUser == "" {
 			t.Skip("this store creates users on first write")
 		}
-		svc := newService(h.Store)
+		svc := newService(h.Store, cache)
 		if _, _, err := svc.Get(context.Background(), h.UnknownUser); !errors.Is(err, userattrs.ErrUserNotFound) {
 			t.Fatalf("Get: %v, want ErrUserNotFound", err)
 		}
@@ -267,9 +279,9 @@ func RunSemanticTests(t *testing.T, newHarness func(t *testing.T) Harness) {
 
 // RunConcurrencyTests checks that concurrent merges of one user never lose
 // each other's changes and that If-Match is a real compare-and-set.
-func RunConcurrencyTests(t *testing.T, newHarness func(t *testing.T) Harness) {
+func RunConcurrencyTests(t *testing.T, newHarness func(t *testing.T) Harness, cache userattrs.ReadCacheConfig) {
 	t.Run("concurrent merges of distinct keys lose nothing", func(t *testing.T) {
-		_, svc, user := begin(t, newHarness)
+		_, svc, user := begin(t, newHarness, cache)
 		const writers, perWriter = 8, 12
 		var wg sync.WaitGroup
 		errs := make(chan error, writers*perWriter)
@@ -302,8 +314,36 @@ func RunConcurrencyTests(t *testing.T, newHarness func(t *testing.T) Harness) {
 		}
 	})
 
+	t.Run("every writer reads its own writes", func(t *testing.T) {
+		_, svc, user := begin(t, newHarness, cache)
+		const writers, perWriter = 4, 8
+		var wg sync.WaitGroup
+		for w := range writers {
+			wg.Go(func() {
+				for i := range perWriter {
+					key := fmt.Sprintf("own%d-%d", w, i)
+					if err := svc.Merge(context.Background(), user, patch(key, key), userattrs.Precondition{}); err != nil {
+						t.Errorf("%s: %v", key, err)
+						return
+					}
+					got, _, err := svc.Get(context.Background(), user)
+					if err != nil {
+						t.Errorf("Get: %v", err)
+						return
+					}
+					for j := 0; j <= i; j++ {
+						if k := fmt.Sprintf("own%d-%d", w, j); got[k] == nil {
+							t.Errorf("after its merge of %s, writer %d reads no %s", key, w, k)
+						}
+					}
+				}
+			})
+		}
+		wg.Wait()
+	})
+
 	t.Run("If-Match lets exactly one of racing writers through", func(t *testing.T) {
-		_, svc, user := begin(t, newHarness)
+		_, svc, user := begin(t, newHarness, cache)
 		mustMerge(t, svc, user, patch("winner", "none"))
 		_, etag := mustGet(t, svc, user)
 		const racers = 6

@@ -1,0 +1,129 @@
+package userattrs
+
+import (
+	"hash/maphash"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// ReadCacheConfig configures the per-instance read cache of a Service.
+type ReadCacheConfig struct {
+	// Enabled turns the cache on. Only for stores that this instance is the
+	// only writer of (SQLite), or whose other writers may be seen late
+	// (Keycloak, with a TTL): a client always reads its own writes through
+	// the instance that made them, but not other instances' writes.
+	Enabled bool
+	// TTL bounds how long an entry is served; zero means until evicted.
+	TTL time.Duration
+	// MaxEntries bounds the number of users kept (default 50000).
+	MaxEntries int
+}
+
+// readCache holds the visible attributes of recently read or written users
+// with their entity tags.
+type readCache struct {
+	ttl    time.Duration
+	seed   maphash.Seed
+	seq    atomic.Uint64 // orders the writes of one user, see Service.Merge
+	shards [readCacheShards]readShard
+}
+
+const readCacheShards = 64
+
+type readShard struct {
+	mu      sync.Mutex
+	max     int
+	epoch   uint64 // counts writes, so that a read that raced one does not fill in stale data
+	entries map[string]readEntry
+}
+
+type readEntry struct {
+	visible Attributes // never modified once cached
+	etag    string
+	seq     uint64 // of the write that set it; 0 for a read
+	until   time.Time
+}
+
+func newReadCache(cfg ReadCacheConfig) *readCache {
+	if !cfg.Enabled {
+		return nil
+	}
+	if cfg.MaxEntries <= 0 {
+		cfg.MaxEntries = 50000
+	}
+	c := &readCache{ttl: cfg.TTL, seed: maphash.MakeSeed()}
+	for i := range c.shards {
+		c.shards[i] = readShard{max: max(cfg.MaxEntries/readCacheShards, 1), entries: map[string]readEntry{}}
+	}
+	return c
+}
+
+func (c *readCache) shard(user string) *readShard {
+	return &c.shards[maphash.String(c.seed, user)%readCacheShards]
+}
+
+func (c *readCache) expiry(now time.Time) time.Time {
+	if c.ttl <= 0 {
+		return time.Time{}
+	}
+	return now.Add(c.ttl)
+}
+
+// get returns the cached entry of user and the shard's epoch, which a miss
+// hands back to fill.
+func (c *readCache) get(user string, now time.Time) (readEntry, uint64, bool) {
+	s := c.shard(user)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, ok := s.entries[user]
+	if ok && (e.until.IsZero() || now.Before(e.until)) {
+		return e, s.epoch, true
+	}
+	return readEntry{}, s.epoch, false
+}
+
+// fill caches what a read found, unless a write of the shard came between
+// the miss and now: the read may then hold data older than that write.
+func (c *readCache) fill(user string, epoch uint64, visible Attributes, etag string, now time.Time) {
+	s := c.shard(user)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.epoch != epoch {
+		return
+	}
+	s.put(user, readEntry{visible: visible, etag: etag, until: c.expiry(now)})
+}
+
+// written caches the result of an acknowledged write, unless a later write
+// of the user is cached already.
+func (c *readCache) written(user string, seq uint64, visible Attributes, etag string, now time.Time) {
+	s := c.shard(user)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.epoch++
+	if e, ok := s.entries[user]; ok && e.seq > seq {
+		return
+	}
+	s.put(user, readEntry{visible: visible, etag: etag, seq: seq, until: c.expiry(now)})
+}
+
+// forget drops user after a write whose outcome is unknown.
+func (c *readCache) forget(user string) {
+	s := c.shard(user)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.epoch++
+	delete(s.entries, user)
+}
+
+func (s *readShard) put(user string, e readEntry) {
+	if _, ok := s.entries[user]; !ok && len(s.entries) >= s.max {
+		// Full: drop an arbitrary entry; it is only a cache.
+		for k := range s.entries {
+			delete(s.entries, k)
+			break
+		}
+	}
+	s.entries[user] = e
+}
