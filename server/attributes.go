@@ -16,6 +16,12 @@ import (
 // serve GET and PUT alike.
 var versions = map[string]bool{"2024-3": true, "2025-1": true}
 
+// Shared header values; see getAttributes.
+var (
+	noStore         = []string{"no-store"}
+	applicationJSON = []string{"application/json"}
+)
+
 // knownVersion answers 404 for any version of the API but the known ones.
 func knownVersion(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -38,15 +44,20 @@ func getAttributes(svc *userattrs.Service) http.Handler {
 			return
 		}
 		h := w.Header()
-		h.Set("Cache-Control", "no-store")
-		h.Set("ETag", etag)
+		// Header values are set as slices rather than with Set, which
+		// allocates one per header: the fixed ones are shared, the others
+		// share one array. net/http never modifies them.
+		values := [2]string{etag}
+		h["Cache-Control"] = noStore
+		h["Etag"] = values[0:1:1]
 		if noneMatch := r.Header.Get("If-None-Match"); noneMatch != "" && etagListContains(noneMatch, etag) {
 			w.WriteHeader(http.StatusNotModified)
 			return
 		}
 		body := encodeAttributes(attrs)
-		h.Set("Content-Type", "application/json")
-		h.Set("Content-Length", strconv.Itoa(len(body)))
+		values[1] = strconv.Itoa(len(body))
+		h["Content-Type"] = applicationJSON
+		h["Content-Length"] = values[1:2:2]
 		w.WriteHeader(http.StatusOK)
 		if r.Method != http.MethodHead {
 			w.Write(body)
@@ -167,7 +178,7 @@ func putAttributes(svc *userattrs.Service, maxBodyBytes int64) http.Handler {
 			writeError(w, r, err)
 			return
 		}
-		w.Header().Set("Cache-Control", "no-store")
+		w.Header()["Cache-Control"] = noStore
 		w.WriteHeader(http.StatusNoContent)
 	})
 }

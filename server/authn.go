@@ -47,12 +47,12 @@ const maxTokenBytes = 16 << 10
 
 const realm = `Bearer realm="userattrs"`
 
-type identityKey struct{}
-
-// identity returns the identity authenticate put in the request context.
+// identity returns the identity the authenticator found for the request.
 func identity(ctx context.Context) auth.Identity {
-	id, _ := ctx.Value(identityKey{}).(auth.Identity)
-	return id
+	if s := stateFrom(ctx); s != nil {
+		return s.identity
+	}
+	return auth.Identity{}
 }
 
 // bearerToken returns the token of an "Authorization: Bearer" header, and
@@ -95,8 +95,10 @@ func (a authenticator) require(scope string, next http.Handler) http.Handler {
 			writeError(w, r, err)
 			return
 		}
+		// The request state, already in the context, carries the identity
+		// on to the handler and the request log.
 		if s := stateFrom(r.Context()); s != nil {
-			s.clientID = id.ClientID
+			s.identity = id
 		}
 		if !id.HasScope(scope) {
 			w.Header().Set("WWW-Authenticate", realm+`, error="insufficient_scope", scope="`+scope+`"`)
@@ -117,7 +119,7 @@ func (a authenticator) require(scope string, next http.Handler) http.Handler {
 				return
 			}
 		}
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), identityKey{}, id)))
+		next.ServeHTTP(w, r)
 	})
 }
 

@@ -11,6 +11,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/xid"
+
+	"github.com/userattrs/userattrs/auth"
 )
 
 // requestState is what the middleware learns about a request as it is
@@ -19,7 +21,7 @@ type requestState struct {
 	id       string
 	base     *slog.Logger
 	logger   *slog.Logger // base with the request id, made on first use
-	clientID string
+	identity auth.Identity
 }
 
 // log returns the logger of the request. Most requests log only their
@@ -114,7 +116,7 @@ func observe(next http.Handler, logger *slog.Logger, m *httpMetrics) http.Handle
 		if _, err := xid.FromString(id); err != nil {
 			id = xid.New().String()
 		}
-		w.Header().Set("Request-Id", id)
+		w.Header()["Request-Id"] = []string{id}
 		state := &requestState{id: id, base: logger}
 		r = r.WithContext(context.WithValue(r.Context(), stateKey{}, state))
 		rec := &statusRecorder{ResponseWriter: w}
@@ -152,7 +154,7 @@ func observe(next http.Handler, logger *slog.Logger, m *httpMetrics) http.Handle
 				slog.String("route", route),
 				slog.Int("status", status),
 				slog.Float64("duration_ms", float64(elapsed.Microseconds())/1000),
-				slog.String("client_id", state.clientID),
+				slog.String("client_id", state.identity.ClientID),
 			)
 		}()
 		next.ServeHTTP(rec, r)
