@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"io"
 	"sync"
 	"time"
@@ -10,19 +9,29 @@ import (
 // logFlushInterval bounds how long a log line waits in the buffer.
 const logFlushInterval = 100 * time.Millisecond
 
+// logFlushSize is how much buffered log makes a writer flush at once.
+const logFlushSize = 256 << 10
+
 // bufferedLog collects log lines and writes them out every
-// logFlushInterval, when 64 KiB have gathered, and on Close: one request
-// line per request would otherwise cost a write system call each. A crash
-// loses at most the last interval's lines.
+// logFlushInterval, when logFlushSize has gathered, and on Close: one
+// request line per request would otherwise cost a write system call each. A
+// crash loses at most the last interval's lines.
+//
+// A request's log line is written before its response is flushed, so
+// appending must never wait for output: the flush swaps the buffer under
+// the lock and writes outside it.
 type bufferedLog struct {
-	mu   sync.Mutex
-	w    *bufio.Writer
-	stop chan struct{}
-	done chan struct{}
+	out     io.Writer
+	mu      sync.Mutex // guards buf
+	buf     []byte
+	spare   []byte
+	flushMu sync.Mutex // serialises writes to out, and guards spare
+	stop    chan struct{}
+	done    chan struct{}
 }
 
-func newBufferedLog(w io.Writer) *bufferedLog {
-	b := &bufferedLog{w: bufio.NewWriterSize(w, 64<<10), stop: make(chan struct{}), done: make(chan struct{})}
+func newBufferedLog(out io.Writer) *bufferedLog {
+	b := &bufferedLog{out: out, stop: make(chan struct{}), done: make(chan struct{})}
 	go func() {
 		defer close(b.done)
 		tick := time.NewTicker(logFlushInterval)
@@ -42,14 +51,26 @@ func newBufferedLog(w io.Writer) *bufferedLog {
 
 func (b *bufferedLog) Write(p []byte) (int, error) {
 	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.w.Write(p)
+	b.buf = append(b.buf, p...)
+	full := len(b.buf) >= logFlushSize
+	b.mu.Unlock()
+	if full {
+		b.flush()
+	}
+	return len(p), nil
 }
 
 func (b *bufferedLog) flush() {
+	b.flushMu.Lock()
+	defer b.flushMu.Unlock()
 	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.w.Flush()
+	out := b.buf
+	b.buf = b.spare[:0]
+	b.mu.Unlock()
+	if len(out) > 0 {
+		b.out.Write(out)
+	}
+	b.spare = out
 }
 
 // Close writes out what is buffered and stops the flusher.
