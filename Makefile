@@ -1,6 +1,6 @@
 # The test command of the README and of CI: everything the suite needs, it
 # sets up itself.
-.PHONY: test run build fuzz
+.PHONY: test run build fuzz bench
 
 test:
 	scripts/test-deps.sh
@@ -17,3 +17,9 @@ build:
 fuzz:
 	go test -run '^$$' -fuzz FuzzDecodePatch -fuzztime 60s ./server
 	go test -run '^$$' -fuzz FuzzValidate -fuzztime 60s .
+
+# The benchmark: the speed limit, userattrs on every store available, and
+# Keycloak's own APIs, side by side; results in results/. Not a test.
+bench:
+	scripts/test-deps.sh
+	go run ./bench

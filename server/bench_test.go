@@ -10,9 +10,7 @@ import (
 // BenchmarkGet is the whole GET path of the handler (token check, store
 // read, policy, ETag, encoding, logging, metrics) for users seen before.
 func BenchmarkGet(b *testing.B) {
-	t := &testing.T{}
-	f := newFixture(t, func(o *options) { o.cache.Enabled = true })
-	f.t = t
+	f := newFixture(b, func(o *options) { o.cache.Enabled = true })
 	h := f.handler
 	const users = 100
 	tokens := make([]string, users)
@@ -38,9 +36,7 @@ func BenchmarkGet(b *testing.B) {
 
 // BenchmarkPut is the whole PUT path, each PUT changing the attributes.
 func BenchmarkPut(b *testing.B) {
-	t := &testing.T{}
-	f := newFixture(t)
-	f.t = t
+	f := newFixture(b)
 	tok := f.token("bench", read, write)
 	bodies := []string{`{"theme":"dark","tos_accepted":"true"}`, `{"theme":"light","tos_accepted":"true"}`}
 	b.ReportAllocs()

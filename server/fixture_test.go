@@ -31,7 +31,7 @@ const (
 // fixture is the whole HTTP surface over a real SQLite store, trusting
 // tokens of a development key the test holds.
 type fixture struct {
-	t       *testing.T
+	t       testing.TB
 	handler http.Handler
 	url     string
 	key     *auth.DevKey
@@ -49,7 +49,7 @@ type options struct {
 	links     server.LinkedIdentities
 }
 
-func newFixture(t *testing.T, edit ...func(*options)) *fixture {
+func newFixture(t testing.TB, edit ...func(*options)) *fixture {
 	t.Helper()
 	o := options{limits: userattrs.DefaultLimits, maxBody: 64 << 10}
 	for _, e := range edit {
