@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"strings"
 	"time"
 
@@ -34,6 +35,7 @@ type serveConfig struct {
 	limits          userattrs.Limits
 	shutdownTimeout time.Duration
 	logLevel        slog.Level
+	debugAddr       string
 }
 
 // storeConfig names the store and how to reach it; serve and migrate share
@@ -124,6 +126,7 @@ func serveFlags(fs *flag.FlagSet) *serveConfig {
 	fs.IntVar(&c.limits.MaxValues, "max-values", userattrs.DefaultLimits.MaxValues, "most values of a multi-valued attribute")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 20*time.Second, "how long in-flight requests may take to finish on shutdown")
 	fs.TextVar(&c.logLevel, "log-level", slog.LevelInfo, "least level logged: debug, info, warn, error")
+	fs.StringVar(&c.debugAddr, "debug-addr", "", "when set, serve Go's pprof profiles on this address (keep it on loopback)")
 	return c
 }
 
@@ -209,6 +212,11 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		return err
 	}
 	logger.Info("listening", "addr", ln.Addr().String(), "store", kind, "version", version())
+	if cfg.debugAddr != "" {
+		if err := serveDebug(ctx, cfg.debugAddr, logger); err != nil {
+			return err
+		}
+	}
 
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
@@ -353,4 +361,25 @@ func migrate(ctx context.Context, args []string, getenv func(string) string, std
 	}
 	fmt.Fprintf(stdout, "%s schema is up to date\n", kind)
 	return store.Close()
+}
+
+// serveDebug serves the pprof profiles on their own listener, apart from the
+// API, until ctx is done.
+func serveDebug(ctx context.Context, addr string, logger *slog.Logger) error {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("--debug-addr: %w", err)
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go srv.Serve(ln)
+	go func() {
+		<-ctx.Done()
+		srv.Close()
+	}()
+	logger.Info("serving profiles", "addr", ln.Addr().String())
+	return nil
 }
