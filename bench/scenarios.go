@@ -98,7 +98,9 @@ func (b *bench) measureKeycloak() error {
 	if err != nil {
 		return err
 	}
-	b.cleanup = append(b.cleanup, kctest.Cleanup)
+	if kc.CanRestart() { // started here, so stopped here
+		b.cleanup = append(b.cleanup, func() { kc.Down() })
+	}
 	logf("keycloak: creating %d users", b.kcUsers)
 	var users []kctest.User
 	var tokens []string

@@ -196,7 +196,8 @@ func TestKeycloakOutage(t *testing.T) {
 	if !kc.CanRestart() {
 		t.Skip("KEYCLOAK_URL names a Keycloak these tests cannot stop")
 	}
-	p := startOnKeycloak(t, kc, "--store-timeout", "2s")
+	const cacheTTL = 500 * time.Millisecond
+	p := startOnKeycloak(t, kc, "--store-timeout", "2s", "--read-cache-ttl", cacheTTL.String())
 	u := kc.NewUser(t)
 	tok, _ := kc.Token(t, u, bothScopes)
 	if status, _ := call(t, "PUT", p.url+"/user/2024-3/attributes", tok, `{"a":"1"}`); status != 204 {
@@ -234,6 +235,11 @@ func TestKeycloakOutage(t *testing.T) {
 	if err := kc.Signal("STOP"); err != nil {
 		t.Fatal(err)
 	}
+	// Within the read cache's TTL the instance still answers from memory.
+	if status, body := call(t, "GET", p.url+"/user/2025-1/attributes", tok, ""); status != 200 || body != `{"a":"1"}` {
+		t.Fatalf("GET from the read cache with Keycloak frozen: %d %s", status, body)
+	}
+	time.Sleep(cacheTTL + 100*time.Millisecond)
 	expectOutage("frozen")
 	if err := kc.Signal("CONT"); err != nil {
 		t.Fatal(err)
