@@ -26,3 +26,14 @@ type Store interface {
 	// Close releases the store's resources.
 	Close() error
 }
+
+// Next runs an updater of Store.Update on current and reports whether the
+// attributes it returns differ, so that stores skip writes that change
+// nothing.
+func Next(current Attributes, update func(Attributes) (Attributes, error)) (next Attributes, changed bool, err error) {
+	next, err = update(current)
+	if err != nil {
+		return nil, false, err
+	}
+	return next, !next.Equal(current), nil
+}

@@ -14,7 +14,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -27,6 +26,8 @@ import (
 	"time"
 
 	vegeta "github.com/tsenart/vegeta/v12/lib"
+
+	"github.com/userattrs/userattrs/internal/testutil"
 )
 
 // Result is one measured scenario at one connection count.
@@ -158,15 +159,6 @@ func (b *bench) note(format string, args ...any) {
 	b.report.Notes = append(b.report.Notes, msg)
 }
 
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
 // server is a process under measurement.
 type server struct {
 	cmd *exec.Cmd
@@ -176,7 +168,7 @@ type server struct {
 // start runs a server binary with args on a free port and waits until it
 // answers its liveness route.
 func (b *bench) start(bin string, env []string, args ...string) (*server, error) {
-	port, err := freePort()
+	port, err := testutil.FreePort()
 	if err != nil {
 		return nil, err
 	}

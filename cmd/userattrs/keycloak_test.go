@@ -23,16 +23,6 @@ func startOnKeycloak(t *testing.T, kc *kctest.Keycloak, extra ...string) *proces
 	return startServe(t, t.TempDir(), []string{"USERATTRS_KEYCLOAK_CLIENT_SECRET=" + kc.ClientSecret}, args...)
 }
 
-func keycloakUser(t *testing.T, kc *kctest.Keycloak, id string) map[string]any {
-	t.Helper()
-	status, body := kc.Admin(t, "GET", "/users/"+id, nil)
-	var rep map[string]any
-	if status != 200 || json.Unmarshal(body, &rep) != nil {
-		t.Fatalf("GET user from Keycloak: %d %s", status, body)
-	}
-	return rep
-}
-
 // The published example through the service lands on the Keycloak user,
 // whose profile stays as it was, and reads back through the service.
 func TestKeycloakEndToEnd(t *testing.T) {
@@ -40,14 +30,14 @@ func TestKeycloakEndToEnd(t *testing.T) {
 	p := startOnKeycloak(t, kc)
 	u := kc.NewUser(t)
 	tok, _ := kc.Token(t, u, "user:attributes:read", "user:attributes:write")
-	before := keycloakUser(t, kc, u.ID)
+	before := kc.UserRepresentation(t, u.ID)
 
 	status, body := call(t, "PUT", p.url+"/user/2024-3/attributes", tok, `{"referred":"false","tos_accepted":"true"}`,
 		"Content-Type", "application/json")
 	if status != 204 {
 		t.Fatalf("PUT: %d %s", status, body)
 	}
-	after := keycloakUser(t, kc, u.ID)
+	after := kc.UserRepresentation(t, u.ID)
 	for _, f := range []string{"username", "email", "firstName", "lastName"} {
 		if after[f] != before[f] || after[f] == nil {
 			t.Errorf("%s: %v before the PUT, %v after", f, before[f], after[f])
@@ -65,7 +55,7 @@ func TestKeycloakEndToEnd(t *testing.T) {
 	if status, _ := call(t, "PUT", p.url+"/user/2024-3/attributes", tok, `{"email":"mallory@example.com"}`); status != 403 {
 		t.Fatalf("PUT of email: %d", status)
 	}
-	if email := keycloakUser(t, kc, u.ID)["email"]; email != before["email"] {
+	if email := kc.UserRepresentation(t, u.ID)["email"]; email != before["email"] {
 		t.Fatalf("email changed to %v", email)
 	}
 	if status, body := call(t, "PUT", p.url+"/user/2024-3/attributes", tok, `{"blank":""}`); status != 422 || !strings.Contains(body, `"pointer":"/blank"`) {
@@ -97,7 +87,7 @@ func TestKeycloakEndToEnd(t *testing.T) {
 	for e := range errs {
 		t.Error(e)
 	}
-	stored := keycloakUser(t, kc, u.ID)["attributes"].(map[string]any)
+	stored := kc.UserRepresentation(t, u.ID)["attributes"].(map[string]any)
 	for w := range writers {
 		for i := range each {
 			if _, ok := stored[fmt.Sprintf("c%d_%d", w, i)]; !ok {

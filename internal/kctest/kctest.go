@@ -341,3 +341,14 @@ func (k *Keycloak) Logout(tb testing.TB, refresh string) {
 		tb.Fatalf("kctest: logout: %d", resp.StatusCode)
 	}
 }
+
+// UserRepresentation reads the user straight from Keycloak's Admin API.
+func (k *Keycloak) UserRepresentation(tb testing.TB, id string) map[string]any {
+	tb.Helper()
+	status, body := k.Admin(tb, "GET", "/users/"+id, nil)
+	var rep map[string]any
+	if status != 200 || json.Unmarshal(body, &rep) != nil {
+		tb.Fatalf("kctest: GET user: %d %s", status, body)
+	}
+	return rep
+}

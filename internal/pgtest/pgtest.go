@@ -7,7 +7,6 @@ package pgtest
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"os/user"
@@ -22,6 +21,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/rs/xid"
+	"github.com/userattrs/userattrs/internal/testutil"
 )
 
 // EnvURL names an existing database to test against instead of starting a
@@ -110,7 +110,7 @@ func Start() (*Server, error) {
 		"--no-sync", "-E", "UTF8", "--locale=C").CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("initdb: %w\n%s", err, out)
 	}
-	if s.port, err = freePort(); err != nil {
+	if s.port, err = testutil.FreePort(); err != nil {
 		return nil, err
 	}
 	if err := s.Start(); err != nil {
@@ -136,15 +136,6 @@ func findBinaries() (string, error) {
 		return vi > vj
 	})
 	return filepath.Dir(found[0]), nil
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 func (s *Server) dataDir() string { return filepath.Join(s.dir, "data") }

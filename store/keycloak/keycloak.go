@@ -167,23 +167,31 @@ func pathKind(path string) string {
 
 func userPath(user string) string { return "/users/" + url.PathEscape(user) }
 
+// getJSON reads an Admin API resource into v. A missing user is
+// ErrUserNotFound.
+func (s *Store) getJSON(ctx context.Context, path string, v any) error {
+	status, body, err := s.call(ctx, http.MethodGet, path, nil)
+	if err != nil {
+		return err
+	}
+	switch {
+	case status == http.StatusNotFound && strings.HasPrefix(path, "/users/"):
+		return userattrs.ErrUserNotFound
+	case status != http.StatusOK:
+		return fmt.Errorf("keycloak: GET %s: unexpected status %d", pathKind(path), status)
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		return fmt.Errorf("keycloak: decode the answer to GET %s: %w", pathKind(path), err)
+	}
+	return nil
+}
+
 // getUser returns the full representation of user, every field as Keycloak
 // sent it, so that a write sends back what it did not mean to change.
 func (s *Store) getUser(ctx context.Context, user string) (map[string]json.RawMessage, error) {
-	status, body, err := s.call(ctx, http.MethodGet, userPath(user), nil)
-	if err != nil {
-		return nil, err
-	}
-	switch status {
-	case http.StatusOK:
-	case http.StatusNotFound:
-		return nil, userattrs.ErrUserNotFound
-	default:
-		return nil, fmt.Errorf("keycloak: GET /users/{id}: unexpected status %d", status)
-	}
 	var rep map[string]json.RawMessage
-	if err := json.Unmarshal(body, &rep); err != nil {
-		return nil, fmt.Errorf("keycloak: decode user: %w", err)
+	if err := s.getJSON(ctx, userPath(user), &rep); err != nil {
+		return nil, err
 	}
 	return rep, nil
 }
@@ -239,12 +247,9 @@ func (s *Store) Update(ctx context.Context, user string, update func(userattrs.A
 		if err != nil {
 			return err
 		}
-		next, err := update(current)
-		if err != nil {
+		next, changed, err := userattrs.Next(current, update)
+		if err != nil || !changed {
 			return err
-		}
-		if next.Equal(current) {
-			return nil
 		}
 		if err := keepable(current, next); err != nil {
 			return err
@@ -325,18 +330,11 @@ func keepable(current, next userattrs.Attributes) error {
 // Ping checks that Keycloak answers and that the realm keeps the attributes
 // this service writes.
 func (s *Store) Ping(ctx context.Context) error {
-	status, body, err := s.call(ctx, http.MethodGet, "/users/profile", nil)
-	if err != nil {
-		return err
-	}
-	if status != http.StatusOK {
-		return fmt.Errorf("keycloak: GET /users/profile: unexpected status %d", status)
-	}
 	var profile struct {
 		UnmanagedAttributePolicy string `json:"unmanagedAttributePolicy"`
 	}
-	if err := json.Unmarshal(body, &profile); err != nil {
-		return fmt.Errorf("keycloak: decode user profile: %w", err)
+	if err := s.getJSON(ctx, "/users/profile", &profile); err != nil {
+		return err
 	}
 	switch profile.UnmanagedAttributePolicy {
 	case "ENABLED", "ADMIN_EDIT":
@@ -349,22 +347,11 @@ func (s *Store) Ping(ctx context.Context) error {
 // LinkedProviders returns the aliases of the identity providers the user
 // has a linked (federated) identity at.
 func (s *Store) LinkedProviders(ctx context.Context, user string) ([]string, error) {
-	status, body, err := s.call(ctx, http.MethodGet, userPath(user)+"/federated-identity", nil)
-	if err != nil {
-		return nil, err
-	}
-	switch status {
-	case http.StatusOK:
-	case http.StatusNotFound:
-		return nil, userattrs.ErrUserNotFound
-	default:
-		return nil, fmt.Errorf("keycloak: GET /users/{id}/federated-identity: unexpected status %d", status)
-	}
 	var links []struct {
 		IdentityProvider string `json:"identityProvider"`
 	}
-	if err := json.Unmarshal(body, &links); err != nil {
-		return nil, fmt.Errorf("keycloak: decode federated identities: %w", err)
+	if err := s.getJSON(ctx, userPath(user)+"/federated-identity", &links); err != nil {
+		return nil, err
 	}
 	providers := make([]string, len(links))
 	for i, l := range links {

@@ -38,24 +38,13 @@ func TestConformance(t *testing.T) {
 	})
 }
 
-// userRep reads the user straight from Keycloak.
-func userRep(t *testing.T, kc *kctest.Keycloak, id string) map[string]any {
-	t.Helper()
-	status, body := kc.Admin(t, "GET", "/users/"+id, nil)
-	var rep map[string]any
-	if status != 200 || json.Unmarshal(body, &rep) != nil {
-		t.Fatalf("GET user: %d %s", status, body)
-	}
-	return rep
-}
-
 // A merge writes the attributes onto the Keycloak user and leaves the
 // profile fields, which a Keycloak PUT would otherwise wipe, untouched.
 func TestMergeKeepsTheProfile(t *testing.T) {
 	kc := kctest.Shared(t)
 	s := openStore(t, kc)
 	u := kc.NewUser(t)
-	before := userRep(t, kc, u.ID)
+	before := kc.UserRepresentation(t, u.ID)
 	svc := userattrs.NewService(s, userattrs.ServiceConfig{Limits: userattrs.DefaultLimits})
 	err := svc.Merge(context.Background(), u.ID, userattrs.Patch{
 		{Key: "referred", Values: []string{"false"}, BadIndex: -1},
@@ -64,7 +53,7 @@ func TestMergeKeepsTheProfile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	after := userRep(t, kc, u.ID)
+	after := kc.UserRepresentation(t, u.ID)
 	for _, f := range []string{"username", "email", "firstName", "lastName", "emailVerified", "enabled"} {
 		if after[f] != before[f] || after[f] == nil {
 			t.Errorf("%s: %v before, %v after", f, before[f], after[f])

@@ -51,12 +51,9 @@ func Apply(ctx context.Context, row Row, user string, update func(userattrs.Attr
 	if err != nil {
 		return err
 	}
-	next, err := update(current)
-	if err != nil {
+	next, changed, err := userattrs.Next(current, update)
+	if err != nil || !changed {
 		return err
-	}
-	if next.Equal(current) {
-		return nil
 	}
 	encoded, err := Encode(next)
 	if err != nil {
