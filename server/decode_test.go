@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"reflect"
+	"strings"
 	"testing"
 	"unicode/utf8"
 
@@ -19,7 +20,7 @@ func FuzzDecodePatch(f *testing.F) {
 		`{"referred":"false","tos_accepted":"true"}`, `{}`, `{"a":null}`, `{"a":[]}`, `{"a":["x","y"]}`,
 		`{"a":1}`, `{"a":true,"b":{"c":[1,{"d":null}]},"e":[["x"]]}`, `{"a":"1","a":"2"}`, `{"a":"1","\u0061":"2"}`,
 		`["a"]`, `"a"`, `null`, ``, ` `, `{`, `{"a":}`, `{"a":"1"} x`, `{}{}`, "{\"a\":\"\xff\"}",
-		`{"k\u00e9y":"v\n\"\u263a\""}`, `{"a":"\ud800"}`, `{"a":1e999}`, ` {"a" : [ "x" , "y" ] } `,
+		`{"k\u00e9y":"v\n\"\u263a\""}`, `{"a":"\ud800"}`, `{"a":"\ud83d\ude00"}`, `{"a":"\\ud800"}`, `{"a":"\udc00x"}`, `{"a":1e999}`, ` {"a" : [ "x" , "y" ] } `,
 	} {
 		f.Add([]byte(seed))
 	}
@@ -36,7 +37,7 @@ func FuzzDecodePatch(f *testing.F) {
 			if derr.code != codeInvalidJSON && derr.code != codeInvalidBody {
 				t.Fatalf("error code %q", derr.code)
 			}
-			if derr.code == codeInvalidJSON && utf8.Valid(body) && json.Valid(body) {
+			if derr.code == codeInvalidJSON && utf8.Valid(body) && json.Valid(body) && !strings.Contains(derr.detail, "surrogate") {
 				t.Fatalf("valid JSON %q rejected as invalid JSON: %s", body, derr.detail)
 			}
 			return
@@ -47,7 +48,13 @@ func FuzzDecodePatch(f *testing.F) {
 		if len(patch) != len(reference) {
 			t.Fatalf("%q: %d members decoded, encoding/json sees %d", body, len(patch), len(reference))
 		}
+		// Nothing is coerced: a U+FFFD in what was decoded stands in the
+		// body, raw or escaped, and is no replaced lone surrogate.
+		mayHoldFFFD := bytes.ContainsRune(body, utf8.RuneError) || bytes.Contains(bytes.ToLower(body), []byte(`\ufffd`))
 		for _, c := range patch {
+			if !mayHoldFFFD && (strings.ContainsRune(c.Key, utf8.RuneError) || strings.ContainsRune(strings.Join(c.Values, ""), utf8.RuneError)) {
+				t.Fatalf("%q: member %q decoded with a replacement character the body does not hold", body, c.Key)
+			}
 			want, ok := reference[c.Key]
 			if !ok {
 				t.Fatalf("%q: decoded member %q that encoding/json does not see", body, c.Key)

@@ -34,7 +34,8 @@ func TestMerge(t *testing.T) {
 		{"array keeps order", "", `{"l":["z","a","z"]}`, map[string]any{"l": []any{"z", "a", "z"}}},
 		{"one-element array reads as a string", "", `{"l":["only"]}`, map[string]any{"l": "only"}},
 		{"strings are never coerced", "", `{"n":"1","b":"true","x":"null"}`, map[string]any{"n": "1", "b": "true", "x": "null"}},
-		{"escapes and unicode", "", `{"k\u00e9y":"v\n\"\u263a\"","a/b~c":""}`, map[string]any{"kéy": "v\n\"☺\"", "a/b~c": ""}},
+		{"escapes and unicode", "", `{"k\u00e9y":"v\n\"\u263a\"","a/b~c":"","pair":"\ud83d\ude00","not an escape":"\\ud800"}`,
+			map[string]any{"kéy": "v\n\"☺\"", "a/b~c": "", "pair": "😀", "not an escape": `\ud800`}},
 	}
 	for _, version := range versions {
 		for _, tc := range cases {
@@ -167,6 +168,9 @@ func TestErrors(t *testing.T) {
 		{"empty body", "PUT", "", ``, nil, false, check{400, "invalid-json", nil, [2]string{}}},
 		{"invalid UTF-8", "PUT", "", "{\"a\":\"\xff\"}", nil, false, check{400, "invalid-json", nil, [2]string{}}},
 		{"trailing data", "PUT", "", `{"a":"1"} x`, nil, false, check{400, "invalid-json", nil, [2]string{}}},
+		{"lone high surrogate", "PUT", "", `{"a":"x\ud800y"}`, nil, false, check{400, "invalid-json", nil, [2]string{}}},
+		{"lone low surrogate", "PUT", "", `{"\udc00":"x"}`, nil, false, check{400, "invalid-json", nil, [2]string{}}},
+		{"reversed surrogate pair", "PUT", "", `{"a":"\ude00\ud83d"}`, nil, false, check{400, "invalid-json", nil, [2]string{}}},
 		{"two objects", "PUT", "", `{"a":"1"}{"b":"2"}`, nil, false, check{400, "invalid-json", nil, [2]string{}}},
 		{"not an object: array", "PUT", "", `["a"]`, nil, false, check{400, "invalid-body", nil, [2]string{}}},
 		{"not an object: string", "PUT", "", `"a"`, nil, false, check{400, "invalid-body", nil, [2]string{}}},
