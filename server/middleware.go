@@ -137,6 +137,11 @@ func observe(next http.Handler, logger *slog.Logger, m *httpMetrics) http.Handle
 			if status == 0 {
 				status = http.StatusOK
 			}
+			// Send the response before logging and counting it: the client
+			// need not wait for either. net/http would flush only after.
+			if rec.status != 0 {
+				http.NewResponseController(rec).Flush()
+			}
 			route := r.Pattern
 			if route == "" || route == "/" {
 				route = "unknown"
