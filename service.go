@@ -93,9 +93,6 @@ func NewService(store Store, cfg ServiceConfig) *Service {
 		cache: newReadCache(cfg.ReadCache)}
 }
 
-// Limits returns the limits the service enforces.
-func (s *Service) Limits() Limits { return s.limits }
-
 // Get returns the attributes of user that clients may see, and the entity
 // tag of that representation. The caller must not modify the attributes.
 func (s *Service) Get(ctx context.Context, user string) (Attributes, string, error) {
