@@ -85,9 +85,9 @@ func (l Limits) problem(c Change) string {
 	}
 	if c.BadType != "" {
 		if c.BadIndex >= 0 {
-			return fmt.Sprintf("an array element must be a string, not %s", c.BadType)
+			return fmt.Sprintf("an array element must be a string, not %s%s", c.BadType, asStringHint(c.BadType))
 		}
-		return fmt.Sprintf("the value must be a string, an array of strings or null, not %s", c.BadType)
+		return fmt.Sprintf("the value must be a string, an array of strings or null, not %s%s", c.BadType, asStringHint(c.BadType))
 	}
 	if len(c.Values) > l.MaxValues {
 		return fmt.Sprintf("an attribute may have at most %d values, this one has %d", l.MaxValues, len(c.Values))
@@ -99,6 +99,20 @@ func (l Limits) problem(c Change) string {
 		if !utf8.ValidString(v) {
 			return "a value must be valid UTF-8"
 		}
+	}
+	return ""
+}
+
+// asStringHint tells an app developer what to send instead of a boolean or
+// a number, which SDKs whose bodies are maps of any type let apps send: the
+// contract never coerces, so the app must. The example is fixed rather than
+// the value sent, which may be personal data.
+func asStringHint(badType string) string {
+	switch badType {
+	case "a boolean":
+		return `; send the value as a string, e.g. "true"`
+	case "a number":
+		return `; send the value as a string, e.g. "1"`
 	}
 	return ""
 }

@@ -12,9 +12,14 @@ import (
 	"github.com/userattrs/userattrs"
 )
 
-// versions are the API versions that serve the attributes resource; both
-// serve GET and PUT alike.
-var versions = map[string]bool{"2024-3": true, "2025-1": true}
+// DefaultVersions are the published versions of the user API that have the
+// attributes routes: 2024-2 is the one the published Android and iOS SDKs
+// call, 2024-3 and 2025-1 the ones the documentation pages show. Every
+// version serves GET and PUT alike.
+var DefaultVersions = []string{"2024-2", "2024-3", "2025-1"}
+
+// etagHeader is the ETag header's name as written on the wire.
+const etagHeader = "ETag"
 
 // Shared header values; see getAttributes.
 var (
@@ -22,8 +27,8 @@ var (
 	applicationJSON = []string{"application/json"}
 )
 
-// knownVersion answers 404 for any version of the API but the known ones.
-func knownVersion(next http.Handler) http.Handler {
+// knownVersion answers 404 for any version of the API but the served ones.
+func knownVersion(versions map[string]bool, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !versions[r.PathValue("version")] {
 			writeNotFound(w, r)
@@ -49,7 +54,9 @@ func getAttributes(svc *userattrs.Service) http.Handler {
 		// share one array. net/http never modifies them.
 		values := [2]string{etag}
 		h["Cache-Control"] = noStore
-		h["Etag"] = values[0:1:1]
+		// Spelled as RFC 9110 spells it, not in Go's canonical "Etag":
+		// some generated clients look headers up case-sensitively.
+		h[etagHeader] = values[0:1:1]
 		if noneMatch := r.Header.Get("If-None-Match"); noneMatch != "" && etagListContains(noneMatch, etag) {
 			w.WriteHeader(http.StatusNotModified)
 			return

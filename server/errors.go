@@ -94,7 +94,7 @@ func writeErrors(w http.ResponseWriter, r *http.Request, errs ...apiError) {
 	h.Set("Content-Type", "application/vnd.api+json")
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Content-Type-Options", "nosniff")
-	h.Del("ETag")
+	delete(h, etagHeader)
 	if errs[0].status == http.StatusServiceUnavailable {
 		h.Set("Retry-After", retryAfterSeconds)
 	}

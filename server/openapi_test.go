@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 
@@ -14,6 +15,7 @@ import (
 	"github.com/getkin/kin-openapi/routers/legacy"
 
 	"github.com/userattrs/userattrs"
+	"github.com/userattrs/userattrs/server"
 )
 
 // The OpenAPI document describes what the running handler really answers:
@@ -49,6 +51,8 @@ func TestOpenAPI(t *testing.T) {
 	}
 	exchanges := []exchange{
 		{"GET", "/user/2025-1/attributes", "", auth(full), true},
+		{"GET", "/user/2024-2/attributes", "", auth(full), true},
+		{"PUT", "/user/2024-2/attributes", `{"gone":[],"l":["1","2"],"n":null}`, auth(full), true},
 		{"GET", "/user/2024-3/attributes", "", auth(full, "If-None-Match", etag), true},
 		{"PUT", "/user/2025-1/attributes", `{"one":null,"l":["1","2"]}`, auth(full, "If-Match", etag), true},
 		{"PUT", "/user/2024-3/attributes", `{"referred":"false","tos_accepted":"true"}`, auth(full), true},
@@ -117,5 +121,60 @@ func TestOpenAPI(t *testing.T) {
 		if err := errorsSchema.VisitJSON(v); err != nil || res.status != 404 {
 			t.Errorf("GET %s: %d, %v", p, res.status, err)
 		}
+	}
+}
+
+// The value schemas say exactly what the server accepts and answers,
+// though written as "none of the other JSON types" so that generated
+// clients take plain values; and the document lists the served versions.
+func TestOpenAPIValueSchemas(t *testing.T) {
+	doc, err := openapi3.NewLoader().LoadFromFile("../api/openapi.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sixtyFive := `[` + strings.TrimSuffix(strings.Repeat(`"x",`, 65), ",") + `]`
+	cases := []struct {
+		schema, value string
+		valid         bool
+	}{
+		{"AttributeValue", `"x"`, true},
+		{"AttributeValue", `["a","b"]`, true},
+		{"AttributeValue", `["a"]`, false}, // one value reads back as a string
+		{"AttributeValue", `[]`, false},
+		{"AttributeValue", `["a",1]`, false},
+		{"AttributeValue", `null`, false},
+		{"AttributeValue", `1`, false},
+		{"AttributeValue", `true`, false},
+		{"AttributeValue", `{}`, false},
+		{"AttributeChange", `"x"`, true},
+		{"AttributeChange", `null`, true},
+		{"AttributeChange", `[]`, true},
+		{"AttributeChange", `["a"]`, true},
+		{"AttributeChange", `["a","b"]`, true},
+		{"AttributeChange", `[1]`, false},
+		{"AttributeChange", `["a",null]`, false},
+		{"AttributeChange", `true`, false},
+		{"AttributeChange", `1.5`, false},
+		{"AttributeChange", `{"a":"b"}`, false},
+		{"AttributeChange", sixtyFive, false},
+		{"AttributeChange", `"` + strings.Repeat("x", 2049) + `"`, false},
+		{"AttributeChange", `["` + strings.Repeat("x", 2049) + `"]`, false},
+	}
+	for _, tc := range cases {
+		var v any
+		if err := json.Unmarshal([]byte(tc.value), &v); err != nil {
+			t.Fatal(err)
+		}
+		err := doc.Components.Schemas[tc.schema].Value.VisitJSON(v)
+		if (err == nil) != tc.valid {
+			t.Errorf("%s %.40s: valid=%v, want %v", tc.schema, tc.value, err == nil, tc.valid)
+		}
+	}
+	var listed []string
+	for _, v := range doc.Paths.Find("/user/{version}/attributes").Parameters[0].Value.Schema.Value.Enum {
+		listed = append(listed, v.(string))
+	}
+	if !slices.Equal(listed, server.DefaultVersions) {
+		t.Errorf("the document lists versions %v, the server serves %v", listed, server.DefaultVersions)
 	}
 }

@@ -10,11 +10,19 @@ import (
 // pattern without one, which therefore answers 405 for the other methods.
 func routes(mux *http.ServeMux, cfg Config) {
 	authn := authenticator{verifier: cfg.Verifier, rules: cfg.LinkedIdentityRules, links: cfg.LinkedIdentities}
+	served := cfg.Versions
+	if len(served) == 0 {
+		served = DefaultVersions
+	}
+	versions := map[string]bool{}
+	for _, v := range served {
+		versions[v] = true
+	}
 	mux.Handle("GET /user/{version}/attributes",
-		knownVersion(authn.require(scopeRead, getAttributes(cfg.Service))))
+		knownVersion(versions, authn.require(scopeRead, getAttributes(cfg.Service))))
 	mux.Handle("PUT /user/{version}/attributes",
-		knownVersion(authn.require(scopeWrite, putAttributes(cfg.Service, cfg.MaxBodyBytes))))
-	mux.Handle("/user/{version}/attributes", knownVersion(methodNotAllowed("GET, HEAD, PUT")))
+		knownVersion(versions, authn.require(scopeWrite, putAttributes(cfg.Service, cfg.MaxBodyBytes))))
+	mux.Handle("/user/{version}/attributes", knownVersion(versions, methodNotAllowed("GET, HEAD, PUT")))
 
 	mux.Handle("GET /health/liveness", liveness())
 	mux.Handle("/health/liveness", methodNotAllowed("GET, HEAD"))

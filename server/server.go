@@ -20,6 +20,9 @@ type Config struct {
 	Metrics      *prometheus.Registry
 	MaxBodyBytes int64
 	Readiness    []ReadinessCheck
+	// Versions are the API versions that serve the attributes routes;
+	// empty means DefaultVersions.
+	Versions []string
 	// LinkedIdentityRules, when not empty, need LinkedIdentities.
 	LinkedIdentityRules LinkedIdentityRules
 	LinkedIdentities    LinkedIdentities

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
@@ -15,7 +16,7 @@ import (
 	"github.com/userattrs/userattrs/auth"
 )
 
-var versions = []string{"2024-3", "2025-1"}
+var versions = []string{"2024-2", "2024-3", "2025-1"}
 
 // Merges through HTTP, on both versions, as clients see them.
 func TestMerge(t *testing.T) {
@@ -101,6 +102,46 @@ func TestGetResponse(t *testing.T) {
 	}
 	if head := f.do("HEAD", "/user/2025-1/attributes", "", "Authorization", "Bearer "+tok); head.status != 200 || len(head.body) != 0 || head.header.Get("ETag") != etag {
 		t.Fatalf("HEAD: %d %q", head.status, head.body)
+	}
+}
+
+// The header is written "ETag", as RFC 9110 spells it: clients that look
+// headers up case-sensitively find it.
+func TestETagSpelling(t *testing.T) {
+	f := newFixture(t)
+	tok := f.token("alice", read, write)
+	f.put(tok, `{"a":"1"}`)
+	for _, method := range []string{"GET", "HEAD"} {
+		req := httptest.NewRequest(method, "/user/2024-2/attributes", nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		rec := httptest.NewRecorder()
+		f.handler.ServeHTTP(rec, req)
+		if v := rec.Header()["ETag"]; rec.Code != 200 || len(v) != 1 || len(rec.Header()["Etag"]) != 0 {
+			t.Errorf("%s: %d, headers %v", method, rec.Code, rec.Header())
+		}
+	}
+}
+
+// Values the SDKs' map types let apps send are refused, never coerced, with
+// a detail that says what to send instead.
+func TestTypeHints(t *testing.T) {
+	f := newFixture(t)
+	tok := f.token("alice", read, write)
+	doc := f.put(tok, `{"b":true,"n":1,"l":["x",2],"o":{}}`).errors(t, 422, "invalid-attribute")
+	want := []struct{ pointer, hint string }{
+		{"/b", `send the value as a string, e.g. "true"`},
+		{"/n", `send the value as a string, e.g. "1"`},
+		{"/l/1", `send the value as a string, e.g. "1"`},
+		{"/o", "not an object"},
+	}
+	if len(doc.Errors) != len(want) {
+		t.Fatalf("%d errors, want %d", len(doc.Errors), len(want))
+	}
+	for i, w := range want {
+		e := doc.Errors[i]
+		if e.Source == nil || *e.Source.Pointer != w.pointer || !strings.Contains(e.Detail, w.hint) {
+			t.Errorf("error %d: %+v, want pointer %s and %q", i, e, w.pointer, w.hint)
+		}
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"regexp"
 	"strings"
 	"time"
 
@@ -34,8 +35,9 @@ type serveConfig struct {
 	hidden          string
 	limits          userattrs.Limits
 	shutdownTimeout time.Duration
-	logLevel        slog.Level
+	logLevel        logLevel
 	debugAddr       string
+	apiVersions     string
 }
 
 // storeConfig names the store and how to reach it; serve and migrate share
@@ -125,8 +127,10 @@ func serveFlags(fs *flag.FlagSet) *serveConfig {
 	fs.IntVar(&c.limits.MaxValueBytes, "max-value-bytes", userattrs.DefaultLimits.MaxValueBytes, "longest attribute value, in bytes")
 	fs.IntVar(&c.limits.MaxValues, "max-values", userattrs.DefaultLimits.MaxValues, "most values of a multi-valued attribute")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 20*time.Second, "how long in-flight requests may take to finish on shutdown")
-	fs.TextVar(&c.logLevel, "log-level", slog.LevelInfo, "least level logged: debug, info, warn, error")
+	fs.Var(&c.logLevel, "log-level", "least level logged: debug, info (the default), warn, error")
 	fs.StringVar(&c.debugAddr, "debug-addr", "", "when set, serve Go's pprof profiles on this address (keep it on loopback)")
+	fs.StringVar(&c.apiVersions, "api-versions", strings.Join(server.DefaultVersions, ","),
+		"comma-separated versions of the user API that serve the attributes routes")
 	return c
 }
 
@@ -141,15 +145,28 @@ func (c *serveConfig) validate() error {
 	if c.store.timeout <= 0 || c.shutdownTimeout <= 0 || c.auth.introspectionCacheTTL < 0 {
 		return errors.New("--store-timeout and --shutdown-timeout must be positive, --introspection-cache-ttl not negative")
 	}
+	versions := commaList(c.apiVersions)
+	if len(versions) == 0 {
+		return errors.New("--api-versions names no version")
+	}
+	for _, v := range versions {
+		if !datedVersion.MatchString(v) {
+			return fmt.Errorf("--api-versions: %q is not a version of the user API such as 2025-1", v)
+		}
+	}
 	return nil
 }
 
+// datedVersion is the shape of the user API's versions: a year and a
+// release number.
+var datedVersion = regexp.MustCompile(`^[0-9]{4}-[0-9]{1,2}$`)
+
 // serve runs the service until ctx is done, then shuts down gracefully:
 // in-flight requests finish, new ones are refused.
-func serve(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
+func serve(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("userattrs serve", flag.ContinueOnError)
 	cfg := serveFlags(fs)
-	set, err := parseFlags(fs, args, getenv, stderr)
+	set, err := parseFlags(fs, args, getenv, stdout)
 	if err != nil {
 		return err
 	}
@@ -161,7 +178,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	}
 	logOut := newBufferedLog(stderr)
 	defer logOut.Close()
-	logger := slog.New(slog.NewJSONHandler(logOut, &slog.HandlerOptions{Level: cfg.logLevel}))
+	logger := slog.New(slog.NewJSONHandler(logOut, &slog.HandlerOptions{Level: cfg.logLevel.Level}))
 
 	verifier, readiness, err := newVerifier(ctx, &cfg.auth, logger)
 	if err != nil {
@@ -197,7 +214,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	srv := &http.Server{
 		Handler: server.NewServer(server.Config{
 			Service: svc, Verifier: verifier, Logger: logger, Metrics: reg,
-			MaxBodyBytes: cfg.maxBodyBytes, Readiness: readiness,
+			MaxBodyBytes: cfg.maxBodyBytes, Readiness: readiness, Versions: commaList(cfg.apiVersions),
 			LinkedIdentityRules: server.LinkedIdentityRules(cfg.auth.requireLinked), LinkedIdentities: links,
 		}),
 		ReadHeaderTimeout: 5 * time.Second,
@@ -211,7 +228,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	if err != nil {
 		return err
 	}
-	logger.Info("listening", "addr", ln.Addr().String(), "store", kind, "version", version())
+	logger.Info("listening", "addr", ln.Addr().String(), "store", kind, "version", version(), "api_versions", cfg.apiVersions)
 	if cfg.debugAddr != "" {
 		if err := serveDebug(ctx, cfg.debugAddr, logger); err != nil {
 			return err
@@ -351,7 +368,7 @@ func migrate(ctx context.Context, args []string, getenv func(string) string, std
 	fs := flag.NewFlagSet("userattrs migrate", flag.ContinueOnError)
 	var c storeConfig
 	c.flags(fs)
-	if _, err := parseFlags(fs, args, getenv, stderr); err != nil {
+	if _, err := parseFlags(fs, args, getenv, stdout); err != nil {
 		return err
 	}
 	c.autoMigrate = true
