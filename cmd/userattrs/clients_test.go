@@ -1,0 +1,155 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// generatorVersions are the openapi-generator releases whose clients are
+// tested: the newest, and the oldest that teams were found using.
+var generatorVersions = []string{"7.25.0", "7.17.0"}
+
+// clientTranscript is what every generated client prints for the steps of
+// testdata/clients: PUT a plain string and a plain list, GET them back,
+// remove one with null under the ETag just read, GET again, and a PUT with
+// the now stale ETag, which the server refuses with 412.
+const clientTranscript = `put-string "ok"
+put-list "ok"
+get {"langs":["de","en"],"theme":"dark"}
+remove-if-match "ok"
+get {"langs":["de","en"]}
+stale-if-match 412
+`
+
+// clientTools runs scripts/client-tools.sh, which fetches the generator,
+// a Python virtual environment and the TypeScript compiler, and returns
+// what it exports. Without Java, Maven, Python or npm the test is skipped,
+// except under CI=true, where it fails.
+func clientTools(t *testing.T) map[string]string {
+	t.Helper()
+	for _, tool := range []string{"java", "mvn", "python3", "npm", "node"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			if os.Getenv("CI") == "true" {
+				t.Fatalf("%s is needed to generate and run clients", tool)
+			}
+			t.Skipf("%s is needed to generate and run clients", tool)
+		}
+	}
+	var stderr bytes.Buffer
+	cmd := exec.Command("../../scripts/client-tools.sh", generatorVersions...)
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("client-tools.sh: %v\n%s", err, stderr.String())
+	}
+	env := map[string]string{}
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	for sc.Scan() {
+		if name, value, ok := strings.Cut(strings.TrimPrefix(sc.Text(), "export "), "="); ok {
+			env[name] = strings.Trim(value, `"`)
+		}
+	}
+	return env
+}
+
+// runTool runs a command in dir and fails the test with its output if it
+// fails; it returns standard output.
+func runTool(t *testing.T, dir string, env []string, name string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(name, args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), env...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s\n%s", filepath.Base(name), strings.Join(args, " "), err, out, stderr.String())
+	}
+	return string(out)
+}
+
+// Teams without a PACE SDK generate a client from api/openapi.yaml: the
+// Python, TypeScript and Go clients of each tested generator release write
+// plain values, remove with null and make conditional writes with the ETag
+// they read, against serve --dev, as an app developer would use them.
+func TestGeneratedClients(t *testing.T) {
+	tools := clientTools(t)
+	jars := strings.Fields(tools["OPENAPI_GENERATOR_JARS"])
+	if len(jars) != len(generatorVersions) {
+		t.Fatalf("client-tools.sh exported jars %q", jars)
+	}
+	spec, err := filepath.Abs("../../api/openapi.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	clients, err := filepath.Abs("testdata/clients")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dataDir := t.TempDir()
+	p := startServe(t, dataDir, nil, "--dev", "--data-dir", dataDir)
+
+	languages := []struct {
+		generator string
+		options   string
+		run       func(t *testing.T, generated string, env []string) string
+	}{
+		{"python", "packageName=userattrs_client", func(t *testing.T, generated string, env []string) string {
+			python := tools["CLIENTS_PYTHON"]
+			runTool(t, generated, nil, python, "-m", "pip", "install", "-q", "--disable-pip-version-check", "-r", "requirements.txt")
+			return runTool(t, generated, append(env, "PYTHONPATH="+generated), python, filepath.Join(clients, "app.py"))
+		}},
+		{"typescript-fetch", "supportsES6=true", func(t *testing.T, generated string, env []string) string {
+			work := filepath.Dir(generated) // generated is work/client
+			copyFile(t, filepath.Join(clients, "app.ts"), filepath.Join(work, "app.ts"))
+			runTool(t, work, nil, tools["CLIENTS_TSC"], "--strict", "--target", "es2020", "--module", "commonjs",
+				"--lib", "es2020,dom", "--outDir", "out", "app.ts")
+			return runTool(t, work, env, "node", filepath.Join("out", "app.js"))
+		}},
+		{"go", "packageName=client,isGoSubmodule=false", func(t *testing.T, generated string, env []string) string {
+			work := t.TempDir()
+			copyFile(t, filepath.Join(clients, "go", "main.go"), filepath.Join(work, "main.go"))
+			// The generated client types the body differently by release.
+			shape := "values"
+			if api, _ := os.ReadFile(filepath.Join(generated, "api_default.go")); bytes.Contains(api, []byte("RequestBody(requestBody map[string]*interface{})")) {
+				shape = "pointers"
+			}
+			copyFile(t, filepath.Join(clients, "go", shape, "body.go"), filepath.Join(work, "body.go"))
+			os.WriteFile(filepath.Join(work, "go.mod"), []byte("module clienttest\n\ngo 1.23\n\n"+
+				"require github.com/userattrs/client v0.0.0\n\nreplace github.com/userattrs/client => "+generated+"\n"), 0o644)
+			runTool(t, work, nil, "go", "mod", "tidy")
+			return runTool(t, work, env, "go", "run", ".")
+		}},
+	}
+	for i, version := range generatorVersions {
+		for _, lang := range languages {
+			t.Run(version+"/"+lang.generator, func(t *testing.T) {
+				generated := filepath.Join(t.TempDir(), "client")
+				runTool(t, "", nil, "java", "-jar", jars[i], "generate", "-g", lang.generator, "-i", spec, "-o", generated,
+					"--git-user-id", "userattrs", "--git-repo-id", "client", "--additional-properties", lang.options)
+				user := "client-" + strings.NewReplacer(".", "-", "/", "-").Replace(t.Name())
+				env := []string{"USERATTRS_URL=" + p.url, "USERATTRS_VERSION=2024-2",
+					"USERATTRS_TOKEN=" + mintToken(t, dataDir, "--sub", user, "--data-dir", dataDir)}
+				if got := lang.run(t, generated, env); got != clientTranscript {
+					t.Fatalf("the %s client printed\n%s\nwant\n%s", lang.generator, got, clientTranscript)
+				}
+			})
+		}
+	}
+}
+
+func copyFile(t *testing.T, from, to string) {
+	t.Helper()
+	data, err := os.ReadFile(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(to, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}

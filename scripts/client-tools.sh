@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The tools an app developer uses to make and run clients from
+# api/openapi.yaml, for the generated-clients test: openapi-generator
+# (org.openapitools:openapi-generator-cli, from Maven Central, run with the
+# default JDK), a Python virtual environment, and the TypeScript compiler
+# (from npm). Fetched once into the cache; prints export lines for `eval`.
+#
+#   scripts/client-tools.sh [GENERATOR_VERSION ...]
+set -euo pipefail
+
+versions=("$@")
+[ ${#versions[@]} -gt 0 ] || versions=(7.25.0)
+TYPESCRIPT_VERSION=5.9.3
+cache=${USERATTRS_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/userattrs}/clients
+mkdir -p "$cache"
+
+log() { echo "client-tools.sh: $*" >&2; }
+
+for v in "${versions[@]}"; do
+  if [ ! -f "$cache/openapi-generator-cli-$v.jar" ]; then
+    log "fetching org.openapitools:openapi-generator-cli:$v from Maven Central"
+    mvn -q -B dependency:copy -Dartifact="org.openapitools:openapi-generator-cli:$v" -DoutputDirectory="$cache" >&2
+  fi
+done
+if [ ! -x "$cache/venv/bin/python" ]; then
+  log "creating a Python virtual environment"
+  python3 -m venv "$cache/venv" >&2
+fi
+if [ ! -x "$cache/node_modules/.bin/tsc" ]; then
+  log "installing typescript@$TYPESCRIPT_VERSION from npm"
+  npm install --silent --no-audit --no-fund --prefix "$cache" "typescript@$TYPESCRIPT_VERSION" >&2
+fi
+
+echo "export OPENAPI_GENERATOR_JARS=\"$(printf "$cache/openapi-generator-cli-%s.jar " "${versions[@]}" | sed 's/ $//')\""
+echo "export CLIENTS_PYTHON=$cache/venv/bin/python"
+echo "export CLIENTS_TSC=$cache/node_modules/.bin/tsc"
