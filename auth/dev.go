@@ -37,11 +37,18 @@ type DevKey struct {
 // LoadOrCreateDevKey reads the development key from dir, creating it (once,
 // readable by the owner only) if it does not exist.
 func LoadOrCreateDevKey(dir string) (*DevKey, error) {
+	key, err := LoadDevKey(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return createDevKey(dir, filepath.Join(dir, DevKeyFile))
+	}
+	return key, err
+}
+
+// LoadDevKey reads the development key from dir; an error wrapping
+// fs.ErrNotExist says there is none.
+func LoadDevKey(dir string) (*DevKey, error) {
 	path := filepath.Join(dir, DevKeyFile)
 	raw, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return createDevKey(dir, path)
-	}
 	if err != nil {
 		return nil, fmt.Errorf("read development key: %w", err)
 	}

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"os"
@@ -25,6 +26,9 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	pgtest.Cleanup()
 	kctest.Cleanup()
+	if binary != "" && buildErr == nil {
+		os.RemoveAll(filepath.Dir(binary))
+	}
 	os.Exit(code)
 }
 
@@ -288,6 +292,45 @@ func TestRefusesToStartInsecurely(t *testing.T) {
 	}
 }
 
+// Help is asked for and printed to standard output; a wrong flag is one
+// line, a usage error; the default log level reads as the README writes it.
+func TestHelp(t *testing.T) {
+	for _, args := range [][]string{{"-h"}, {"help"}, {"serve", "-h"}, {"token", "--help"}, {"migrate", "-h"}} {
+		var out, errOut bytes.Buffer
+		if err := run(context.Background(), args, func(string) string { return "" }, &out, &errOut); err != nil {
+			t.Errorf("%v: %v", args, err)
+		}
+		if out.Len() == 0 || errOut.Len() != 0 {
+			t.Errorf("%v: stdout %q, stderr %q", args, out.String(), errOut.String())
+		}
+	}
+	var out bytes.Buffer
+	run(context.Background(), []string{"serve", "-h"}, func(string) string { return "" }, &out, io.Discard)
+	for _, want := range []string{"USERATTRS_<FLAG>", "info (the default)", "-api-versions", `(default "2024-2,2024-3,2025-1")`} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("serve -h lacks %q:\n%s", want, out.String())
+		}
+	}
+	var errOut bytes.Buffer
+	err := run(context.Background(), []string{"serve", "--bogus"}, func(string) string { return "" }, io.Discard, &errOut)
+	var usage usageError
+	if !errors.As(err, &usage) || strings.Count(err.Error(), "bogus") != 1 || errOut.Len() != 0 {
+		t.Errorf("a wrong flag: %v, stderr %q", err, errOut.String())
+	}
+}
+
+// token refuses to make a key of its own: the server would not trust it.
+func TestTokenNeedsTheServersKey(t *testing.T) {
+	dir := t.TempDir()
+	err := run(context.Background(), []string{"token", "--sub", "alice", "--data-dir", dir}, func(string) string { return "" }, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), filepath.Join(dir, "dev-signing-key.pem")) || !strings.Contains(err.Error(), "--data-dir") {
+		t.Fatalf("token without a key: %v", err)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Fatalf("token wrote %v", entries)
+	}
+}
+
 func TestCommands(t *testing.T) {
 	var out bytes.Buffer
 	if err := run(context.Background(), []string{"version"}, os.Getenv, &out, io.Discard); err != nil || !strings.HasPrefix(out.String(), "userattrs ") {
@@ -300,6 +343,8 @@ func TestCommands(t *testing.T) {
 		{"serve", "--max-values", "0", "--dev", "--data-dir", data},
 		{"serve", "--dev", "--oidc-issuer", "https://issuer.example", "--data-dir", data},
 		{"serve", "--dev", "--log-level", "loud", "--data-dir", data},
+		{"serve", "--dev", "--api-versions", "2024-2,latest", "--data-dir", data},
+		{"serve", "--dev", "--api-versions", ",", "--data-dir", data},
 	} {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		err := run(ctx, args, func(string) string { return "" }, io.Discard, io.Discard)
