@@ -6,10 +6,13 @@
 # (from npm). Fetched once into the cache; prints export lines for `eval`.
 #
 #   scripts/client-tools.sh [GENERATOR_VERSION ...]
+#
+# The default versions are the ones the tests use: the newest release, and
+# the oldest that teams were found using.
 set -euo pipefail
 
 versions=("$@")
-[ ${#versions[@]} -gt 0 ] || versions=(7.25.0)
+[ ${#versions[@]} -gt 0 ] || versions=(7.25.0 7.17.0)
 TYPESCRIPT_VERSION=5.9.3
 cache=${USERATTRS_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/userattrs}/clients
 mkdir -p "$cache"
@@ -31,6 +34,7 @@ if [ ! -x "$cache/node_modules/.bin/tsc" ]; then
   npm install --silent --no-audit --no-fund --prefix "$cache" "typescript@$TYPESCRIPT_VERSION" >&2
 fi
 
+echo "export OPENAPI_GENERATOR_VERSIONS=\"${versions[*]}\""
 echo "export OPENAPI_GENERATOR_JARS=\"$(printf "$cache/openapi-generator-cli-%s.jar " "${versions[@]}" | sed 's/ $//')\""
 echo "export CLIENTS_PYTHON=$cache/venv/bin/python"
 echo "export CLIENTS_TSC=$cache/node_modules/.bin/tsc"

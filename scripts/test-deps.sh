@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Makes sure the machine has what the test suite needs beyond Go: the
-# PostgreSQL server binaries, from which the tests start their own cluster,
-# and Keycloak, fetched from Maven Central, which the tests start
-# themselves (with a JDK 21 or later). On a fresh machine it installs what
-# is missing from Debian's packages.
+# PostgreSQL server binaries, from which the tests start their own cluster;
+# Keycloak, fetched from Maven Central, which the tests start themselves
+# (with a JDK 21 or later); and what the generated-clients test uses:
+# openapi-generator, Python with venv, Node.js and the TypeScript compiler.
+# On a fresh machine it installs what is missing from Debian's packages.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 
@@ -35,4 +36,7 @@ fi
 
 command -v mvn >/dev/null 2>&1 || apt_install maven
 command -v curl >/dev/null 2>&1 || apt_install curl
+command -v python3 >/dev/null 2>&1 && python3 -c 'import venv, ensurepip' 2>/dev/null || apt_install python3 python3-venv
+command -v npm >/dev/null 2>&1 || apt_install nodejs npm
 "$here/keycloak.sh" fetch
+"$here/client-tools.sh" >/dev/null
