@@ -20,8 +20,11 @@ var (
 
 // Violation is one member of a PUT body that breaks a rule.
 type Violation struct {
-	// Pointer locates the member in the body (RFC 6901), e.g. "/tos_accepted".
-	Pointer string
+	// Key is the member's name.
+	Key string
+	// Index is the offending element of an array value, -1 for the member
+	// itself.
+	Index int
 	// Detail says what is wrong. It never quotes a value.
 	Detail string
 }
@@ -46,14 +49,4 @@ type ReadOnlyError struct {
 
 func (e *ReadOnlyError) Error() string {
 	return "read-only attribute(s): " + strings.Join(e.Keys, ", ")
-}
-
-// Pointer returns the RFC 6901 JSON pointer to the member named key of the
-// top-level object, and to element index of it when index >= 0.
-func Pointer(key string, index int) string {
-	p := "/" + strings.NewReplacer("~", "~0", "/", "~1").Replace(key)
-	if index >= 0 {
-		p += "/" + strconv.Itoa(index)
-	}
-	return p
 }

@@ -68,7 +68,7 @@ func (l Limits) Validate(p Patch) error {
 			if c.BadType != "" {
 				index = c.BadIndex
 			}
-			violations = append(violations, Violation{Pointer: Pointer(c.Key, index), Detail: detail})
+			violations = append(violations, Violation{Key: c.Key, Index: index, Detail: detail})
 		}
 	}
 	if violations != nil {
@@ -146,7 +146,7 @@ func (l Limits) checkCount(p Patch, before, after Attributes) error {
 	var violations []Violation
 	for _, c := range p {
 		if _, existed := before[c.Key]; !existed && !c.Remove() {
-			violations = append(violations, Violation{Pointer: Pointer(c.Key, -1), Detail: detail})
+			violations = append(violations, Violation{Key: c.Key, Index: -1, Detail: detail})
 		}
 	}
 	return &InvalidError{Violations: violations}

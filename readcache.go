@@ -9,12 +9,13 @@ import (
 
 // ReadCacheConfig configures the per-instance read cache of a Service.
 type ReadCacheConfig struct {
-	// Enabled turns the cache on. Only for stores that this instance is the
-	// only writer of (SQLite), or whose other writers may be seen late
-	// (Keycloak, with a TTL): a client always reads its own writes through
-	// the instance that made them, but not other instances' writes.
+	// Enabled turns the cache on where the store's capabilities allow it
+	// (see NewService): a client always reads its own writes through the
+	// instance that made them.
 	Enabled bool
-	// TTL bounds how long an entry is served; zero means until evicted.
+	// TTL bounds how long an entry of a store with external writers is
+	// served; entries of a store only this instance writes stay until
+	// evicted.
 	TTL time.Duration
 	// MaxEntries bounds the number of users kept (default 50000).
 	MaxEntries int

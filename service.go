@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 )
 
@@ -13,48 +12,15 @@ import (
 // condition and always holds.
 type Precondition struct {
 	present bool
-	any     bool     // If-Match: *, which holds for any current representation
+	any     bool     // holds for any current representation
 	etags   []string // strong entity tags, quoted; one must be current
 }
 
-// IfMatch parses the values of If-Match header fields (RFC 9110, 13.1.1).
-// No values means no condition. Weak tags are dropped because If-Match
-// compares strongly; a malformed field holds for no representation, so a
-// garbled condition never lets a write through.
-func IfMatch(values []string) Precondition {
-	if len(values) == 0 {
-		return Precondition{}
-	}
-	p := Precondition{present: true}
-	for _, v := range values {
-		for {
-			v = strings.TrimLeft(v, " \t,")
-			if v == "" {
-				break
-			}
-			if v[0] == '*' {
-				p.any = true
-				v = v[1:]
-				continue
-			}
-			weak := strings.HasPrefix(v, "W/")
-			if weak {
-				v = v[2:]
-			}
-			if !strings.HasPrefix(v, `"`) {
-				return Precondition{present: true}
-			}
-			end := strings.IndexByte(v[1:], '"')
-			if end < 0 {
-				return Precondition{present: true}
-			}
-			if !weak {
-				p.etags = append(p.etags, v[:end+2])
-			}
-			v = v[end+2:]
-		}
-	}
-	return p
+// IfMatch returns the condition that the current representation has one of
+// etags (strong entity tags, quoted), or any at all. With neither it holds
+// for no representation: what a malformed If-Match asks for.
+func IfMatch(any bool, etags []string) Precondition {
+	return Precondition{present: true, any: any, etags: etags}
 }
 
 // Holds reports whether the precondition holds for a representation with
@@ -83,14 +49,27 @@ type ServiceConfig struct {
 	// StoreTimeout bounds every store operation; a store that takes longer
 	// is reported as ErrUnavailable. Zero means no bound.
 	StoreTimeout time.Duration
-	// ReadCache keeps recently read and written users in memory.
+	// ReadCache keeps recently read and written users in memory, where the
+	// store's capabilities allow it.
 	ReadCache ReadCacheConfig
 }
 
-// NewService returns a service that keeps attributes in store.
+// NewService returns a service that keeps attributes in store. The read
+// cache follows the store's capabilities: none where other instances write
+// the store, entries that expire after the configured TTL where others
+// write it behind the service's back (none without a TTL), and entries that
+// stay where this instance is the only writer.
 func NewService(store Store, cfg ServiceConfig) *Service {
+	cache := cfg.ReadCache
+	caps := store.Capabilities()
+	switch {
+	case caps.SharedAcrossInstances, caps.ExternalWriters && cache.TTL <= 0:
+		cache.Enabled = false
+	case !caps.ExternalWriters:
+		cache.TTL = 0
+	}
 	return &Service{store: store, limits: cfg.Limits, policy: cfg.Policy, timeout: cfg.StoreTimeout,
-		cache: newReadCache(cfg.ReadCache)}
+		cache: newReadCache(cache)}
 }
 
 // Get returns the attributes of user that clients may see, and the entity
@@ -108,7 +87,7 @@ func (s *Service) Get(ctx context.Context, user string) (Attributes, string, err
 	defer cancel()
 	current, err := s.store.Get(ctx, user)
 	if err != nil {
-		return nil, "", s.storeError(ctx, err)
+		return nil, "", s.storeError(err)
 	}
 	visible := s.policy.Visible(current)
 	etag := visible.ETag()
@@ -122,6 +101,13 @@ func (s *Service) Get(ctx context.Context, user string) (Attributes, string, err
 // for the representation clients see. A patch that breaks any rule changes
 // nothing: the error is an *InvalidError (422), a *ReadOnlyError (403) or
 // ErrPreconditionFailed (412).
+//
+// A merge that runs out of the store timeout, or whose caller goes away, is
+// ErrUnavailable. The store then either never applies it, or (a write
+// already on its way) reports its outcome later, which the read cache
+// follows, so that reads through this instance soon show what the store
+// holds either way. Merge itself returns within the timeout even when the
+// store hangs.
 func (s *Service) Merge(ctx context.Context, user string, patch Patch, cond Precondition) error {
 	if err := s.limits.Validate(patch); err != nil {
 		return err
@@ -131,9 +117,24 @@ func (s *Service) Merge(ctx context.Context, user string, patch Patch, cond Prec
 	}
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
+	outcome := make(chan error, 1)
+	go func() { outcome <- s.update(ctx, user, patch, cond) }()
+	select {
+	case err := <-outcome:
+		return s.storeError(err)
+	case <-ctx.Done():
+		return s.storeError(ctx.Err())
+	}
+}
+
+// update runs a merge in the store and keeps the read cache in step with
+// its outcome, whenever that comes: after the caller of Merge may have
+// given up waiting.
+func (s *Service) update(ctx context.Context, user string, patch Patch, cond Precondition) (err error) {
+	defer recoverTo(&err)
 	var result Attributes
 	var seq uint64
-	err := s.store.Update(ctx, user, func(current Attributes) (Attributes, error) {
+	err = s.store.Update(ctx, user, func(current Attributes) (Attributes, error) {
 		if !cond.Holds(s.policy.Visible(current).ETag()) {
 			return nil, ErrPreconditionFailed
 		}
@@ -161,31 +162,32 @@ func (s *Service) Merge(ctx context.Context, user string, patch Patch, cond Prec
 			s.cache.forget(user)
 		}
 	}
-	return s.storeError(ctx, err)
+	return err
 }
 
 // Ping checks that the store can serve requests.
 func (s *Service) Ping(ctx context.Context) error {
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
-	return s.storeError(ctx, s.store.Ping(ctx))
+	return s.storeError(s.store.Ping(ctx))
 }
 
 func (s *Service) bound(ctx context.Context) (context.Context, context.CancelFunc) {
 	if s.timeout <= 0 {
-		return ctx, func() {}
+		return context.WithCancel(ctx)
 	}
 	return context.WithTimeout(ctx, s.timeout)
 }
 
-// storeError turns running out of the store's time into ErrUnavailable, so
-// that every store reports a slow backend alike.
-func (s *Service) storeError(ctx context.Context, err error) error {
+// storeError reports a store operation that ran out of time, or whose
+// caller went away, as ErrUnavailable on every store alike: neither is an
+// internal error.
+func (s *Service) storeError(err error) error {
 	if err == nil || errors.Is(err, ErrUnavailable) {
 		return err
 	}
-	if errors.Is(err, context.DeadlineExceeded) && errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		return fmt.Errorf("%w: timed out: %w", ErrUnavailable, err)
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	return err
 }

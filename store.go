@@ -1,39 +1,127 @@
 package userattrs
 
-import "context"
+import (
+	"context"
+	"fmt"
+	"runtime/debug"
+)
 
-// Store keeps the attributes of users. Every store maps its failures onto
-// the shared errors of this package: ErrUserNotFound for an unknown user,
-// ErrUnavailable when it cannot answer now.
+// Store keeps the attributes of users. This is the whole contract a store
+// keeps; the conformance suite (store/conformance) checks every clause
+// against every store, split by the capabilities the store declares.
+//
+// Reads:
+//   - Get returns every attribute of the user, hidden ones included; a user
+//     without attributes has an empty, non-nil map. The caller may keep the
+//     map but must not change it.
+//   - A Get that starts after an Update of the same user returned nil, on
+//     any store value (any instance) sharing the backend, sees that update
+//     or a later one.
+//
+// Updates:
+//   - Update replaces the attributes of the user with what update returns,
+//     given the current ones, atomically: no other update of the same user
+//     comes between the read and the write, through this store value and,
+//     where Capabilities.SharedAcrossInstances, through every other store
+//     value on the same backend (every instance of the service).
+//   - update may be called several times (stores that retry on a conflict
+//     do), always with the current attributes, and must neither keep nor
+//     change its argument. An error from update aborts the change and is
+//     returned as it is; a panic in update aborts it too and is returned as
+//     a *PanicError, never taking down the process or another update.
+//   - When Update returns nil the change is made, and durable where
+//     Capabilities.Durable: it survives a crash of the process and of the
+//     machine.
+//   - When the context ends before the change is made, Update returns an
+//     error wrapping the context's, and the change is never made: an
+//     update whose caller gave up is not applied later. Where the backend
+//     cannot take back a write already sent (a commit or a request in
+//     flight), Update waits for its outcome and reports it as it is,
+//     whatever the context says; the caller bounds its own wait (Service
+//     does).
+//
+// Errors:
+//   - Every failure maps onto the shared errors, tested with errors.Is:
+//     ErrUserNotFound for a user the store does not know (only stores with
+//     Capabilities.KnownUsers; the others create users on first write),
+//     ErrUnavailable when the backend is down, overloaded, slow, or the
+//     request ended, *InvalidError for a value the backend cannot keep.
+//     Anything else is a bug, reported as an internal error.
+//
+// Lifetime:
+//   - Ping checks that the store can serve requests now.
+//   - Close waits for updates in progress, then releases the store; after
+//     Close, every method returns ErrClosed and none panics. Close may be
+//     called more than once.
 type Store interface {
-	// Get returns all attributes of user; a user without attributes has an
-	// empty, non-nil map. Stores that create users on first write (the SQL
-	// stores) never return ErrUserNotFound.
 	Get(ctx context.Context, user string) (Attributes, error)
-
-	// Update replaces the attributes of user with what update returns, given
-	// the current ones, atomically: no other update of the same user comes
-	// between the read and the write, on any instance sharing the store.
-	// update may be called several times (stores that retry on conflicts do)
-	// and must not keep or change its argument. An error from update aborts
-	// the change and is returned as it is. When Update returns nil the new
-	// attributes are durable.
 	Update(ctx context.Context, user string, update func(current Attributes) (Attributes, error)) error
-
-	// Ping checks that the store can serve requests.
 	Ping(ctx context.Context) error
-
-	// Close releases the store's resources.
 	Close() error
+	// Capabilities says what the store can promise, which the service and
+	// the conformance suite read instead of probing.
+	Capabilities() Capabilities
 }
+
+// Capabilities are what a store declares about itself.
+type Capabilities struct {
+	// SharedAcrossInstances: several service instances may use the store at
+	// once, and Update stays atomic and conditional across all of them.
+	SharedAcrossInstances bool
+	// ExternalWriters: something besides this service changes the
+	// attributes (Keycloak's own consoles): what an instance read may
+	// change without it knowing, so a read cache must expire.
+	ExternalWriters bool
+	// Durable: a nil Update survives a crash. The in-memory store is not.
+	Durable bool
+	// KnownUsers: the store knows its users, and unknown ones are
+	// ErrUserNotFound; the others create a user on first write.
+	KnownUsers bool
+	// NoEmptyValues: the backend cannot keep an empty string value, so
+	// Update refuses one with an *InvalidError and changes nothing.
+	NoEmptyValues bool
+	// OwnedAttributes are glob patterns of attribute names the backend
+	// itself owns (Keycloak's profile fields and federation attributes):
+	// clients neither see nor write them.
+	OwnedAttributes []string
+}
+
+// LinkSource is implemented by stores that know at which third-party
+// identity providers a user has linked identities (Keycloak's federated
+// identities).
+type LinkSource interface {
+	LinkedProviders(ctx context.Context, user string) ([]string, error)
+}
+
+// PanicError is a panic inside an updater or a store, turned into an error
+// of its request: the process and the other requests go on.
+type PanicError struct {
+	// Stack is where it happened; the panic's value is left out, since it
+	// may hold request data.
+	Stack []byte
+}
+
+func (e *PanicError) Error() string { return "panic in a store update" }
 
 // Next runs an updater of Store.Update on current and reports whether the
 // attributes it returns differ, so that stores skip writes that change
-// nothing.
+// nothing. A panic in update is returned as a *PanicError.
 func Next(current Attributes, update func(Attributes) (Attributes, error)) (next Attributes, changed bool, err error) {
+	defer recoverTo(&err)
 	next, err = update(current)
 	if err != nil {
 		return nil, false, err
 	}
 	return next, !next.Equal(current), nil
 }
+
+// recoverTo turns a panic into a *PanicError in *err. Call it deferred.
+func recoverTo(err *error) {
+	if v := recover(); v != nil {
+		*err = &PanicError{Stack: debug.Stack()}
+	}
+}
+
+// ErrClosed is what a closed store answers: the service is shutting down,
+// which clients see as unavailable.
+var ErrClosed = fmt.Errorf("%w: the store is closed", ErrUnavailable)

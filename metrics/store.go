@@ -66,3 +66,5 @@ func (s *Store) Ping(ctx context.Context) (err error) {
 }
 
 func (s *Store) Close() error { return s.next.Close() }
+
+func (s *Store) Capabilities() userattrs.Capabilities { return s.next.Capabilities() }

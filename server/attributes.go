@@ -7,7 +7,6 @@ import (
 	"mime"
 	"net/http"
 	"strconv"
-	"strings"
 
 	"github.com/userattrs/userattrs"
 )
@@ -57,7 +56,7 @@ func getAttributes(svc *userattrs.Service) http.Handler {
 		// Spelled as RFC 9110 spells it, not in Go's canonical "Etag":
 		// some generated clients look headers up case-sensitively.
 		h[etagHeader] = values[0:1:1]
-		if noneMatch := r.Header.Get("If-None-Match"); noneMatch != "" && etagListContains(noneMatch, etag) {
+		if noneMatch(r.Header.Values("If-None-Match"), etag) {
 			w.WriteHeader(http.StatusNotModified)
 			return
 		}
@@ -70,18 +69,6 @@ func getAttributes(svc *userattrs.Service) http.Handler {
 			w.Write(body)
 		}
 	})
-}
-
-// etagListContains reports whether an If-None-Match list names etag, by the
-// weak comparison RFC 9110 prescribes for it.
-func etagListContains(list, etag string) bool {
-	for _, t := range strings.Split(list, ",") {
-		t = strings.TrimPrefix(strings.TrimSpace(t), "W/")
-		if t == "*" || t == etag {
-			return true
-		}
-	}
-	return false
 }
 
 // encodeAttributes renders attributes in the contract's shape: one value as
@@ -180,7 +167,7 @@ func putAttributes(svc *userattrs.Service, maxBodyBytes int64) http.Handler {
 			writeErrors(w, r, newError(http.StatusBadRequest, decodeErr.code, decodeErr.detail))
 			return
 		}
-		cond := userattrs.IfMatch(r.Header.Values("If-Match"))
+		cond := ifMatch(r.Header.Values("If-Match"))
 		if err := svc.Merge(r.Context(), identity(r.Context()).Subject, patch, cond); err != nil {
 			writeError(w, r, err)
 			return

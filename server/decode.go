@@ -65,7 +65,7 @@ func decodePatch(body []byte) (userattrs.Patch, *decodeError) {
 		key := tok.(string) // inside an object the decoder yields names only
 		if seen[key] {
 			return nil, &decodeError{codeInvalidBody, fmt.Sprintf(
-				"the member %s appears more than once", userattrs.Pointer(key, -1))}
+				"the member %s appears more than once", pointer(key, -1))}
 		}
 		seen[key] = true
 		change, err := decodeValue(dec, key)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"strings"
 
 	"github.com/userattrs/userattrs"
 	"github.com/userattrs/userattrs/auth"
@@ -114,14 +115,14 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.As(err, &invalid):
 		errs := make([]apiError, 0, len(invalid.Violations))
 		for _, v := range invalid.Violations {
-			errs = append(errs, newError(http.StatusUnprocessableEntity, codeInvalidAttribute, v.Detail).at(v.Pointer))
+			errs = append(errs, newError(http.StatusUnprocessableEntity, codeInvalidAttribute, v.Detail).at(pointer(v.Key, v.Index)))
 		}
 		writeErrors(w, r, errs...)
 	case errors.As(err, &readOnly):
 		errs := make([]apiError, 0, len(readOnly.Keys))
 		for _, k := range readOnly.Keys {
 			errs = append(errs, newError(http.StatusForbidden, codeAttributeReadOnly,
-				"clients may not write this attribute; nothing was changed").at(userattrs.Pointer(k, -1)))
+				"clients may not write this attribute; nothing was changed").at(pointer(k, -1)))
 		}
 		writeErrors(w, r, errs...)
 	case errors.Is(err, userattrs.ErrPreconditionFailed):
@@ -134,9 +135,27 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 		writeErrors(w, r, newError(http.StatusServiceUnavailable, codeStoreUnavailable,
 			"a backend of this service is unavailable; retry later"))
 	default:
-		logFrom(r.Context()).Error("internal error", "error", err.Error())
+		var p *userattrs.PanicError
+		if errors.As(err, &p) {
+			logFrom(r.Context()).Error("panic", "error", err.Error(), "stack", string(p.Stack))
+		} else {
+			logFrom(r.Context()).Error("internal error", "error", err.Error())
+		}
 		writeInternalError(w, r)
 	}
+}
+
+// pointerEscaper escapes a member name for a JSON pointer (RFC 6901).
+var pointerEscaper = strings.NewReplacer("~", "~0", "/", "~1")
+
+// pointer returns the JSON pointer to the member named key of the
+// top-level object, and to element index of it when index >= 0.
+func pointer(key string, index int) string {
+	p := "/" + pointerEscaper.Replace(key)
+	if index >= 0 {
+		p += "/" + strconv.Itoa(index)
+	}
+	return p
 }
 
 // writeInternalError answers 501, as the published contract names its

@@ -107,6 +107,12 @@ var knownMethods = map[string]bool{
 	http.MethodPatch: true, http.MethodDelete: true, http.MethodOptions: true,
 }
 
+// probeRoutes are the routes of load balancers and monitoring, logged at
+// debug level only.
+var probeRoutes = map[string]bool{
+	"GET /health/liveness": true, "GET /health/readiness": true, "GET /metrics": true,
+}
+
 // observe gives every request an id, recovers panics, and logs and counts
 // the request once it is served.
 func observe(next http.Handler, logger *slog.Logger, m *httpMetrics) http.Handler {
@@ -153,7 +159,13 @@ func observe(next http.Handler, logger *slog.Logger, m *httpMetrics) http.Handle
 			elapsed := time.Since(start)
 			m.requests.WithLabelValues(route, method, strconv.Itoa(status)).Inc()
 			m.duration.WithLabelValues(route, method).Observe(elapsed.Seconds())
-			logger.LogAttrs(r.Context(), slog.LevelInfo, "request",
+			level := slog.LevelInfo
+			if probeRoutes[route] {
+				// Every few seconds from every kubelet and Prometheus: the
+				// metrics count them, and a failing readiness logs why.
+				level = slog.LevelDebug
+			}
+			logger.LogAttrs(r.Context(), level, "request",
 				slog.String("request_id", id),
 				slog.String("method", method),
 				slog.String("route", route),

@@ -14,6 +14,7 @@ import (
 
 	"github.com/userattrs/userattrs"
 	"github.com/userattrs/userattrs/auth"
+	"github.com/userattrs/userattrs/store/memory"
 )
 
 var versions = []string{"2024-2", "2024-3", "2025-1"}
@@ -333,8 +334,11 @@ func TestAttributeCountLimit(t *testing.T) {
 
 func TestHiddenAttributesAreNotReturned(t *testing.T) {
 	policy, _ := userattrs.NewPolicy([]string{"internal_*"}, []string{"locked"})
-	store := newMemStore()
-	store.data["alice"] = userattrs.Attributes{"internal_score": {"9"}, "locked": {"yes"}, "pref": {"dark"}}
+	store := memory.New()
+	seed := userattrs.Attributes{"internal_score": {"9"}, "locked": {"yes"}, "pref": {"dark"}}
+	if err := store.Update(context.Background(), "alice", func(userattrs.Attributes) (userattrs.Attributes, error) { return seed, nil }); err != nil {
+		t.Fatal(err)
+	}
 	f := newFixture(t, func(o *options) { o.policy = policy; o.store = store })
 	tok := f.token("alice", read, write)
 	if got := f.attributes(tok); len(got) != 2 || got["locked"] != "yes" || got["pref"] != "dark" {
@@ -342,7 +346,8 @@ func TestHiddenAttributesAreNotReturned(t *testing.T) {
 	}
 	// A merge keeps what the client cannot see.
 	f.put(tok, `{"pref":"light"}`)
-	if v := store.data["alice"]["internal_score"]; !slices.Equal(v, []string{"9"}) {
+	stored, _ := store.Get(context.Background(), "alice")
+	if v := stored["internal_score"]; !slices.Equal(v, []string{"9"}) {
 		t.Fatalf("hidden attribute after a merge: %v", v)
 	}
 }
@@ -358,13 +363,12 @@ func TestStoreFailures(t *testing.T) {
 		{"store down", userattrs.ErrUnavailable, 503, "store-unavailable"},
 		{"issuer down", auth.ErrUnavailable, 503, "store-unavailable"},
 		{"unexpected", errors.New("disk on fire at /var/lib/x"), 501, "internal-error"},
+		{"client went away", context.Canceled, 503, "store-unavailable"},
 		{"panic", errPanic, 501, "internal-error"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			store := newMemStore()
-			store.fail = tc.err
-			f := newFixture(t, func(o *options) { o.store = store })
+			f := newFixture(t, func(o *options) { o.store = failingStore{memory.New(), tc.err} })
 			tok := f.token("alice", read, write)
 			for _, res := range []response{f.get(tok), f.put(tok, `{"a":"1"}`)} {
 				doc := res.errors(t, tc.status, tc.code)

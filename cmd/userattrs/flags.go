@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"runtime/debug"
 	"strings"
+	"time"
 )
 
 // envName is the environment variable that sets a flag when the command
@@ -61,6 +62,20 @@ func parseFlags(fs *flag.FlagSet, args []string, getenv func(string) string, std
 	}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	return set, nil
+}
+
+// positiveDuration is a duration flag that refuses zero and less.
+type positiveDuration time.Duration
+
+func (d *positiveDuration) String() string { return time.Duration(*d).String() }
+
+func (d *positiveDuration) Set(s string) error {
+	v, err := time.ParseDuration(s)
+	if err != nil || v <= 0 {
+		return errors.New("must be a positive duration such as 2s")
+	}
+	*d = positiveDuration(v)
+	return nil
 }
 
 // logLevel is --log-level, shown and parsed in lower case as the README

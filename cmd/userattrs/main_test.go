@@ -275,7 +275,8 @@ func TestEnvironment(t *testing.T) {
 	if status, _ := call(t, "PUT", p.url+"/user/2024-3/attributes", tok, `{"tos_x":"1"}`); status != 403 {
 		t.Fatalf("attribute read-only by USERATTRS_READONLY_ATTRIBUTES: %d", status)
 	}
-	q := startServe(t, dir, []string{"USERATTRS_MAX_BODY_BYTES=16", "USERATTRS_DEV=true"}, "--max-body-bytes", "1000")
+	// Another process on the same directory needs a database of its own.
+	q := startServe(t, dir, []string{"USERATTRS_MAX_BODY_BYTES=16", "USERATTRS_DEV=true", "USERATTRS_STORE=sqlite:other.db"}, "--max-body-bytes", "1000")
 	if status, _ := call(t, "PUT", q.url+"/user/2024-3/attributes", tok, `{"a":"0123456789abcdef"}`); status != 204 {
 		t.Fatalf("the command line does not win over the environment: %d", status)
 	}

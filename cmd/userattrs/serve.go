@@ -10,8 +10,11 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"net/url"
+	"path/filepath"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -21,7 +24,9 @@ import (
 	"github.com/userattrs/userattrs/auth"
 	"github.com/userattrs/userattrs/metrics"
 	"github.com/userattrs/userattrs/server"
+	"github.com/userattrs/userattrs/store"
 	"github.com/userattrs/userattrs/store/keycloak"
+	"github.com/userattrs/userattrs/store/memory"
 	"github.com/userattrs/userattrs/store/postgres"
 	"github.com/userattrs/userattrs/store/sqlite"
 )
@@ -35,29 +40,84 @@ type serveConfig struct {
 	hidden          string
 	limits          userattrs.Limits
 	shutdownTimeout time.Duration
+	shutdownDelay   time.Duration
 	logLevel        logLevel
 	debugAddr       string
 	apiVersions     string
 }
 
+// stores is the table of the stores the program knows: adding a store is
+// one package and one row here.
+var stores = []store.Kind{sqlite.Kind(), postgres.Kind(), keycloak.Kind(), memory.Kind()}
+
 // storeConfig names the store and how to reach it; serve and migrate share
 // it.
 type storeConfig struct {
-	spec                 string
-	timeout              time.Duration
-	readCache            bool
-	readCacheTTL         time.Duration
-	postgresConns        int
-	autoMigrate          bool
-	keycloakURL          string
-	keycloakRealm        string
-	keycloakClientID     string
-	keycloakClientSecret string
+	spec         string
+	dataDir      string
+	timeout      time.Duration
+	readCache    bool
+	readCacheTTL positiveDuration
+	openers      map[string]store.Opener // by kind, once the flags are parsed
+}
+
+// specFlags registers what names the store, which both serve and migrate
+// need.
+func (c *storeConfig) specFlags(fs *flag.FlagSet) {
+	var forms []string
+	for _, k := range stores {
+		forms = append(forms, k.Form)
+	}
+	fs.StringVar(&c.spec, "store", "", "where attributes are kept: "+strings.Join(forms, ", ")+
+		" (default: sqlite: on userattrs.db in --data-dir)")
+	fs.StringVar(&c.dataDir, "data-dir", "data", "directory of the default SQLite database and of the development key")
+}
+
+// flags registers everything serve needs of a store: what names it, the
+// common bounds, and every kind's own flags.
+func (c *storeConfig) flags(fs *flag.FlagSet) {
+	c.specFlags(fs)
+	fs.DurationVar(&c.timeout, "store-timeout", 5*time.Second, "bound on one store operation; slower is 503")
+	fs.BoolVar(&c.readCache, "read-cache", true, "keep recently read and written users in memory, where the store allows it")
+	c.readCacheTTL = positiveDuration(2 * time.Second)
+	fs.Var(&c.readCacheTTL, "read-cache-ttl", "with a store that others write too (Keycloak), how long a cached user is served (changes made elsewhere show after at most this)")
+	c.openers = map[string]store.Opener{}
+	for _, k := range stores {
+		c.openers[k.Name] = k.Flags(fs)
+	}
+}
+
+// kind returns the store spec names (the default SQLite file when empty)
+// and its row of the table.
+func (c *storeConfig) kind() (string, store.Kind, error) {
+	spec := c.spec
+	if spec == "" {
+		spec = "sqlite:" + filepath.Join(c.dataDir, "userattrs.db")
+	}
+	for _, k := range stores {
+		if k.Match(spec) {
+			return spec, k, nil
+		}
+	}
+	var forms []string
+	for _, k := range stores {
+		forms = append(forms, k.Form)
+	}
+	return "", store.Kind{}, errors.New("unknown --store: use one of " + strings.Join(forms, ", "))
+}
+
+// open opens the store the config names.
+func (c *storeConfig) open(ctx context.Context) (userattrs.Store, store.Kind, error) {
+	spec, kind, err := c.kind()
+	if err != nil {
+		return nil, kind, err
+	}
+	s, err := c.openers[kind.Name](ctx, spec, store.Env{Timeout: c.timeout})
+	return s, kind, err
 }
 
 type authConfig struct {
 	dev                       bool
-	dataDir                   string
 	oidcIssuer                string
 	oidcAudience              string
 	introspectionURL          string
@@ -88,22 +148,8 @@ func (l *linkRules) Set(v string) error {
 	return nil
 }
 
-func (c *storeConfig) flags(fs *flag.FlagSet) {
-	fs.StringVar(&c.spec, "store", "sqlite:data/userattrs.db", "where attributes are kept: sqlite:PATH, postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=..., or keycloak")
-	fs.DurationVar(&c.timeout, "store-timeout", 5*time.Second, "bound on one store operation; slower is 503")
-	fs.BoolVar(&c.readCache, "read-cache", true, "keep recently read and written users in memory (SQLite and Keycloak stores)")
-	fs.DurationVar(&c.readCacheTTL, "read-cache-ttl", 2*time.Second, "with the Keycloak store, how long a cached user is served (changes made in Keycloak itself show after at most this)")
-	fs.IntVar(&c.postgresConns, "postgres-max-conns", postgres.DefaultMaxConns, "size of the PostgreSQL connection pool")
-	fs.BoolVar(&c.autoMigrate, "auto-migrate", true, "apply pending schema migrations at start (else: userattrs migrate)")
-	fs.StringVar(&c.keycloakURL, "keycloak-url", "", "base URL of Keycloak, with --store keycloak")
-	fs.StringVar(&c.keycloakRealm, "keycloak-realm", "", "the realm of the users, with --store keycloak")
-	fs.StringVar(&c.keycloakClientID, "keycloak-client-id", "", "client whose service account reads and writes users")
-	fs.StringVar(&c.keycloakClientSecret, "keycloak-client-secret", "", "its secret (prefer USERATTRS_KEYCLOAK_CLIENT_SECRET)")
-}
-
 func (c *authConfig) flags(fs *flag.FlagSet) {
 	fs.BoolVar(&c.dev, "dev", false, "development mode: trust tokens of the local development key (never in production)")
-	fs.StringVar(&c.dataDir, "data-dir", "data", "directory of the development key")
 	fs.StringVar(&c.oidcIssuer, "oidc-issuer", "", "issuer URL of the OIDC provider whose JWT access tokens are accepted")
 	fs.StringVar(&c.oidcAudience, "oidc-audience", "", "when set, tokens must name this audience in aud")
 	fs.StringVar(&c.introspectionURL, "introspection-url", "", "RFC 7662 endpoint that checks tokens that are not JWTs (all tokens without --oidc-issuer)")
@@ -127,6 +173,8 @@ func serveFlags(fs *flag.FlagSet) *serveConfig {
 	fs.IntVar(&c.limits.MaxValueBytes, "max-value-bytes", userattrs.DefaultLimits.MaxValueBytes, "longest attribute value, in bytes")
 	fs.IntVar(&c.limits.MaxValues, "max-values", userattrs.DefaultLimits.MaxValues, "most values of a multi-valued attribute")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 20*time.Second, "how long in-flight requests may take to finish on shutdown")
+	fs.DurationVar(&c.shutdownDelay, "shutdown-delay", 5*time.Second,
+		"on shutdown, how long readiness fails while requests are still served, before the drain (with --dev: 0)")
 	fs.Var(&c.logLevel, "log-level", "least level logged: debug, info (the default), warn, error")
 	fs.StringVar(&c.debugAddr, "debug-addr", "", "when set, serve Go's pprof profiles on this address (keep it on loopback)")
 	fs.StringVar(&c.apiVersions, "api-versions", strings.Join(server.DefaultVersions, ","),
@@ -145,6 +193,14 @@ func (c *serveConfig) validate() error {
 	if c.store.timeout <= 0 || c.shutdownTimeout <= 0 || c.auth.introspectionCacheTTL < 0 {
 		return errors.New("--store-timeout and --shutdown-timeout must be positive, --introspection-cache-ttl not negative")
 	}
+	if c.shutdownDelay < 0 {
+		return errors.New("--shutdown-delay must not be negative")
+	}
+	if c.auth.oidcIssuer != "" {
+		if u, err := url.Parse(c.auth.oidcIssuer); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			return errors.New("--oidc-issuer must be the issuer's http(s) URL, e.g. https://sso.example.com/realms/main")
+		}
+	}
 	versions := commaList(c.apiVersions)
 	if len(versions) == 0 {
 		return errors.New("--api-versions names no version")
@@ -155,6 +211,15 @@ func (c *serveConfig) validate() error {
 		}
 	}
 	return nil
+}
+
+// drainDelay is --shutdown-delay, which development mode, with no load
+// balancer to tell, leaves out unless it is set.
+func (c *serveConfig) drainDelay(set map[string]bool) time.Duration {
+	if c.auth.dev && !set["shutdown-delay"] {
+		return 0
+	}
+	return c.shutdownDelay
 }
 
 // datedVersion is the shape of the user API's versions: a year and a
@@ -180,36 +245,45 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	defer logOut.Close()
 	logger := slog.New(slog.NewJSONHandler(logOut, &slog.HandlerOptions{Level: cfg.logLevel.Level}))
 
-	verifier, readiness, err := newVerifier(ctx, &cfg.auth, logger)
+	verifier, readiness, err := newVerifier(ctx, &cfg.auth, cfg.store.dataDir, logger)
 	if err != nil {
 		return err
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	store, kind, err := openStore(ctx, cfg.store)
+	st, kind, err := cfg.store.open(ctx)
 	if err != nil {
 		return err
 	}
-	defer store.Close()
-	links, err := linkedIdentities(&cfg.auth, store)
+	defer st.Close()
+	caps := st.Capabilities()
+	if !caps.Durable {
+		logger.Warn("the " + kind.Name + " store keeps attributes in memory only: they are lost when the process ends; for development and tests")
+	}
+	links, err := linkedIdentities(&cfg.auth, st)
 	if err != nil {
 		return err
 	}
-	hidden := commaList(cfg.hidden)
-	if kind == "keycloak" {
-		// Profile fields are not attributes of this API, and federation
-		// attributes belong to Keycloak: neither is shown nor written.
-		hidden = append(hidden, keycloak.ProfileFields...)
-		hidden = append(hidden, keycloak.FederationAttributes...)
-	}
-	policy, err := userattrs.NewPolicy(hidden, commaList(cfg.readOnly))
+	// Attributes the backend owns (Keycloak's profile fields) are neither
+	// shown nor written.
+	policy, err := userattrs.NewPolicy(append(commaList(cfg.hidden), caps.OwnedAttributes...), commaList(cfg.readOnly))
 	if err != nil {
 		return err
 	}
-	svc := userattrs.NewService(metrics.InstrumentStore(store, kind, reg), userattrs.ServiceConfig{
-		Limits: cfg.limits, Policy: policy, StoreTimeout: cfg.store.timeout, ReadCache: readCache(cfg.store, kind),
+	readCache := userattrs.ReadCacheConfig{Enabled: cfg.store.readCache, TTL: time.Duration(cfg.store.readCacheTTL)}
+	svc := userattrs.NewService(metrics.InstrumentStore(st, kind.Name, reg), userattrs.ServiceConfig{
+		Limits: cfg.limits, Policy: policy, StoreTimeout: cfg.store.timeout, ReadCache: readCache,
 	})
-	readiness = append([]server.ReadinessCheck{{Name: "store", Check: svc.Ping}}, readiness...)
+	var draining atomic.Bool
+	readiness = append([]server.ReadinessCheck{
+		{Name: "shutdown", Check: func(context.Context) error {
+			if draining.Load() {
+				return errors.New("shutting down")
+			}
+			return nil
+		}},
+		{Name: "store", Check: svc.Ping},
+	}, readiness...)
 
 	srv := &http.Server{
 		Handler: server.NewServer(server.Config{
@@ -228,7 +302,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if err != nil {
 		return err
 	}
-	logger.Info("listening", "addr", ln.Addr().String(), "store", kind, "version", version(), "api_versions", cfg.apiVersions)
+	logger.Info("listening", "addr", ln.Addr().String(), "store", kind.Name, "version", version(), "api_versions", cfg.apiVersions)
 	if cfg.debugAddr != "" {
 		if err := serveDebug(ctx, cfg.debugAddr, logger); err != nil {
 			return err
@@ -241,6 +315,13 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	case err := <-served:
 		return err
 	case <-ctx.Done():
+	}
+	// Readiness fails first while the listener still serves, so that load
+	// balancers stop sending before connections are refused.
+	draining.Store(true)
+	if delay := cfg.drainDelay(set); delay > 0 {
+		logger.Info("shutting down: not ready, still serving", "delay", delay.String())
+		time.Sleep(delay)
 	}
 	logger.Info("shutting down", "timeout", cfg.shutdownTimeout.String())
 	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.shutdownTimeout)
@@ -256,17 +337,17 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 // otherwise JWTs against the OIDC issuer and other tokens by introspection,
 // as configured. With none of them the service refuses to start: it has no
 // insecure default.
-func newVerifier(ctx context.Context, cfg *authConfig, logger *slog.Logger) (server.TokenVerifier, []server.ReadinessCheck, error) {
+func newVerifier(ctx context.Context, cfg *authConfig, dataDir string, logger *slog.Logger) (server.TokenVerifier, []server.ReadinessCheck, error) {
 	if cfg.dev {
 		if cfg.oidcIssuer != "" || cfg.introspectionURL != "" {
 			return nil, nil, errors.New("--dev excludes --oidc-issuer and --introspection-url: it trusts only the development key")
 		}
-		key, err := auth.LoadOrCreateDevKey(cfg.dataDir)
+		key, err := auth.LoadOrCreateDevKey(dataDir)
 		if err != nil {
 			return nil, nil, err
 		}
 		logger.Warn("DEVELOPMENT MODE: trusting tokens signed by the development key in the data directory; never run this in production",
-			"data_dir", cfg.dataDir)
+			"data_dir", dataDir)
 		return auth.NewCache(key.Verifier(), auth.CacheConfig{}), nil, nil
 	}
 	if cfg.oidcIssuer == "" && cfg.introspectionURL == "" {
@@ -296,28 +377,12 @@ func newVerifier(ctx context.Context, cfg *authConfig, logger *slog.Logger) (ser
 	return d, readiness, nil
 }
 
-// readCache decides the read cache by store: this instance is the only
-// writer of a SQLite file, so its entries stay valid; Keycloak users may
-// change in Keycloak itself, so its entries live a short while; several
-// instances write one PostgreSQL database, so there is none.
-func readCache(c storeConfig, kind string) userattrs.ReadCacheConfig {
-	switch {
-	case !c.readCache:
-		return userattrs.ReadCacheConfig{}
-	case kind == "sqlite":
-		return userattrs.ReadCacheConfig{Enabled: true}
-	case kind == "keycloak":
-		return userattrs.ReadCacheConfig{Enabled: true, TTL: c.readCacheTTL}
-	}
-	return userattrs.ReadCacheConfig{}
-}
+// storeLinks reads linked identities from the store (Keycloak's federated
+// identities of the user).
+type storeLinks struct{ source userattrs.LinkSource }
 
-// keycloakLinks reads linked identities from Keycloak's federated identities
-// of the user.
-type keycloakLinks struct{ store *keycloak.Store }
-
-func (k keycloakLinks) LinkedProviders(ctx context.Context, id auth.Identity) ([]string, error) {
-	return k.store.LinkedProviders(ctx, id.Subject)
+func (s storeLinks) LinkedProviders(ctx context.Context, id auth.Identity) ([]string, error) {
+	return s.source.LinkedProviders(ctx, id.Subject)
 }
 
 // claimedLinks reads linked identities from the token's claim.
@@ -328,38 +393,19 @@ func (claimedLinks) LinkedProviders(_ context.Context, id auth.Identity) ([]stri
 }
 
 // linkedIdentities picks where the linked identities of --require-linked-
-// identity come from: Keycloak itself with the Keycloak store, a token
-// claim otherwise.
-func linkedIdentities(cfg *authConfig, store userattrs.Store) (server.LinkedIdentities, error) {
+// identity come from: the store, where it knows them, a token claim
+// otherwise.
+func linkedIdentities(cfg *authConfig, st userattrs.Store) (server.LinkedIdentities, error) {
 	if len(cfg.requireLinked) == 0 {
 		return nil, nil
 	}
-	if kc, ok := store.(*keycloak.Store); ok {
-		return keycloakLinks{kc}, nil
+	if source, ok := st.(userattrs.LinkSource); ok {
+		return storeLinks{source}, nil
 	}
 	if cfg.linkedClaim == "" {
-		return nil, errors.New("--require-linked-identity needs the Keycloak store or --linked-identity-claim")
+		return nil, errors.New("--require-linked-identity needs a store that knows linked identities (keycloak) or --linked-identity-claim")
 	}
 	return claimedLinks{}, nil
-}
-
-// openStore opens the store the config names and returns it with its kind,
-// which is safe to log where the --store value itself (a URL with a
-// password) is not.
-func openStore(ctx context.Context, c storeConfig) (userattrs.Store, string, error) {
-	switch {
-	case strings.HasPrefix(c.spec, "sqlite:"):
-		s, err := sqlite.Open(ctx, sqlite.Config{Path: strings.TrimPrefix(c.spec, "sqlite:")})
-		return s, "sqlite", err
-	case strings.HasPrefix(c.spec, "postgres://"), strings.HasPrefix(c.spec, "postgresql://"):
-		s, err := postgres.Open(ctx, postgres.Config{URL: c.spec, MaxConns: int32(c.postgresConns), Migrate: c.autoMigrate})
-		return s, "postgres", err
-	case c.spec == "keycloak":
-		s, err := keycloak.Open(keycloak.Config{URL: c.keycloakURL, Realm: c.keycloakRealm,
-			ClientID: c.keycloakClientID, ClientSecret: c.keycloakClientSecret, Timeout: c.timeout})
-		return s, "keycloak", err
-	}
-	return nil, "", errors.New("unknown --store: use sqlite:PATH, postgres://... or keycloak")
 }
 
 // migrate applies the schema migrations of the store and exits, for
@@ -367,17 +413,23 @@ func openStore(ctx context.Context, c storeConfig) (userattrs.Store, string, err
 func migrate(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("userattrs migrate", flag.ContinueOnError)
 	var c storeConfig
-	c.flags(fs)
+	c.specFlags(fs)
 	if _, err := parseFlags(fs, args, getenv, stdout); err != nil {
 		return err
 	}
-	c.autoMigrate = true
-	store, kind, err := openStore(ctx, c)
+	spec, kind, err := c.kind()
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "%s schema is up to date\n", kind)
-	return store.Close()
+	if kind.Migrate == nil {
+		fmt.Fprintf(stdout, "the %s store keeps no schema of its own: nothing to migrate\n", kind.Name)
+		return nil
+	}
+	if err := kind.Migrate(ctx, spec); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%s schema is up to date\n", kind.Name)
+	return nil
 }
 
 // serveDebug serves the pprof profiles on their own listener, apart from the

@@ -16,25 +16,31 @@ import (
 
 // Harness is what the suite needs of a store under test.
 type Harness struct {
+	// Store is a store value of its own for this test: the suite may close
+	// it.
 	Store userattrs.Store
+	// Reopen, for stores that declare SharedAcrossInstances, opens another
+	// store value on the same backend, as another instance of the service
+	// would.
+	Reopen func(t *testing.T) userattrs.Store
 	// NewUser returns the id of a user that exists in the store and has no
 	// attributes. Stores that create users on first write may return any
 	// fresh id.
 	NewUser func(t *testing.T) string
-	// UnknownUser, when not empty, is an id the store knows no user by: the
-	// suite checks that reading or writing it is ErrUserNotFound. Stores
-	// that create users on first write leave it empty.
+	// UnknownUser, for stores that declare KnownUsers, is an id the store
+	// knows no user by.
 	UnknownUser string
-	// NoEmptyValues says the backend cannot keep an empty string value
-	// (Keycloak drops it): the store must then refuse one with an
-	// *InvalidError and change nothing.
-	NoEmptyValues bool
 }
 
-// RunTests runs the whole suite, concurrency included, against the stores
-// newHarness opens: once as the service reads the store directly, once
-// through its read cache.
+// RunTests runs the whole suite against the stores newHarness opens,
+// choosing the parts by the capabilities the store declares: the clauses of
+// the Store contract on the store itself, then the service's semantics and
+// concurrency on top of it (once reading the store directly, once through
+// the read cache), and the cross-instance clauses where the store says it
+// serves several instances.
 func RunTests(t *testing.T, newHarness func(t *testing.T) Harness) {
+	caps := newHarness(t).Store.Capabilities()
+	t.Run("Store", func(t *testing.T) { RunStoreTests(t, newHarness) })
 	for _, run := range []struct {
 		name  string
 		cache userattrs.ReadCacheConfig
@@ -45,7 +51,11 @@ func RunTests(t *testing.T, newHarness func(t *testing.T) Harness) {
 		t.Run(run.name, func(t *testing.T) {
 			t.Run("Semantics", func(t *testing.T) { RunSemanticTests(t, newHarness, run.cache) })
 			t.Run("Concurrency", func(t *testing.T) { RunConcurrencyTests(t, newHarness, run.cache) })
+			t.Run("Timeouts", func(t *testing.T) { RunTimeoutTests(t, newHarness, run.cache) })
 		})
+	}
+	if caps.SharedAcrossInstances {
+		t.Run("Instances", func(t *testing.T) { RunCrossInstanceTests(t, newHarness) })
 	}
 }
 
@@ -158,7 +168,7 @@ func RunSemanticTests(t *testing.T, newHarness func(t *testing.T) Harness, cache
 		mustMerge(t, svc, user, patch("a", "1"))
 		err := svc.Merge(context.Background(), user, patch("e", "", "l", []string{"x", ""}), userattrs.Precondition{})
 		got, _ := mustGet(t, svc, user)
-		if h.NoEmptyValues {
+		if h.Store.Capabilities().NoEmptyValues {
 			var invalid *userattrs.InvalidError
 			if !errors.As(err, &invalid) || len(invalid.Violations) != 2 {
 				t.Fatalf("merge of empty values: %v, want two violations", err)
@@ -207,16 +217,16 @@ func RunSemanticTests(t *testing.T, newHarness func(t *testing.T) Harness, cache
 		mustMerge(t, svc, user, patch("a", "1"))
 		_, etag := mustGet(t, svc, user)
 		ctx := context.Background()
-		if err := svc.Merge(ctx, user, patch("b", "2"), userattrs.IfMatch([]string{etag})); err != nil {
+		if err := svc.Merge(ctx, user, patch("b", "2"), userattrs.IfMatch(false, []string{etag})); err != nil {
 			t.Fatalf("merge with the current ETag: %v", err)
 		}
-		err := svc.Merge(ctx, user, patch("c", "3"), userattrs.IfMatch([]string{etag}))
+		err := svc.Merge(ctx, user, patch("c", "3"), userattrs.IfMatch(false, []string{etag}))
 		if !errors.Is(err, userattrs.ErrPreconditionFailed) {
 			t.Fatalf("merge with a stale ETag: %v, want ErrPreconditionFailed", err)
 		}
 		got, _ := mustGet(t, svc, user)
 		wantAttributes(t, got, userattrs.Attributes{"a": {"1"}, "b": {"2"}})
-		if err := svc.Merge(ctx, user, patch("d", "4"), userattrs.IfMatch([]string{"*"})); err != nil {
+		if err := svc.Merge(ctx, user, patch("d", "4"), userattrs.IfMatch(true, nil)); err != nil {
 			t.Fatalf("merge with If-Match *: %v", err)
 		}
 	})
@@ -255,7 +265,7 @@ func RunSemanticTests(t *testing.T, newHarness func(t *testing.T) Harness, cache
 		wantAttributes(t, got, userattrs.Attributes{"b": {"2"}, "c": {"3"}, "d": {"4"}})
 	})
 
-	if probe := newHarness(t); probe.UnknownUser != "" { // stores that create users on first write have none
+	if probe := newHarness(t); probe.Store.Capabilities().KnownUsers { // stores that create users on first write have none
 		t.Run("unknown user", func(t *testing.T) {
 			h := newHarness(t)
 			svc := newService(h.Store, cache)
@@ -350,7 +360,7 @@ func RunConcurrencyTests(t *testing.T, newHarness func(t *testing.T) Harness, ca
 		var wg sync.WaitGroup
 		for r := range racers {
 			wg.Go(func() {
-				results <- svc.Merge(context.Background(), user, patch("winner", fmt.Sprint(r)), userattrs.IfMatch([]string{etag}))
+				results <- svc.Merge(context.Background(), user, patch("winner", fmt.Sprint(r)), userattrs.IfMatch(false, []string{etag}))
 			})
 		}
 		wg.Wait()

@@ -8,6 +8,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -22,6 +23,7 @@ import (
 	"golang.org/x/oauth2/clientcredentials"
 
 	"github.com/userattrs/userattrs"
+	"github.com/userattrs/userattrs/store"
 )
 
 // ProfileFields are Keycloak profile fields, not attributes of this API:
@@ -32,6 +34,27 @@ var ProfileFields = []string{"username", "email", "firstName", "lastName"}
 // FederationAttributes are attributes Keycloak's own user federation keeps
 // on users; the service hides them by default.
 var FederationAttributes = []string{"LDAP_ID", "LDAP_ENTRY_DN", "KERBEROS_PRINCIPAL", "createTimestamp", "modifyTimestamp"}
+
+// Kind is the Keycloak store's row in the program's table of stores.
+func Kind() store.Kind {
+	return store.Kind{
+		Name:  "keycloak",
+		Form:  "keycloak",
+		Match: func(spec string) bool { return spec == "keycloak" },
+		Flags: func(fs *flag.FlagSet) store.Opener {
+			var cfg Config
+			fs.StringVar(&cfg.URL, "keycloak-url", "", "base URL of Keycloak, with --store keycloak")
+			fs.StringVar(&cfg.Realm, "keycloak-realm", "", "the realm of the users, with --store keycloak")
+			fs.StringVar(&cfg.ClientID, "keycloak-client-id", "", "client whose service account reads and writes users")
+			fs.StringVar(&cfg.ClientSecret, "keycloak-client-secret", "", "its secret (prefer USERATTRS_KEYCLOAK_CLIENT_SECRET)")
+			return func(_ context.Context, _ string, env store.Env) (userattrs.Store, error) {
+				c := cfg
+				c.Timeout = env.Timeout
+				return Open(c)
+			}
+		},
+	}
+}
 
 // Config configures the Keycloak store.
 type Config struct {
@@ -50,6 +73,7 @@ type Store struct {
 	creds  clientcredentials.Config
 	tokens atomic.Pointer[oauth2.TokenSource]
 	locks  userLocks
+	closed atomic.Bool
 }
 
 var _ userattrs.Store = (*Store)(nil)
@@ -220,8 +244,22 @@ func attributesOf(rep map[string]json.RawMessage) (attrs, profile userattrs.Attr
 	return all, profile, nil
 }
 
+// Capabilities: Keycloak knows its users and keeps no empty values, and
+// its own consoles change attributes behind the service's back. Merges take
+// turns per user within one store value only, so it does not claim several
+// instances.
+func (s *Store) Capabilities() userattrs.Capabilities {
+	return userattrs.Capabilities{
+		ExternalWriters: true, Durable: true, KnownUsers: true, NoEmptyValues: true,
+		OwnedAttributes: append(slices.Clone(ProfileFields), FederationAttributes...),
+	}
+}
+
 // Get returns the attributes of the Keycloak user.
 func (s *Store) Get(ctx context.Context, user string) (userattrs.Attributes, error) {
+	if s.closed.Load() {
+		return nil, userattrs.ErrClosed
+	}
 	rep, err := s.getUser(ctx, user)
 	if err != nil {
 		return nil, err
@@ -236,7 +274,13 @@ func (s *Store) Get(ctx context.Context, user string) (userattrs.Attributes, err
 // written. Merges of one user through this store take turns; a conflict
 // reported by Keycloak (another writer) makes it read and apply again.
 func (s *Store) Update(ctx context.Context, user string, update func(userattrs.Attributes) (userattrs.Attributes, error)) error {
-	unlock := s.locks.lock(user)
+	if s.closed.Load() {
+		return userattrs.ErrClosed
+	}
+	unlock, err := s.locks.lock(ctx, user)
+	if err != nil {
+		return unavailable("wait for the user's earlier merge", err)
+	}
 	defer unlock()
 	for attempt := 0; ; attempt++ {
 		rep, err := s.getUser(ctx, user)
@@ -314,8 +358,8 @@ func keepable(current, next userattrs.Attributes) error {
 					index = -1
 				}
 				violations = append(violations, userattrs.Violation{
-					Pointer: userattrs.Pointer(k, index),
-					Detail:  "Keycloak cannot keep an empty value; remove the attribute with null instead",
+					Key: k, Index: index,
+					Detail: "Keycloak cannot keep an empty value; remove the attribute with null instead",
 				})
 				break
 			}
@@ -330,6 +374,9 @@ func keepable(current, next userattrs.Attributes) error {
 // Ping checks that Keycloak answers and that the realm keeps the attributes
 // this service writes.
 func (s *Store) Ping(ctx context.Context) error {
+	if s.closed.Load() {
+		return userattrs.ErrClosed
+	}
 	var profile struct {
 		UnmanagedAttributePolicy string `json:"unmanagedAttributePolicy"`
 	}
@@ -360,42 +407,55 @@ func (s *Store) LinkedProviders(ctx context.Context, user string) ([]string, err
 	return providers, nil
 }
 
-// Close releases nothing: the store holds no connections of its own.
-func (s *Store) Close() error { return nil }
+// Close makes every later call ErrClosed; the store holds no connections
+// of its own.
+func (s *Store) Close() error {
+	s.closed.Store(true)
+	return nil
+}
 
 // userLocks serialises the merges of each user; entries live only while a
-// merge of that user runs or waits.
+// merge of that user runs or waits. Waiting ends with the waiter's context,
+// so that waiters do not pile up behind a slow holder.
 type userLocks struct {
 	mu    sync.Mutex
 	users map[string]*userLock
 }
 
 type userLock struct {
-	mu      sync.Mutex
+	held    chan struct{} // holds a token while the lock is held
 	waiters int
 }
 
-func (l *userLocks) lock(user string) (unlock func()) {
+func (l *userLocks) lock(ctx context.Context, user string) (unlock func(), err error) {
 	l.mu.Lock()
 	if l.users == nil {
 		l.users = map[string]*userLock{}
 	}
 	ul, ok := l.users[user]
 	if !ok {
-		ul = &userLock{}
+		ul = &userLock{held: make(chan struct{}, 1)}
 		l.users[user] = ul
 	}
 	ul.waiters++
 	l.mu.Unlock()
 
-	ul.mu.Lock()
-	return func() {
-		ul.mu.Unlock()
+	release := func() {
 		l.mu.Lock()
 		ul.waiters--
 		if ul.waiters == 0 {
 			delete(l.users, user)
 		}
 		l.mu.Unlock()
+	}
+	select {
+	case ul.held <- struct{}{}:
+		return func() {
+			<-ul.held
+			release()
+		}, nil
+	case <-ctx.Done():
+		release()
+		return nil, ctx.Err()
 	}
 }

@@ -27,13 +27,11 @@ func openStore(t *testing.T, kc *kctest.Keycloak) *keycloak.Store {
 
 func TestConformance(t *testing.T) {
 	kc := kctest.Shared(t)
-	s := openStore(t, kc)
 	conformance.RunTests(t, func(t *testing.T) conformance.Harness {
 		return conformance.Harness{
-			Store:         s,
-			NewUser:       func(t *testing.T) string { return kc.NewUser(t).ID },
-			UnknownUser:   "00000000-0000-4000-8000-000000000000",
-			NoEmptyValues: true,
+			Store:       openStore(t, kc),
+			NewUser:     func(t *testing.T) string { return kc.NewUser(t).ID },
+			UnknownUser: "00000000-0000-4000-8000-000000000000",
 		}
 	})
 }

@@ -6,9 +6,11 @@ import (
 	"context"
 	"embed"
 	"errors"
+	"flag"
 	"fmt"
 	"io/fs"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -19,6 +21,7 @@ import (
 	"github.com/pressly/goose/v3/lock"
 
 	"github.com/userattrs/userattrs"
+	"github.com/userattrs/userattrs/store"
 	"github.com/userattrs/userattrs/store/sqlstore"
 )
 
@@ -28,7 +31,8 @@ var migrations embed.FS
 // Store keeps attributes in a PostgreSQL database through a connection
 // pool.
 type Store struct {
-	pool *pgxpool.Pool
+	pool   *pgxpool.Pool
+	closed atomic.Bool
 }
 
 var _ userattrs.Store = (*Store)(nil)
@@ -37,13 +41,32 @@ var _ userattrs.Store = (*Store)(nil)
 // pool_max_conns sets one.
 const DefaultMaxConns = 10
 
+// Kind is the PostgreSQL store's row in the program's table of stores.
+func Kind() store.Kind {
+	return store.Kind{
+		Name:  "postgres",
+		Form:  "postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=...",
+		Match: store.Prefix("postgres://", "postgresql://"),
+		Flags: func(fs *flag.FlagSet) store.Opener {
+			var maxConns store.PositiveInt
+			fs.Var(&maxConns, "postgres-max-conns", fmt.Sprintf(
+				"size of the PostgreSQL connection pool (default: the URL's pool_max_conns, else %d)", DefaultMaxConns))
+			migrate := fs.Bool("auto-migrate", true, "apply pending schema migrations at start (else: userattrs migrate)")
+			return func(ctx context.Context, spec string, _ store.Env) (userattrs.Store, error) {
+				return Open(ctx, Config{URL: spec, MaxConns: int32(maxConns), Migrate: *migrate})
+			}
+		},
+		Migrate: Migrate,
+	}
+}
+
 // Config configures the PostgreSQL store.
 type Config struct {
 	// URL is a postgres:// connection URL. It may hold a password: it is
 	// never logged nor put in an error.
 	URL string
 	// MaxConns bounds the pool; 0 keeps the URL's pool_max_conns, or
-	// DefaultMaxConns.
+	// DefaultMaxConns when the URL has none.
 	MaxConns int32
 	// Migrate applies pending schema migrations at Open. Without it, Open
 	// fails while migrations are pending: run `userattrs migrate` first.
@@ -59,6 +82,8 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		return nil, errors.New("postgres: the connection URL is not valid")
 	}
 	switch {
+	case cfg.MaxConns < 0:
+		return nil, errors.New("postgres: the pool size must be positive")
 	case cfg.MaxConns > 0:
 		pcfg.MaxConns = cfg.MaxConns
 	case !strings.Contains(cfg.URL, "pool_max_conns="):
@@ -124,14 +149,23 @@ func (s *Store) migrate(ctx context.Context, apply bool) error {
 	return nil
 }
 
-// Close closes the pool.
+// Close waits for the connections in use, then closes the pool.
 func (s *Store) Close() error {
+	s.closed.Store(true)
 	s.pool.Close()
 	return nil
 }
 
+// Capabilities: every instance on the database shares it, durably.
+func (s *Store) Capabilities() userattrs.Capabilities {
+	return userattrs.Capabilities{SharedAcrossInstances: true, Durable: true}
+}
+
 // Ping checks that the database answers.
 func (s *Store) Ping(ctx context.Context) error {
+	if s.closed.Load() {
+		return userattrs.ErrClosed
+	}
 	return mapError(s.pool.Ping(ctx))
 }
 
@@ -152,6 +186,9 @@ func load(ctx context.Context, q queryer, query, user string) ([]byte, error) {
 
 // Get returns the attributes of user; a user never written has none.
 func (s *Store) Get(ctx context.Context, user string) (userattrs.Attributes, error) {
+	if s.closed.Load() {
+		return nil, userattrs.ErrClosed
+	}
 	column, err := load(ctx, s.pool, selectAttributes, user)
 	if err != nil {
 		return nil, err
@@ -162,6 +199,9 @@ func (s *Store) Get(ctx context.Context, user string) (userattrs.Attributes, err
 // Update runs update in one transaction that holds the user's row lock from
 // the read to the commit, so that merges on every instance take turns.
 func (s *Store) Update(ctx context.Context, user string, update func(userattrs.Attributes) (userattrs.Attributes, error)) error {
+	if s.closed.Load() {
+		return userattrs.ErrClosed
+	}
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
 		return mapError(err)
@@ -215,3 +255,6 @@ func mapError(err error) error {
 	// Whatever the server did not report itself is the connection failing.
 	return fmt.Errorf("%w: postgres: %w", userattrs.ErrUnavailable, err)
 }
+
+// PoolSize reports the most connections the pool opens.
+func (s *Store) PoolSize() int32 { return s.pool.Config().MaxConns }

@@ -30,11 +30,36 @@ func mustOpen(t *testing.T, cfg postgres.Config) *postgres.Store {
 func TestConformance(t *testing.T) {
 	srv := pgtest.Shared(t)
 	conformance.RunTests(t, func(t *testing.T) conformance.Harness {
+		url := srv.NewDatabase(t)
 		return conformance.Harness{
-			Store:   mustOpen(t, postgres.Config{URL: srv.NewDatabase(t), Migrate: true}),
+			Store:   mustOpen(t, postgres.Config{URL: url, Migrate: true}),
+			Reopen:  func(t *testing.T) userattrs.Store { return mustOpen(t, postgres.Config{URL: url}) },
 			NewUser: func(*testing.T) string { return xid.New().String() },
 		}
 	})
+}
+
+// The URL's pool_max_conns holds unless the configuration sets a size.
+func TestPoolSize(t *testing.T) {
+	url := pgtest.Shared(t).NewDatabase(t)
+	cases := []struct {
+		url      string
+		maxConns int32
+		want     int32
+	}{
+		{url, 0, postgres.DefaultMaxConns},
+		{url + "&pool_max_conns=3", 0, 3},
+		{url + "&pool_max_conns=3", 7, 7},
+	}
+	for _, tc := range cases {
+		s := mustOpen(t, postgres.Config{URL: tc.url, MaxConns: tc.maxConns, Migrate: true})
+		if got := s.PoolSize(); got != tc.want {
+			t.Errorf("pool_max_conns in URL %v, MaxConns %d: pool of %d, want %d", strings.Contains(tc.url, "pool_max_conns"), tc.maxConns, got, tc.want)
+		}
+	}
+	if _, err := postgres.Open(context.Background(), postgres.Config{URL: url, MaxConns: -3}); err == nil {
+		t.Error("a negative pool size opened")
+	}
 }
 
 // Instances that start at once on a new database take turns migrating it.

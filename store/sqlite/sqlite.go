@@ -12,8 +12,11 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/pressly/goose/v3"
@@ -21,6 +24,7 @@ import (
 	sqlite3 "modernc.org/sqlite/lib"
 
 	"github.com/userattrs/userattrs"
+	"github.com/userattrs/userattrs/store"
 	"github.com/userattrs/userattrs/store/sqlstore"
 )
 
@@ -34,20 +38,33 @@ var migrations embed.FS
 // applies every merge waiting for it in one transaction, so that concurrent
 // writers share one fsync instead of each waiting for its own.
 type Store struct {
+	path    string
+	lock    *os.File // holds the exclusive lock on the database file
 	write   *sql.DB
 	read    *sql.DB
 	get     *sql.Stmt // on the read pool
 	merges  chan *merge
-	stopped chan struct{}
-	closed  sync.Once
+	closing chan struct{} // closed by Close: no more merges are taken
+	stopped chan struct{} // closed when the writer has finished
+	close   sync.Once
 }
 
-// merge is one Update waiting for the writer.
+// merge is one Update waiting for the writer. Its state decides, once,
+// whether the writer takes it or its caller gives it up: a merge whose
+// caller gave up is never applied, and one the writer took is always
+// answered.
 type merge struct {
 	user   string
 	update func(userattrs.Attributes) (userattrs.Attributes, error)
+	state  atomic.Int32
 	done   chan error
 }
+
+const (
+	pending int32 = iota
+	taken
+	abandoned
+)
 
 // maxBatch bounds how many merges share one transaction.
 const maxBatch = 128
@@ -61,6 +78,27 @@ const (
 
 var _ userattrs.Store = (*Store)(nil)
 
+// Kind is the SQLite store's row in the program's table of stores. Its
+// migrations run whenever it opens.
+func Kind() store.Kind {
+	open := func(ctx context.Context, spec string, _ store.Env) (userattrs.Store, error) {
+		return Open(ctx, Config{Path: strings.TrimPrefix(spec, "sqlite:")})
+	}
+	return store.Kind{
+		Name:  "sqlite",
+		Form:  "sqlite:PATH",
+		Match: store.Prefix("sqlite:"),
+		Flags: store.NoFlags(open),
+		Migrate: func(ctx context.Context, spec string) error {
+			s, err := open(ctx, spec, store.Env{})
+			if err != nil {
+				return err
+			}
+			return s.Close()
+		},
+	}
+}
+
 // Config configures the SQLite store.
 type Config struct {
 	// Path is the database file; its directory is created if missing.
@@ -70,7 +108,9 @@ type Config struct {
 }
 
 // Open opens (creating if needed) the database at cfg.Path and brings its
-// schema up to date.
+// schema up to date. The store holds an exclusive lock on the file while
+// it is open: a second process on the same file would serve its own stale
+// read cache, so it is refused.
 func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if cfg.Path == "" || strings.ContainsAny(cfg.Path, "?#") {
 		return nil, fmt.Errorf("sqlite: invalid database path %q", cfg.Path)
@@ -78,11 +118,44 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if cfg.Readers <= 0 {
 		cfg.Readers = 4
 	}
-	if dir := filepath.Dir(cfg.Path); dir != "" {
-		if err := os.MkdirAll(dir, 0o700); err != nil {
-			return nil, fmt.Errorf("sqlite: create database directory: %w", err)
-		}
+	lock, err := lockFile(cfg.Path)
+	if err != nil {
+		return nil, err
 	}
+	s, err := open(ctx, cfg)
+	if err != nil {
+		lock.Close()
+		return nil, err
+	}
+	s.path, s.lock = cfg.Path, lock
+	return s, nil
+}
+
+// lockFile creates the database file if needed, readable by its owner only
+// (SQLite gives the WAL and shared-memory files the same mode), in a
+// directory of the owner's, and takes an exclusive lock on it. The lock is
+// flock(2), which SQLite's own POSIX record locks do not touch; it ends
+// with the process, however it ends.
+func lockFile(path string) (*os.File, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("sqlite: create database directory: %w", err)
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("sqlite: %s is in use by another process: one process per SQLite file; "+
+				"for several instances use PostgreSQL (--store postgres://...)", path)
+		}
+		return nil, fmt.Errorf("sqlite: lock %s: %w", path, err)
+	}
+	return f, nil
+}
+
+func open(ctx context.Context, cfg Config) (*Store, error) {
 	// synchronous=FULL makes every commit wait for fsync of the WAL: a 204
 	// must survive a power cut, which NORMAL does not promise in WAL mode.
 	// Writes begin IMMEDIATE so that a merge holds the write lock from its
@@ -124,6 +197,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("sqlite: prepare: %w", mapError(err))
 	}
 	s.merges = make(chan *merge, maxBatch)
+	s.closing = make(chan struct{})
 	s.stopped = make(chan struct{})
 	go s.writer()
 	return s, nil
@@ -144,20 +218,38 @@ func (s *Store) migrate(ctx context.Context) error {
 	return nil
 }
 
-// Close stops the writer once the merges it has are done, and closes both
-// connection pools. No Update may be called after Close.
+// Close lets the writer finish the merges it took, then closes both
+// connection pools and releases the file. Merges still waiting are given up
+// (ErrClosed), and every call after Close is ErrClosed.
 func (s *Store) Close() error {
 	var err error
-	s.closed.Do(func() {
-		close(s.merges)
+	s.close.Do(func() {
+		close(s.closing)
 		<-s.stopped
-		err = errors.Join(s.get.Close(), s.read.Close(), s.write.Close())
+		err = errors.Join(s.get.Close(), s.read.Close(), s.write.Close(), s.lock.Close())
 	})
 	return err
 }
 
+func (s *Store) isClosed() bool {
+	select {
+	case <-s.closing:
+		return true
+	default:
+		return false
+	}
+}
+
+// Capabilities: one process, durable.
+func (s *Store) Capabilities() userattrs.Capabilities {
+	return userattrs.Capabilities{Durable: true}
+}
+
 // Ping checks that the database answers a query.
 func (s *Store) Ping(ctx context.Context) error {
+	if s.isClosed() {
+		return userattrs.ErrClosed
+	}
 	var one int
 	if err := s.read.QueryRowContext(ctx, "SELECT 1").Scan(&one); err != nil {
 		return mapError(err)
@@ -167,6 +259,9 @@ func (s *Store) Ping(ctx context.Context) error {
 
 // Get returns the attributes of user; a user never written has none.
 func (s *Store) Get(ctx context.Context, user string) (userattrs.Attributes, error) {
+	if s.isClosed() {
+		return nil, userattrs.ErrClosed
+	}
 	column, err := load(s.get.QueryRowContext(ctx, user))
 	if err != nil {
 		return nil, err
@@ -184,11 +279,20 @@ func load(row *sql.Row) ([]byte, error) {
 }
 
 // Update hands the merge to the writer and returns once the transaction
-// that applied it is committed and on disk.
+// that applied it is committed and on disk. When ctx ends first, the merge
+// is given up and never applied, unless the writer has taken it already: its
+// outcome is then a commit away, and Update waits for it.
 func (s *Store) Update(ctx context.Context, user string, update func(userattrs.Attributes) (userattrs.Attributes, error)) error {
 	m := &merge{user: user, update: update, done: make(chan error, 1)}
 	select {
+	case <-s.closing:
+		return userattrs.ErrClosed
+	default:
+	}
+	select {
 	case s.merges <- m:
+	case <-s.closing:
+		return userattrs.ErrClosed
 	case <-ctx.Done():
 		return mapError(ctx.Err())
 	}
@@ -196,33 +300,66 @@ func (s *Store) Update(ctx context.Context, user string, update func(userattrs.A
 	case err := <-m.done:
 		return err
 	case <-ctx.Done():
-		// The merge may still be committed: a timeout promises nothing
-		// either way, only a 204 does.
-		return mapError(ctx.Err())
+		if m.state.CompareAndSwap(pending, abandoned) {
+			return mapError(ctx.Err())
+		}
+	case <-s.stopped:
+		// The writer is gone; it answered every merge it took.
+		if m.state.CompareAndSwap(pending, abandoned) {
+			return userattrs.ErrClosed
+		}
 	}
+	return <-m.done
 }
 
-// writer applies merges until the channel closes: it takes the first one
+// writer applies merges until the store closes: it takes the first one
 // waiting and every other already queued, up to maxBatch, and commits them
-// together.
+// together. Once closing, it answers what is still queued with ErrClosed.
 func (s *Store) writer() {
 	defer close(s.stopped)
 	batch := make([]*merge, 0, maxBatch)
-	for m := range s.merges {
-		batch = append(batch[:0], m)
+	for {
+		batch = batch[:0]
+		select {
+		case m := <-s.merges:
+			batch = s.take(batch, m)
+		case <-s.closing:
+			s.giveUpQueued()
+			return
+		}
 	fill:
 		for len(batch) < maxBatch {
 			select {
-			case next, ok := <-s.merges:
-				if !ok {
-					break fill
-				}
-				batch = append(batch, next)
+			case m := <-s.merges:
+				batch = s.take(batch, m)
 			default:
 				break fill
 			}
 		}
-		s.commit(batch)
+		if len(batch) > 0 {
+			s.commit(batch)
+		}
+	}
+}
+
+// take adds m to the batch unless its caller gave it up.
+func (s *Store) take(batch []*merge, m *merge) []*merge {
+	if m.state.CompareAndSwap(pending, taken) {
+		return append(batch, m)
+	}
+	return batch
+}
+
+func (s *Store) giveUpQueued() {
+	for {
+		select {
+		case m := <-s.merges:
+			if m.state.CompareAndSwap(pending, taken) {
+				m.done <- userattrs.ErrClosed
+			}
+		default:
+			return
+		}
 	}
 }
 
@@ -235,7 +372,10 @@ func (s *Store) commit(batch []*merge) {
 	// the others' merges.
 	ctx := context.Background()
 	results := make([]error, len(batch))
-	err := func() error {
+	err := func() (err error) {
+		// Updaters' panics are their merges' errors (userattrs.Next); one
+		// anywhere else fails the batch, not the process.
+		defer recoverBatch(&err)
 		tx, err := s.write.BeginTx(ctx, nil)
 		if err != nil {
 			return mapError(err)
@@ -257,6 +397,12 @@ func (s *Store) commit(batch []*merge) {
 		} else {
 			m.done <- results[i]
 		}
+	}
+}
+
+func recoverBatch(err *error) {
+	if v := recover(); v != nil {
+		*err = &userattrs.PanicError{Stack: debug.Stack()}
 	}
 }
 
@@ -310,7 +456,7 @@ func mapError(err error) error {
 			return fmt.Errorf("%w: sqlite: %w", userattrs.ErrUnavailable, err)
 		}
 	}
-	if errors.Is(err, sql.ErrConnDone) || errors.Is(err, context.DeadlineExceeded) {
+	if errors.Is(err, sql.ErrConnDone) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
 		return fmt.Errorf("%w: sqlite: %w", userattrs.ErrUnavailable, err)
 	}
 	return fmt.Errorf("sqlite: %w", err)

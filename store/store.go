@@ -1,0 +1,77 @@
+// Package store is how stores plug into the program: each store package
+// describes itself as a Kind (its --store form, its own flags, how it
+// opens, its migrations), and cmd/userattrs keeps one table of kinds. What
+// a store can promise once open, it declares itself
+// (userattrs.Capabilities).
+package store
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/userattrs/userattrs"
+)
+
+// Kind is one row of the program's table of stores.
+type Kind struct {
+	// Name is the kind in logs and metrics: safe to log where the --store
+	// value (a URL with a password) is not.
+	Name string
+	// Form is how --store names a store of this kind, for usage texts.
+	Form string
+	// Match reports whether a --store value names this kind.
+	Match func(spec string) bool
+	// Flags registers the kind's own flags, if any, and returns the
+	// function that opens a store once the flags are parsed.
+	Flags func(fs *flag.FlagSet) Opener
+	// Migrate applies the kind's schema migrations to the store spec names;
+	// nil for kinds that keep no schema of their own.
+	Migrate func(ctx context.Context, spec string) error
+}
+
+// Opener opens the store spec names.
+type Opener func(ctx context.Context, spec string, env Env) (userattrs.Store, error)
+
+// Env is what every store may take from the program's common
+// configuration.
+type Env struct {
+	// Timeout bounds one store operation.
+	Timeout time.Duration
+}
+
+// Prefix returns a Match for --store values that start with prefix.
+func Prefix(prefixes ...string) func(string) bool {
+	return func(spec string) bool {
+		for _, p := range prefixes {
+			if strings.HasPrefix(spec, p) {
+				return true
+			}
+		}
+		return false
+	}
+}
+
+// NoFlags is Flags for kinds without flags of their own.
+func NoFlags(open Opener) func(*flag.FlagSet) Opener {
+	return func(*flag.FlagSet) Opener { return open }
+}
+
+// PositiveInt is a flag value that refuses anything below 1, so that a
+// nonsensical setting stops the program at start; its zero value means
+// "not set".
+type PositiveInt int
+
+func (p *PositiveInt) String() string { return strconv.Itoa(int(*p)) }
+
+func (p *PositiveInt) Set(s string) error {
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 {
+		return errors.New("must be a whole number of at least 1")
+	}
+	*p = PositiveInt(n)
+	return nil
+}
