@@ -3,6 +3,7 @@
 package auth
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"slices"
@@ -14,12 +15,65 @@ import (
 var (
 	// ErrInvalidToken: the token is malformed, expired, not yet valid, for
 	// another issuer or audience, badly signed, or has no subject. The
-	// wrapped text says which, without quoting the token.
+	// error is an *InvalidTokenError, whose Reason says which.
 	ErrInvalidToken = errors.New("invalid token")
 	// ErrUnavailable: the token could not be checked because the issuer (its
 	// discovery document or keys) did not answer.
 	ErrUnavailable = errors.New("token issuer unavailable")
 )
+
+// InvalidTokenError is a token that is refused, and why.
+type InvalidTokenError struct {
+	// Reason says what is wrong without quoting the token, e.g. "expired".
+	Reason string
+}
+
+func (e *InvalidTokenError) Error() string        { return "invalid token: " + e.Reason }
+func (e *InvalidTokenError) Is(target error) bool { return target == ErrInvalidToken }
+
+func invalid(reason string) error { return &InvalidTokenError{Reason: reason} }
+
+// Verifier checks a bearer token and returns the identity it carries.
+type Verifier interface {
+	Verify(ctx context.Context, token string) (Identity, error)
+}
+
+// claims are what both token paths read of a token, from a JWT's payload
+// or an introspection answer.
+type claims struct {
+	Subject  string    `json:"sub"`
+	Azp      string    `json:"azp"`
+	ClientID string    `json:"client_id"`
+	Scope    scopeList `json:"scope"`
+	Scp      scopeList `json:"scp"`
+}
+
+// identity turns the claims of a token whose signature or activity, issuer
+// and times were checked into the identity it speaks for: the one place
+// where both token paths decide who a token is, so that they cannot drift
+// apart. all reads the whole claim set, for the linked-identity claim.
+func identity(c claims, expiry time.Time, linkedClaim string, all func() (map[string]json.RawMessage, error)) (Identity, error) {
+	if c.Subject == "" {
+		return Identity{}, invalid("no subject")
+	}
+	id := Identity{Subject: c.Subject, ClientID: c.Azp, Scopes: c.Scope, Expiry: expiry}
+	if id.ClientID == "" {
+		id.ClientID = c.ClientID
+	}
+	if id.Scopes == nil {
+		id.Scopes = c.Scp
+	}
+	if linkedClaim != "" {
+		raw, err := all()
+		if err != nil {
+			return Identity{}, invalid("invalid claims")
+		}
+		if id.LinkedProviders, err = claimList(raw, linkedClaim); err != nil {
+			return Identity{}, invalid("malformed " + linkedClaim + " claim")
+		}
+	}
+	return id, nil
+}
 
 // Identity is who a verified token speaks for.
 type Identity struct {

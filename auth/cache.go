@@ -9,11 +9,6 @@ import (
 	"unsafe"
 )
 
-// Verifier checks a bearer token and returns the identity it carries.
-type Verifier interface {
-	Verify(ctx context.Context, token string) (Identity, error)
-}
-
 // CacheConfig bounds a Cache.
 type CacheConfig struct {
 	// TTL is the longest an identity is reused; zero means until the token

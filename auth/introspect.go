@@ -59,22 +59,26 @@ func NewIntrospector(cfg IntrospectionConfig) Verifier {
 // share one introspection.
 func (in *Introspector) Verify(ctx context.Context, token string) (Identity, error) {
 	key := sha256.Sum256([]byte(token))
-	v, err, _ := in.flights.Do(string(key[:]), func() (any, error) {
-		return in.introspect(ctx, token)
+	// The introspection is shared by every caller with this token, so it
+	// must not end when the first of them hangs up; each caller waits only
+	// as long as its own context lets it.
+	ch := in.flights.DoChan(string(key[:]), func() (any, error) {
+		return in.introspect(context.WithoutCancel(ctx), token)
 	})
-	if err != nil {
-		return Identity{}, err
+	select {
+	case res := <-ch:
+		if res.Err != nil {
+			return Identity{}, res.Err
+		}
+		return res.Val.(Identity), nil
+	case <-ctx.Done():
+		return Identity{}, fmt.Errorf("%w: introspection: %w", ErrUnavailable, ctx.Err())
 	}
-	return v.(Identity), nil
 }
 
 type introspection struct {
+	claims
 	Active    bool        `json:"active"`
-	Subject   string      `json:"sub"`
-	ClientID  string      `json:"client_id"`
-	Azp       string      `json:"azp"`
-	Scope     scopeList   `json:"scope"`
-	Scp       scopeList   `json:"scp"`
 	Expiry    json.Number `json:"exp"`
 	NotBefore json.Number `json:"nbf"`
 }
@@ -120,26 +124,11 @@ func (in *Introspector) introspect(ctx context.Context, token string) (Identity,
 	if nbf, err := r.NotBefore.Int64(); err == nil && now.Add(Leeway).Before(time.Unix(nbf, 0)) {
 		return Identity{}, invalid("not valid yet")
 	}
-	if r.Subject == "" {
-		return Identity{}, invalid("no subject")
-	}
-	id := Identity{Subject: r.Subject, ClientID: r.Azp, Scopes: r.Scope, Expiry: expiry}
-	if id.ClientID == "" {
-		id.ClientID = r.ClientID
-	}
-	if id.Scopes == nil {
-		id.Scopes = r.Scp
-	}
-	if in.cfg.LinkedClaim != "" {
+	return identity(r.claims, expiry, in.cfg.LinkedClaim, func() (map[string]json.RawMessage, error) {
 		var all map[string]json.RawMessage
-		if err := json.Unmarshal(body, &all); err != nil {
-			return Identity{}, fmt.Errorf("%w: introspection: undecodable answer", ErrUnavailable)
-		}
-		if id.LinkedProviders, err = claimList(all, in.cfg.LinkedClaim); err != nil {
-			return Identity{}, invalid("malformed " + in.cfg.LinkedClaim + " claim")
-		}
-	}
-	return id, nil
+		err := json.Unmarshal(body, &all)
+		return all, err
+	})
 }
 
 // claimList reads a claim as a list of strings: an array, or a

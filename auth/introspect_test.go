@@ -154,3 +154,38 @@ func TestDispatch(t *testing.T) {
 		t.Fatalf("a JWT the endpoint does not know: %v", err)
 	}
 }
+
+// Callers with one token share one introspection, which the first caller
+// hanging up does not end for the others.
+func TestSharedIntrospectionOutlivesItsFirstCaller(t *testing.T) {
+	release := make(chan struct{})
+	var calls atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		<-release
+		json.NewEncoder(w).Encode(active(time.Now().Add(time.Hour)))
+	}))
+	t.Cleanup(srv.Close)
+	in := auth.NewIntrospector(auth.IntrospectionConfig{URL: srv.URL, ClientID: "svc", ClientSecret: "s3cret"})
+
+	first, hangUp := context.WithCancel(context.Background())
+	firstErr := make(chan error, 1)
+	go func() { _, err := in.Verify(first, "shared"); firstErr <- err }()
+	for calls.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	second := make(chan error, 1)
+	go func() { _, err := in.Verify(context.Background(), "shared"); second <- err }()
+	time.Sleep(20 * time.Millisecond) // the second caller joins the flight
+	hangUp()
+	if err := <-firstErr; !errors.Is(err, auth.ErrUnavailable) || !errors.Is(err, context.Canceled) {
+		t.Fatalf("the caller that hung up: %v", err)
+	}
+	close(release)
+	if err := <-second; err != nil {
+		t.Fatalf("the caller that waited: %v", err)
+	}
+	if n := calls.Load(); n != 1 {
+		t.Fatalf("%d introspections", n)
+	}
+}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
@@ -35,18 +34,6 @@ type JWTVerifier struct {
 	now         func() time.Time
 }
 
-type accessClaims struct {
-	jwt.Claims
-	AuthorizedParty string    `json:"azp"`
-	ClientID        string    `json:"client_id"`
-	Scope           scopeList `json:"scope"`
-	Scp             scopeList `json:"scp"`
-}
-
-func invalid(reason string) error {
-	return fmt.Errorf("%w: %s", ErrInvalidToken, reason)
-}
-
 // Verify checks the token's signature, algorithm, issuer, audience and
 // times, and returns its identity.
 func (v *JWTVerifier) Verify(ctx context.Context, raw string) (Identity, error) {
@@ -62,13 +49,14 @@ func (v *JWTVerifier) Verify(ctx context.Context, raw string) (Identity, error) 
 	if err != nil {
 		return Identity{}, err
 	}
-	var claims accessClaims
+	var registered jwt.Claims
+	var claims claims
 	verified := false
 	for _, k := range candidates {
 		if k.Algorithm != "" && k.Algorithm != header.Algorithm {
 			continue
 		}
-		if err := tok.Claims(k.Key, &claims); err == nil {
+		if err := tok.Claims(k.Key, &registered, &claims); err == nil {
 			verified = true
 			break
 		}
@@ -80,10 +68,10 @@ func (v *JWTVerifier) Verify(ctx context.Context, raw string) (Identity, error) 
 		return Identity{}, invalid("bad signature")
 	}
 
-	if claims.Expiry == nil {
+	if registered.Expiry == nil {
 		return Identity{}, invalid("no expiry")
 	}
-	err = claims.ValidateWithLeeway(jwt.Expected{Issuer: v.issuer, Time: v.now()}, Leeway)
+	err = registered.ValidateWithLeeway(jwt.Expected{Issuer: v.issuer, Time: v.now()}, Leeway)
 	switch {
 	case errors.Is(err, jwt.ErrExpired):
 		return Identity{}, invalid("expired")
@@ -94,36 +82,15 @@ func (v *JWTVerifier) Verify(ctx context.Context, raw string) (Identity, error) 
 	case err != nil:
 		return Identity{}, invalid("invalid claims")
 	}
-	if v.audience != "" && !claims.Audience.Contains(v.audience) {
+	if v.audience != "" && !registered.Audience.Contains(v.audience) {
 		return Identity{}, invalid("wrong audience")
 	}
-	if claims.Subject == "" {
-		return Identity{}, invalid("no subject")
-	}
-
-	id := Identity{
-		Subject:  claims.Subject,
-		ClientID: claims.AuthorizedParty,
-		Scopes:   claims.Scope,
-		Expiry:   claims.Expiry.Time(),
-	}
-	if id.ClientID == "" {
-		id.ClientID = claims.ClientID
-	}
-	if id.Scopes == nil {
-		id.Scopes = claims.Scp
-	}
-	if v.linkedClaim != "" {
+	return identity(claims, registered.Expiry.Time(), v.linkedClaim, func() (map[string]json.RawMessage, error) {
 		// The signature is verified above; this reads the same payload.
 		var all map[string]json.RawMessage
-		if err := tok.UnsafeClaimsWithoutVerification(&all); err != nil {
-			return Identity{}, invalid("invalid claims")
-		}
-		if id.LinkedProviders, err = claimList(all, v.linkedClaim); err != nil {
-			return Identity{}, invalid("malformed " + v.linkedClaim + " claim")
-		}
-	}
-	return id, nil
+		err := tok.UnsafeClaimsWithoutVerification(&all)
+		return all, err
+	})
 }
 
 // staticKeys is a fixed key set, as the development key is.

@@ -3,18 +3,12 @@ package server
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net/http"
 	"slices"
 	"strings"
 
 	"github.com/userattrs/userattrs/auth"
 )
-
-// TokenVerifier checks a bearer token; package auth has the real ones.
-type TokenVerifier interface {
-	Verify(ctx context.Context, token string) (auth.Identity, error)
-}
 
 // LinkedIdentities tells at which third-party identity providers the user
 // of a token has linked identities: the Keycloak store asks Keycloak, other
@@ -30,7 +24,7 @@ type LinkedIdentityRules map[string]string
 // authenticator checks the token, its scope and the linked-identity rule of
 // its client before a handler runs.
 type authenticator struct {
-	verifier TokenVerifier
+	verifier auth.Verifier
 	rules    LinkedIdentityRules
 	links    LinkedIdentities
 }
@@ -81,14 +75,14 @@ func (a authenticator) require(scope string, next http.Handler) http.Handler {
 		var id auth.Identity
 		var err error
 		if token == "" || len(token) > maxTokenBytes {
-			err = fmt.Errorf("%w: empty or too long", auth.ErrInvalidToken)
+			err = &auth.InvalidTokenError{Reason: "empty or too long"}
 		} else {
 			id, err = a.verifier.Verify(r.Context(), token)
 		}
-		if errors.Is(err, auth.ErrInvalidToken) {
+		if invalid := (*auth.InvalidTokenError)(nil); errors.As(err, &invalid) {
 			w.Header().Set("WWW-Authenticate", realm+`, error="invalid_token"`)
 			writeErrors(w, r, newError(http.StatusUnauthorized, codeInvalidToken,
-				"the bearer token is not valid: "+reason(err)))
+				"the bearer token is not valid: "+invalid.Reason))
 			return
 		}
 		if err != nil {
@@ -121,14 +115,4 @@ func (a authenticator) require(scope string, next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r)
 	})
-}
-
-// reason is the part of a verifier's error after "invalid token: ", which
-// says what is wrong without quoting the token.
-func reason(err error) string {
-	msg := err.Error()
-	if i := strings.LastIndex(msg, ": "); i >= 0 {
-		return msg[i+2:]
-	}
-	return msg
 }

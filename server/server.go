@@ -10,12 +10,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/userattrs/userattrs"
+	"github.com/userattrs/userattrs/auth"
 )
 
 // Config is what the server needs.
 type Config struct {
 	Service      *userattrs.Service
-	Verifier     TokenVerifier
+	Verifier     auth.Verifier
 	Logger       *slog.Logger
 	Metrics      *prometheus.Registry
 	MaxBodyBytes int64

@@ -337,7 +337,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 // otherwise JWTs against the OIDC issuer and other tokens by introspection,
 // as configured. With none of them the service refuses to start: it has no
 // insecure default.
-func newVerifier(ctx context.Context, cfg *authConfig, dataDir string, logger *slog.Logger) (server.TokenVerifier, []server.ReadinessCheck, error) {
+func newVerifier(ctx context.Context, cfg *authConfig, dataDir string, logger *slog.Logger) (auth.Verifier, []server.ReadinessCheck, error) {
 	if cfg.dev {
 		if cfg.oidcIssuer != "" || cfg.introspectionURL != "" {
 			return nil, nil, errors.New("--dev excludes --oidc-issuer and --introspection-url: it trusts only the development key")
