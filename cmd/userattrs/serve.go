@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"net/url"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"sync/atomic"
@@ -24,11 +23,6 @@ import (
 	"github.com/userattrs/userattrs/auth"
 	"github.com/userattrs/userattrs/metrics"
 	"github.com/userattrs/userattrs/server"
-	"github.com/userattrs/userattrs/store"
-	"github.com/userattrs/userattrs/store/keycloak"
-	"github.com/userattrs/userattrs/store/memory"
-	"github.com/userattrs/userattrs/store/postgres"
-	"github.com/userattrs/userattrs/store/sqlite"
 )
 
 type serveConfig struct {
@@ -44,76 +38,6 @@ type serveConfig struct {
 	logLevel        logLevel
 	debugAddr       string
 	apiVersions     string
-}
-
-// stores is the table of the stores the program knows: adding a store is
-// one package and one row here.
-var stores = []store.Kind{sqlite.Kind(), postgres.Kind(), keycloak.Kind(), memory.Kind()}
-
-// storeConfig names the store and how to reach it; serve and migrate share
-// it.
-type storeConfig struct {
-	spec         string
-	dataDir      string
-	timeout      time.Duration
-	readCache    bool
-	readCacheTTL positiveDuration
-	openers      map[string]store.Opener // by kind, once the flags are parsed
-}
-
-// specFlags registers what names the store, which both serve and migrate
-// need.
-func (c *storeConfig) specFlags(fs *flag.FlagSet) {
-	var forms []string
-	for _, k := range stores {
-		forms = append(forms, k.Form)
-	}
-	fs.StringVar(&c.spec, "store", "", "where attributes are kept: "+strings.Join(forms, ", ")+
-		" (default: sqlite: on userattrs.db in --data-dir)")
-	fs.StringVar(&c.dataDir, "data-dir", "data", "directory of the default SQLite database and of the development key")
-}
-
-// flags registers everything serve needs of a store: what names it, the
-// common bounds, and every kind's own flags.
-func (c *storeConfig) flags(fs *flag.FlagSet) {
-	c.specFlags(fs)
-	fs.DurationVar(&c.timeout, "store-timeout", 5*time.Second, "bound on one store operation; slower is 503")
-	fs.BoolVar(&c.readCache, "read-cache", true, "keep recently read and written users in memory, where the store allows it")
-	c.readCacheTTL = positiveDuration(2 * time.Second)
-	fs.Var(&c.readCacheTTL, "read-cache-ttl", "with a store that others write too (Keycloak), how long a cached user is served (changes made elsewhere show after at most this)")
-	c.openers = map[string]store.Opener{}
-	for _, k := range stores {
-		c.openers[k.Name] = k.Flags(fs)
-	}
-}
-
-// kind returns the store spec names (the default SQLite file when empty)
-// and its row of the table.
-func (c *storeConfig) kind() (string, store.Kind, error) {
-	spec := c.spec
-	if spec == "" {
-		spec = "sqlite:" + filepath.Join(c.dataDir, "userattrs.db")
-	}
-	for _, k := range stores {
-		if k.Match(spec) {
-			return spec, k, nil
-		}
-	}
-	var forms []string
-	for _, k := range stores {
-		forms = append(forms, k.Form)
-	}
-	return "", store.Kind{}, errors.New("unknown --store: use one of " + strings.Join(forms, ", "))
-}
-
-// open opens the store the config names.
-func (c *storeConfig) open(ctx context.Context) (userattrs.Store, store.Kind, error) {
-	spec, kind, err := c.kind()
-	if err != nil {
-		return nil, kind, err
-	}
-	s, err := c.openers[kind.Name](ctx, spec, store.Env{Timeout: c.timeout})
-	return s, kind, err
 }
 
 type authConfig struct {
