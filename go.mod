@@ -3,7 +3,6 @@ module github.com/userattrs/userattrs
 go 1.26.8
 
 require (
-	github.com/coreos/go-oidc/v3 v3.21.0
 	github.com/getkin/kin-openapi v0.152.0
 	github.com/go-jose/go-jose/v4 v4.1.8
 	github.com/jackc/pgx/v5 v5.12.0

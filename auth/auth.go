@@ -9,6 +9,10 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/go-jose/go-jose/v4/jwt"
 )
 
 // Errors a verifier returns, tested with errors.Is.
@@ -38,41 +42,105 @@ type Verifier interface {
 	Verify(ctx context.Context, token string) (Identity, error)
 }
 
+// ErrMisconfigured: the token could not be checked because of the
+// service's own configuration (an issuer URL that is not the issuer's,
+// introspection credentials the endpoint refuses). Not a client's fault,
+// and not temporary: the wrapped text says what to fix.
+var ErrMisconfigured = errors.New("token checks misconfigured")
+
+// Rules are what every token must meet, whichever path checked it.
+type Rules struct {
+	// Audience must be one of the token's audiences. Empty accepts any
+	// audience, which only AnyAudience may ask for.
+	Audience string
+	// AnyAudience accepts tokens for any audience: also ID tokens and
+	// tokens the issuer meant for its other APIs. A loud choice.
+	AnyAudience bool
+	// LinkedClaim, when set, names the claim that lists the identity
+	// providers the user has linked identities at.
+	LinkedClaim string
+}
+
+// Check says what is wrong with the rules themselves.
+func (r Rules) Check() error {
+	if r.Audience == "" && !r.AnyAudience {
+		return errors.New("no audience: set the audience this API's access tokens carry (--oidc-audience), " +
+			"or accept tokens for any audience on purpose (--oidc-any-audience)")
+	}
+	return nil
+}
+
+// maxSubjectBytes bounds a subject: OpenID Connect caps it at 255 ASCII
+// characters, and every store can keep and tell apart that many bytes.
+const maxSubjectBytes = 255
+
 // claims are what both token paths read of a token, from a JWT's payload
 // or an introspection answer.
 type claims struct {
-	Subject  string    `json:"sub"`
-	Azp      string    `json:"azp"`
-	ClientID string    `json:"client_id"`
-	Scope    scopeList `json:"scope"`
-	Scp      scopeList `json:"scp"`
+	Subject  string       `json:"sub"`
+	Azp      string       `json:"azp"`
+	ClientID string       `json:"client_id"`
+	Scope    scopeList    `json:"scope"`
+	Scp      scopeList    `json:"scp"`
+	Audience jwt.Audience `json:"aud"`
+	// Typ is Keycloak's kind of token: Bearer (access), Refresh, ID,
+	// Logout...
+	Typ string `json:"typ"`
 }
 
-// identity turns the claims of a token whose signature or activity, issuer
-// and times were checked into the identity it speaks for: the one place
-// where both token paths decide who a token is, so that they cannot drift
-// apart. all reads the whole claim set, for the linked-identity claim.
-func identity(c claims, expiry time.Time, linkedClaim string, all func() (map[string]json.RawMessage, error)) (Identity, error) {
-	if c.Subject == "" {
-		return Identity{}, invalid("no subject")
+// identity turns the claims of a token whose signature (or activity),
+// issuer and times were checked into the identity it speaks for: the one
+// place where both token paths decide whether a token is an access token
+// for this API and whom it is for, so that they cannot drift apart. all
+// reads the whole claim set, for the linked-identity claim.
+func (r Rules) identity(c claims, expiry time.Time, all func() (map[string]json.RawMessage, error)) (Identity, error) {
+	if c.Typ != "" && !strings.EqualFold(c.Typ, "Bearer") {
+		return Identity{}, invalid("not an access token")
+	}
+	if r.Audience != "" && !c.Audience.Contains(r.Audience) {
+		return Identity{}, invalid("wrong audience")
+	}
+	if err := subjectProblem(c.Subject); err != "" {
+		return Identity{}, invalid(err)
 	}
 	id := Identity{Subject: c.Subject, ClientID: c.Azp, Scopes: c.Scope, Expiry: expiry}
 	if id.ClientID == "" {
 		id.ClientID = c.ClientID
 	}
-	if id.Scopes == nil {
+	if id.Subject == id.ClientID {
+		// A client's own token (client credentials): this API serves
+		// users; the admin API is for service accounts.
+		return Identity{}, invalid("a client's own token, not a user's")
+	}
+	if len(id.Scopes) == 0 {
 		id.Scopes = c.Scp
 	}
-	if linkedClaim != "" {
+	if r.LinkedClaim != "" {
 		raw, err := all()
 		if err != nil {
 			return Identity{}, invalid("invalid claims")
 		}
-		if id.LinkedProviders, err = claimList(raw, linkedClaim); err != nil {
-			return Identity{}, invalid("malformed " + linkedClaim + " claim")
+		if id.LinkedProviders, err = claimList(raw, r.LinkedClaim); err != nil {
+			return Identity{}, invalid("malformed " + r.LinkedClaim + " claim")
 		}
 	}
 	return id, nil
+}
+
+// subjectProblem says why no store could keep a subject as a user id, or
+// tell it apart from another: "" when it can.
+func subjectProblem(sub string) string {
+	switch {
+	case sub == "":
+		return "no subject"
+	case len(sub) > maxSubjectBytes:
+		return "a subject longer than 255 bytes"
+	case !utf8.ValidString(sub):
+		return "a subject that is not UTF-8"
+	case strings.ContainsFunc(sub, unicode.IsControl):
+		return "a subject with control characters"
+	}
+	return ""
 }
 
 // Identity is who a verified token speaks for.
@@ -90,6 +158,9 @@ type Identity struct {
 	// LinkedProviders are the identity providers the token says the user
 	// has linked identities at, when a claim for them is configured.
 	LinkedProviders []string
+	// KeyID is the id of the key that signed a JWT, so that what a key
+	// signed can be forgotten when the issuer drops the key.
+	KeyID string
 }
 
 // HasScope reports whether the token grants scope.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
+	"slices"
 	"sync"
 	"time"
 	"unsafe"
@@ -52,7 +53,25 @@ func NewCache(next Verifier, cfg CacheConfig) *Cache {
 	for i := range c.shards {
 		c.shards[i] = cacheShard{max: max(cfg.MaxEntries/cacheShards, 1), entries: map[[sha256.Size]byte]cacheEntry{}}
 	}
+	// What a key signed is forgotten when the issuer drops the key.
+	if s, ok := next.(interface{ subscribe(func(kids []string)) }); ok {
+		s.subscribe(c.forgetKeys)
+	}
 	return c
+}
+
+// forgetKeys drops the identities of tokens signed with any of kids.
+func (c *Cache) forgetKeys(kids []string) {
+	for i := range c.shards {
+		s := &c.shards[i]
+		s.mu.Lock()
+		for k, e := range s.entries {
+			if e.id.KeyID != "" && slices.Contains(kids, e.id.KeyID) {
+				delete(s.entries, k)
+			}
+		}
+		s.mu.Unlock()
+	}
 }
 
 // Verify returns the identity of token from the cache, or from the verifier

@@ -111,6 +111,7 @@ func newDevKey(priv ed25519.PrivateKey) (*DevKey, error) {
 func (k *DevKey) Verifier() *JWTVerifier {
 	return &JWTVerifier{
 		issuer: DevIssuer,
+		rules:  Rules{AnyAudience: true},
 		now:    time.Now,
 		source: staticKeys{{Key: k.private.Public(), KeyID: k.kid, Algorithm: string(jose.EdDSA), Use: "sig"}},
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -12,6 +13,8 @@ import (
 	"time"
 
 	"golang.org/x/sync/singleflight"
+
+	"github.com/userattrs/userattrs/internal/strictjson"
 )
 
 // IntrospectionConfig configures checking tokens by OAuth2 token
@@ -27,9 +30,8 @@ type IntrospectionConfig struct {
 	CacheTTL time.Duration
 	// MaxCacheEntries bounds the cache (default 100000).
 	MaxCacheEntries int
-	// LinkedClaim, when set, names the claim of the introspection answer
-	// that lists the identity providers the user has linked identities at.
-	LinkedClaim string
+	// Rules are what every token must meet, as on the JWT path.
+	Rules Rules
 }
 
 // Introspector checks tokens at an RFC 7662 introspection endpoint. Put it
@@ -41,17 +43,31 @@ type Introspector struct {
 	now     func() time.Time
 }
 
-// NewIntrospector returns a verifier that introspects tokens, remembering
-// accepted ones for cfg.CacheTTL (never past their expiry).
-func NewIntrospector(cfg IntrospectionConfig) Verifier {
+// NewIntrospector returns a verifier that introspects tokens.
+func NewIntrospector(cfg IntrospectionConfig) *Introspector {
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = &http.Client{Timeout: 5 * time.Second}
 	}
-	in := &Introspector{cfg: cfg, now: time.Now}
-	if cfg.CacheTTL <= 0 {
+	return &Introspector{cfg: cfg, now: time.Now}
+}
+
+// Cached returns the introspector behind a cache that remembers accepted
+// tokens for the configured CacheTTL (never past their expiry).
+func (in *Introspector) Cached() Verifier {
+	if in.cfg.CacheTTL <= 0 {
 		return in
 	}
-	return NewCache(in, CacheConfig{TTL: cfg.CacheTTL, MaxEntries: cfg.MaxCacheEntries})
+	return NewCache(in, CacheConfig{TTL: in.cfg.CacheTTL, MaxEntries: in.cfg.MaxCacheEntries})
+}
+
+// Ready checks that the endpoint answers and accepts the service's own
+// credentials, by introspecting a token no issuer made.
+func (in *Introspector) Ready(ctx context.Context) error {
+	_, err := in.introspect(ctx, "userattrs-readiness-probe")
+	if errors.Is(err, ErrInvalidToken) {
+		return nil
+	}
+	return err
 }
 
 // Verify introspects token. An inactive token is ErrInvalidToken; an
@@ -79,6 +95,7 @@ func (in *Introspector) Verify(ctx context.Context, token string) (Identity, err
 type introspection struct {
 	claims
 	Active    bool        `json:"active"`
+	TokenType string      `json:"token_type"`
 	Expiry    json.Number `json:"exp"`
 	NotBefore json.Number `json:"nbf"`
 }
@@ -101,7 +118,16 @@ func (in *Introspector) introspect(ctx context.Context, token string) (Identity,
 	if err != nil {
 		return Identity{}, fmt.Errorf("%w: introspection: %w", ErrUnavailable, err)
 	}
-	if resp.StatusCode != http.StatusOK {
+	switch {
+	case resp.StatusCode == http.StatusBadRequest && oauthError(body) != "":
+		// The endpoint refuses this token, not the service: a JWT it does
+		// not introspect (unsupported_token_type), or something it cannot
+		// read as a token.
+		return Identity{}, invalid("the issuer does not introspect this token")
+	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
+		return Identity{}, fmt.Errorf("%w: the introspection endpoint refuses the service's client credentials (answered %d): "+
+			"check --introspection-client-id and its secret", ErrMisconfigured, resp.StatusCode)
+	case resp.StatusCode != http.StatusOK:
 		// Never 200 for a token that could not be checked.
 		return Identity{}, fmt.Errorf("%w: introspection answered %d", ErrUnavailable, resp.StatusCode)
 	}
@@ -111,6 +137,17 @@ func (in *Introspector) introspect(ctx context.Context, token string) (Identity,
 	}
 	if !r.Active {
 		return Identity{}, invalid("inactive")
+	}
+	if strictjson.Object(body) != nil {
+		return Identity{}, invalid("invalid claims")
+	}
+	switch {
+	case r.TokenType != "" && !strings.EqualFold(r.TokenType, "Bearer") && !strings.EqualFold(r.TokenType, "access_token"):
+		return Identity{}, invalid("not an access token")
+	case r.TokenType == "" && r.Typ == "" && in.cfg.Rules.Audience == "":
+		// A refresh token of some issuers differs from an access token
+		// only in its type and audience: with neither, refuse.
+		return Identity{}, invalid("the introspection answer does not say it is an access token")
 	}
 	now := in.now()
 	exp, err := r.Expiry.Int64()
@@ -124,11 +161,20 @@ func (in *Introspector) introspect(ctx context.Context, token string) (Identity,
 	if nbf, err := r.NotBefore.Int64(); err == nil && now.Add(Leeway).Before(time.Unix(nbf, 0)) {
 		return Identity{}, invalid("not valid yet")
 	}
-	return identity(r.claims, expiry, in.cfg.LinkedClaim, func() (map[string]json.RawMessage, error) {
+	return in.cfg.Rules.identity(r.claims, expiry, func() (map[string]json.RawMessage, error) {
 		var all map[string]json.RawMessage
 		err := json.Unmarshal(body, &all)
 		return all, err
 	})
+}
+
+// oauthError returns the "error" of an OAuth error answer, or "".
+func oauthError(body []byte) string {
+	var e struct {
+		Error string `json:"error"`
+	}
+	json.Unmarshal(body, &e)
+	return e.Error
 }
 
 // claimList reads a claim as a list of strings: an array, or a

@@ -59,12 +59,12 @@ func (e *introspectionEndpoint) set(token string, answer map[string]any) {
 
 func (e *introspectionEndpoint) introspector(ttl time.Duration) auth.Verifier {
 	return auth.NewIntrospector(auth.IntrospectionConfig{URL: e.srv.URL, ClientID: "svc", ClientSecret: "s3cret",
-		CacheTTL: ttl, LinkedClaim: "linked"})
+		CacheTTL: ttl, Rules: auth.Rules{Audience: "userattrs", LinkedClaim: "linked"}}).Cached()
 }
 
 func active(exp time.Time) map[string]any {
 	return map[string]any{"active": true, "sub": "alice", "client_id": "app", "scope": "user:attributes:read",
-		"exp": exp.Unix(), "linked": []string{"partner"}}
+		"exp": exp.Unix(), "linked": []string{"partner"}, "aud": "userattrs", "token_type": "Bearer"}
 }
 
 func TestIntrospection(t *testing.T) {
@@ -124,10 +124,11 @@ func TestIntrospectionCacheBounds(t *testing.T) {
 func TestIntrospectionUnavailable(t *testing.T) {
 	e := newIntrospectionEndpoint(t)
 	e.set("tok", active(time.Now().Add(time.Hour)))
-	for _, status := range []int{500, 503, 401} {
+	for status, want := range map[int]error{500: auth.ErrUnavailable, 503: auth.ErrUnavailable,
+		401: auth.ErrMisconfigured, 403: auth.ErrMisconfigured} {
 		e.status = status
-		if _, err := e.introspector(time.Minute).Verify(context.Background(), "tok"); !errors.Is(err, auth.ErrUnavailable) {
-			t.Errorf("endpoint answering %d: %v, want ErrUnavailable", status, err)
+		if _, err := e.introspector(time.Minute).Verify(context.Background(), "tok"); !errors.Is(err, want) {
+			t.Errorf("endpoint answering %d: %v, want %v", status, err, want)
 		}
 	}
 	down := auth.NewIntrospector(auth.IntrospectionConfig{URL: "http://127.0.0.1:1/introspect"})
@@ -166,7 +167,8 @@ func TestSharedIntrospectionOutlivesItsFirstCaller(t *testing.T) {
 		json.NewEncoder(w).Encode(active(time.Now().Add(time.Hour)))
 	}))
 	t.Cleanup(srv.Close)
-	in := auth.NewIntrospector(auth.IntrospectionConfig{URL: srv.URL, ClientID: "svc", ClientSecret: "s3cret"})
+	in := auth.NewIntrospector(auth.IntrospectionConfig{URL: srv.URL, ClientID: "svc", ClientSecret: "s3cret",
+		Rules: auth.Rules{AnyAudience: true}})
 
 	first, hangUp := context.WithCancel(context.Background())
 	firstErr := make(chan error, 1)

@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -34,8 +35,10 @@ type testIssuer struct {
 	srv        *httptest.Server
 	mu         sync.Mutex
 	keys       []signingKey
+	extraKeys  []json.RawMessage // published beside the signing keys
 	keyFetches atomic.Int32
 	down       atomic.Bool
+	maxAge     int // Cache-Control max-age of the key set, when set
 }
 
 type signingKey struct {
@@ -81,9 +84,16 @@ func newTestIssuer(t testing.TB, keys ...signingKey) *testIssuer {
 		}
 		is.mu.Lock()
 		defer is.mu.Unlock()
-		var set jose.JSONWebKeySet
+		var set struct {
+			Keys []json.RawMessage `json:"keys"`
+		}
 		for _, k := range is.keys {
-			set.Keys = append(set.Keys, jose.JSONWebKey{Key: k.priv.Public(), KeyID: k.kid, Algorithm: string(k.alg), Use: "sig"})
+			b, _ := json.Marshal(jose.JSONWebKey{Key: k.priv.Public(), KeyID: k.kid, Algorithm: string(k.alg), Use: "sig"})
+			set.Keys = append(set.Keys, b)
+		}
+		set.Keys = append(set.Keys, is.extraKeys...)
+		if is.maxAge > 0 {
+			w.Header().Set("Cache-Control", fmt.Sprintf("public, max-age=%d", is.maxAge))
 		}
 		json.NewEncoder(w).Encode(set)
 	})
@@ -139,7 +149,7 @@ func TestJWTAccepts(t *testing.T) {
 		newKey(t, jose.ES256, "es"), newKey(t, jose.EdDSA, "ed"),
 	}
 	is := newTestIssuer(t, keys...)
-	v := auth.NewOIDC(auth.OIDCConfig{Issuer: is.srv.URL, Audience: "userattrs"})
+	v := auth.NewOIDC(auth.OIDCConfig{Issuer: is.srv.URL, Rules: auth.Rules{Audience: "userattrs"}})
 	for _, k := range keys {
 		t.Run(string(k.alg), func(t *testing.T) {
 			id, err := v.Verify(context.Background(), is.sign(t, k, nil))
@@ -182,7 +192,7 @@ func TestJWTAccepts(t *testing.T) {
 func TestJWTRejects(t *testing.T) {
 	rs := newKey(t, jose.RS256, "rs")
 	is := newTestIssuer(t, rs)
-	v := auth.NewOIDC(auth.OIDCConfig{Issuer: is.srv.URL, Audience: "userattrs"})
+	v := auth.NewOIDC(auth.OIDCConfig{Issuer: is.srv.URL, Rules: auth.Rules{Audience: "userattrs"}})
 	stranger := newKey(t, jose.RS256, "stranger")
 	impostor := signingKey{alg: jose.RS256, kid: "rs", priv: stranger.priv}
 	valid := is.sign(t, rs, nil)
@@ -237,7 +247,7 @@ func TestJWTRejects(t *testing.T) {
 func TestKeyRotation(t *testing.T) {
 	old, next := newKey(t, jose.RS256, "old"), newKey(t, jose.ES256, "new")
 	is := newTestIssuer(t, old)
-	v := auth.NewOIDC(auth.OIDCConfig{Issuer: is.srv.URL, MinRefreshInterval: time.Millisecond})
+	v := auth.NewOIDC(auth.OIDCConfig{Issuer: is.srv.URL, Rules: auth.Rules{AnyAudience: true}, MinRefreshInterval: time.Millisecond})
 	ctx := context.Background()
 	if _, err := v.Verify(ctx, is.sign(t, old, nil)); err != nil {
 		t.Fatalf("before rotation: %v", err)
@@ -249,24 +259,49 @@ func TestKeyRotation(t *testing.T) {
 	}
 }
 
-// Tokens naming unknown key ids make the verifier fetch the keys again, but
-// no more often than MinRefreshInterval.
-func TestUnknownKeyRefreshIsRateLimited(t *testing.T) {
-	k := newKey(t, jose.EdDSA, "k")
+// Tokens naming unknown key ids make the verifier fetch the keys again, all
+// of them sharing fetches no more often than MinRefreshInterval; a token of
+// a key the issuer has just published, right after such a fetch, waits for
+// the next one instead of being refused.
+func TestUnknownKeyRefresh(t *testing.T) {
+	k, next := newKey(t, jose.EdDSA, "k"), newKey(t, jose.RS256, "next")
 	is := newTestIssuer(t, k)
-	v := auth.NewOIDC(auth.OIDCConfig{Issuer: is.srv.URL, MinRefreshInterval: time.Hour})
+	const interval = 300 * time.Millisecond
+	v := auth.NewOIDC(auth.OIDCConfig{Issuer: is.srv.URL, Rules: auth.Rules{AnyAudience: true}, MinRefreshInterval: interval})
 	ctx := context.Background()
 	if _, err := v.Verify(ctx, is.sign(t, k, nil)); err != nil {
 		t.Fatal(err)
 	}
+	start := time.Now()
+	var wg sync.WaitGroup
 	for i := range 50 {
 		forged := is.sign(t, newKey(t, jose.EdDSA, "forged"+string(rune('a'+i%26))), nil)
-		if _, err := v.Verify(ctx, forged); !errors.Is(err, auth.ErrInvalidToken) {
-			t.Fatalf("forged kid: %v", err)
+		wg.Go(func() {
+			if _, err := v.Verify(ctx, forged); !errors.Is(err, auth.ErrInvalidToken) {
+				t.Errorf("forged kid: %v", err)
+			}
+		})
+	}
+	wg.Wait()
+	if n, most := is.keyFetches.Load(), 2+int32(time.Since(start)/interval); n > most {
+		t.Fatalf("keys fetched %d times in %s, want at most %d", n, time.Since(start), most)
+	}
+
+	// Rotation right after a forged key id made the verifier fetch.
+	v.Verify(ctx, is.sign(t, newKey(t, jose.EdDSA, "forged-again"), nil))
+	is.setKeys(k, next)
+	if _, err := v.Verify(ctx, is.sign(t, next, nil)); err != nil {
+		t.Fatalf("a token of a key published right after a fetch: %v", err)
+	}
+	// A known key never waits.
+	before := time.Now()
+	for range 20 {
+		if _, err := v.Verify(ctx, is.sign(t, k, nil)); err != nil {
+			t.Fatal(err)
 		}
 	}
-	if n := is.keyFetches.Load(); n != 1 {
-		t.Fatalf("keys fetched %d times, want 1", n)
+	if d := time.Since(before); d > interval {
+		t.Fatalf("tokens of known keys took %s", d)
 	}
 }
 
@@ -274,7 +309,7 @@ func TestIssuerDown(t *testing.T) {
 	k := newKey(t, jose.RS256, "k")
 	is := newTestIssuer(t, k)
 	is.down.Store(true)
-	v := auth.NewOIDC(auth.OIDCConfig{Issuer: is.srv.URL})
+	v := auth.NewOIDC(auth.OIDCConfig{Issuer: is.srv.URL, Rules: auth.Rules{AnyAudience: true}})
 	ctx := context.Background()
 	if _, err := v.Verify(ctx, is.sign(t, k, nil)); !errors.Is(err, auth.ErrUnavailable) {
 		t.Fatalf("Verify with the issuer down: %v, want ErrUnavailable", err)

@@ -119,7 +119,7 @@ func (b *bench) measureKeycloak() error {
 	}
 	s, err := b.start(b.bins["userattrs"], []string{"USERATTRS_KEYCLOAK_CLIENT_SECRET=" + kc.ClientSecret},
 		"serve", "--store", "keycloak", "--keycloak-url", kc.URL, "--keycloak-realm", kc.Realm,
-		"--keycloak-client-id", kc.ClientID, "--oidc-issuer", kc.Issuer())
+		"--keycloak-client-id", kc.ClientID, "--oidc-issuer", kc.Issuer(), "--oidc-audience", kc.Audience)
 	if err != nil {
 		return err
 	}

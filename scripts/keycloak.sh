@@ -37,6 +37,7 @@ export KEYCLOAK_CLIENT_SECRET=userattrs-service-secret
 export KEYCLOAK_APP_CLIENT_ID=userattrs-app
 export KEYCLOAK_APP_CLIENT_SECRET=userattrs-app-secret
 export KEYCLOAK_IDP_ALIAS=partner-idp
+export KEYCLOAK_AUDIENCE=userattrs
 ENV
 }
 

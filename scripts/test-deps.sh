@@ -3,7 +3,8 @@
 # PostgreSQL server binaries, from which the tests start their own cluster;
 # Keycloak, fetched from Maven Central, which the tests start themselves
 # (with a JDK 21 or later); and what the generated-clients test uses:
-# openapi-generator, Python with venv, Node.js and the TypeScript compiler.
+# openapi-generator, Python with venv, Node.js and the TypeScript compiler;
+# and oidc-provider, the second real OpenID Provider of the token tests.
 # On a fresh machine it installs what is missing from Debian's packages.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -40,3 +41,4 @@ command -v python3 >/dev/null 2>&1 && python3 -c 'import venv, ensurepip' 2>/dev
 command -v npm >/dev/null 2>&1 || apt_install nodejs npm
 "$here/keycloak.sh" fetch
 "$here/client-tools.sh" >/dev/null
+"$here/oidc-provider.sh" >/dev/null

@@ -9,6 +9,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/userattrs/userattrs"
+	"github.com/userattrs/userattrs/internal/strictjson"
 )
 
 // decodeError is a body that is not a JSON object of unique members: a 400.
@@ -40,7 +41,7 @@ func decodePatch(body []byte) (userattrs.Patch, *decodeError) {
 	if !utf8.Valid(body) {
 		return nil, &decodeError{codeInvalidJSON, "the body is not valid UTF-8"}
 	}
-	if loneSurrogate(body) {
+	if strictjson.LoneSurrogate(body) {
 		return nil, &decodeError{codeInvalidJSON, "the body escapes a lone UTF-16 surrogate, which is no character"}
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
@@ -163,59 +164,4 @@ func jsonType(tok json.Token) string {
 		return "an object"
 	}
 	return "a string"
-}
-
-// loneSurrogate reports whether body has a \u escape of a UTF-16 surrogate
-// that is not half of a high-low pair (RFC 8259, section 8.2). Only escapes
-// can hold one: the raw bytes are valid UTF-8.
-func loneSurrogate(body []byte) bool {
-	for i := 0; i < len(body); i++ {
-		if body[i] != '\\' {
-			continue
-		}
-		i++ // the escaped character; an escaped backslash is skipped whole
-		if i >= len(body) || body[i] != 'u' {
-			continue
-		}
-		r, ok := hex4(body[i+1:])
-		if !ok {
-			continue
-		}
-		i += 4
-		switch {
-		case r >= 0xDC00 && r <= 0xDFFF:
-			return true // a low half without a high one
-		case r >= 0xD800 && r <= 0xDBFF:
-			if i+6 >= len(body) || body[i+1] != '\\' || body[i+2] != 'u' {
-				return true
-			}
-			low, ok := hex4(body[i+3:])
-			if !ok || low < 0xDC00 || low > 0xDFFF {
-				return true
-			}
-			i += 6
-		}
-	}
-	return false
-}
-
-// hex4 reads four hex digits.
-func hex4(b []byte) (rune, bool) {
-	if len(b) < 4 {
-		return 0, false
-	}
-	var r rune
-	for _, c := range b[:4] {
-		switch {
-		case c >= '0' && c <= '9':
-			r = r<<4 | rune(c-'0')
-		case c >= 'a' && c <= 'f':
-			r = r<<4 | rune(c-'a'+10)
-		case c >= 'A' && c <= 'F':
-			r = r<<4 | rune(c-'A'+10)
-		default:
-			return 0, false
-		}
-	}
-	return r, true
 }

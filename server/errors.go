@@ -130,6 +130,10 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 			"the attributes changed since the entity tag in If-Match was issued; read them again"))
 	case errors.Is(err, userattrs.ErrUserNotFound):
 		writeErrors(w, r, newError(http.StatusNotFound, codeNotFound, "the user of this token does not exist"))
+	case errors.Is(err, auth.ErrMisconfigured):
+		// The operator's to fix, and retrying will not help.
+		logFrom(r.Context()).Error("token checks misconfigured", "error", err.Error())
+		writeInternalError(w, r)
 	case errors.Is(err, userattrs.ErrUnavailable), errors.Is(err, auth.ErrUnavailable):
 		logFrom(r.Context()).Warn("dependency unavailable", "error", err.Error())
 		writeErrors(w, r, newError(http.StatusServiceUnavailable, codeStoreUnavailable,

@@ -19,7 +19,7 @@ const bothScopes = "user:attributes:read user:attributes:write"
 func startOnKeycloak(t *testing.T, kc *kctest.Keycloak, extra ...string) *process {
 	t.Helper()
 	args := append([]string{"--store", "keycloak", "--keycloak-url", kc.URL, "--keycloak-realm", kc.Realm,
-		"--keycloak-client-id", kc.ClientID, "--oidc-issuer", kc.Issuer()}, extra...)
+		"--keycloak-client-id", kc.ClientID, "--oidc-issuer", kc.Issuer(), "--oidc-audience", kc.Audience}, extra...)
 	return startServe(t, t.TempDir(), []string{"USERATTRS_KEYCLOAK_CLIENT_SECRET=" + kc.ClientSecret}, args...)
 }
 
@@ -119,7 +119,7 @@ func TestKeycloakIntrospection(t *testing.T) {
 	introspect := kc.Issuer() + "/protocol/openid-connect/token/introspect"
 	p := startServe(t, t.TempDir(), []string{"USERATTRS_INTROSPECTION_CLIENT_SECRET=" + kc.ClientSecret},
 		"--store", "sqlite:"+t.TempDir()+"/u.db", "--introspection-url", introspect,
-		"--introspection-client-id", kc.ClientID, "--introspection-cache-ttl", "0")
+		"--introspection-client-id", kc.ClientID, "--introspection-cache-ttl", "0", "--oidc-audience", kc.Audience)
 	u := kc.NewUser(t)
 	tok, refresh := kc.Token(t, u, "user:attributes:read", "user:attributes:write")
 	if status, body := call(t, "PUT", p.url+"/user/2024-3/attributes", tok, `{"a":"1"}`); status != 204 {
@@ -147,7 +147,7 @@ func TestKeycloakIntrospection(t *testing.T) {
 	}
 
 	down := startServe(t, t.TempDir(), nil, "--store", "sqlite:"+t.TempDir()+"/u.db",
-		"--introspection-url", "http://127.0.0.1:1/introspect", "--introspection-client-id", "x")
+		"--introspection-url", "http://127.0.0.1:1/introspect", "--introspection-client-id", "x", "--oidc-audience", kc.Audience)
 	tok3, _ := kc.Token(t, u, "user:attributes:read")
 	if status, body := call(t, "GET", down.url+"/user/2025-1/attributes", tok3, ""); status != 503 || !strings.Contains(body, "store-unavailable") {
 		t.Fatalf("GET with the introspection endpoint down: %d %s", status, body)

@@ -44,6 +44,8 @@ type authConfig struct {
 	dev                       bool
 	oidcIssuer                string
 	oidcAudience              string
+	oidcAnyAudience           bool
+	oidcKeysMaxAge            positiveDuration
 	introspectionURL          string
 	introspectionClientID     string
 	introspectionClientSecret string
@@ -75,7 +77,12 @@ func (l *linkRules) Set(v string) error {
 func (c *authConfig) flags(fs *flag.FlagSet) {
 	fs.BoolVar(&c.dev, "dev", false, "development mode: trust tokens of the local development key (never in production)")
 	fs.StringVar(&c.oidcIssuer, "oidc-issuer", "", "issuer URL of the OIDC provider whose JWT access tokens are accepted")
-	fs.StringVar(&c.oidcAudience, "oidc-audience", "", "when set, tokens must name this audience in aud")
+	fs.StringVar(&c.oidcAudience, "oidc-audience", "", "the audience (aud) this API's access tokens carry; required unless --oidc-any-audience")
+	c.oidcKeysMaxAge = positiveDuration(5 * time.Minute)
+	fs.Var(&c.oidcKeysMaxAge, "oidc-keys-max-age", "the longest the issuer's keys are used before they are fetched again "+
+		"(a shorter Cache-Control max-age of the key set wins, down to 30s): a key the issuer drops stops working within this")
+	fs.BoolVar(&c.oidcAnyAudience, "oidc-any-audience", false,
+		"accept tokens for any audience: also ID tokens and tokens the issuer meant for its other APIs (a loud choice)")
 	fs.StringVar(&c.introspectionURL, "introspection-url", "", "RFC 7662 endpoint that checks tokens that are not JWTs (all tokens without --oidc-issuer)")
 	fs.StringVar(&c.introspectionClientID, "introspection-client-id", "", "client the service introspects as")
 	fs.StringVar(&c.introspectionClientSecret, "introspection-client-secret", "", "its secret (prefer USERATTRS_INTROSPECTION_CLIENT_SECRET)")
@@ -277,26 +284,39 @@ func newVerifier(ctx context.Context, cfg *authConfig, dataDir string, logger *s
 	if cfg.oidcIssuer == "" && cfg.introspectionURL == "" {
 		return nil, nil, errors.New("no token issuer configured: set --oidc-issuer (USERATTRS_OIDC_ISSUER) or --introspection-url, or use --dev to try the service locally")
 	}
+	rules := auth.Rules{Audience: cfg.oidcAudience, AnyAudience: cfg.oidcAnyAudience, LinkedClaim: cfg.linkedClaim}
+	if err := rules.Check(); err != nil {
+		return nil, nil, err
+	}
+	if rules.AnyAudience {
+		logger.Warn("accepting access tokens for any audience (--oidc-any-audience): tokens the issuer meant for other APIs, " +
+			"and ID tokens where the issuer signs them like access tokens, get in; set --oidc-audience")
+	}
 	var d auth.Dispatch
 	var readiness []server.ReadinessCheck
 	if cfg.oidcIssuer != "" {
-		jwt := auth.NewOIDC(auth.OIDCConfig{Issuer: cfg.oidcIssuer, Audience: cfg.oidcAudience, LinkedClaim: cfg.linkedClaim})
-		// Load the keys now so the first request does not wait for them; an
-		// issuer that is not up yet is retried on use and by readiness.
-		go func() {
-			if err := jwt.Ready(ctx); err != nil {
-				logger.Warn("token issuer not reachable yet", "error", err.Error())
+		jwt := auth.NewOIDC(auth.OIDCConfig{Issuer: cfg.oidcIssuer, Rules: rules, MaxKeyAge: time.Duration(cfg.oidcKeysMaxAge)})
+		// Load the keys now, so that the first request does not wait for
+		// them, and keep them fresh; an issuer that is not up yet is
+		// retried, and one that does not match its configuration says so.
+		go jwt.Run(ctx, func(err error) {
+			if errors.Is(err, auth.ErrMisconfigured) {
+				logger.Error("token issuer misconfigured", "error", err.Error())
+				return
 			}
-		}()
+			logger.Warn("token issuer keys not fetched", "error", err.Error())
+		})
 		readiness = append(readiness, server.ReadinessCheck{Name: "token issuer", Check: jwt.Ready})
 		// A token seen before costs a hash instead of a signature check.
 		d.JWT = auth.NewCache(jwt, auth.CacheConfig{})
 	}
 	if cfg.introspectionURL != "" {
-		d.Introspection = auth.NewIntrospector(auth.IntrospectionConfig{
+		in := auth.NewIntrospector(auth.IntrospectionConfig{
 			URL: cfg.introspectionURL, ClientID: cfg.introspectionClientID, ClientSecret: cfg.introspectionClientSecret,
-			CacheTTL: cfg.introspectionCacheTTL, LinkedClaim: cfg.linkedClaim,
+			CacheTTL: cfg.introspectionCacheTTL, Rules: rules,
 		})
+		readiness = append(readiness, server.ReadinessCheck{Name: "introspection", Check: in.Ready})
+		d.Introspection = in.Cached()
 	}
 	return d, readiness, nil
 }

@@ -73,6 +73,8 @@ func TestNonsensicalSettings(t *testing.T) {
 		{"--shutdown-delay", "-1s"},
 		{"--oidc-issuer", "not-a-url", "--store", "memory:"},
 		{"--oidc-issuer", "ftp://issuer.example", "--store", "memory:"},
+		{"--oidc-issuer", "https://issuer.example", "--store", "memory:"}, // no audience
+		{"--oidc-issuer", "https://issuer.example", "--oidc-audience", "api", "--oidc-keys-max-age", "0s", "--store", "memory:"},
 	} {
 		dir := t.TempDir()
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

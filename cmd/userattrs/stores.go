@@ -85,4 +85,3 @@ func (c *storeConfig) open(ctx context.Context) (userattrs.Store, store.Kind, er
 	s, err := c.openers[kind.Name](ctx, spec, store.Env{Timeout: c.timeout})
 	return s, kind, err
 }
-

@@ -21,6 +21,8 @@ import (
 	"time"
 
 	"github.com/rs/xid"
+
+	"github.com/userattrs/userattrs/internal/testutil"
 )
 
 // Keycloak is a running Keycloak with the test realm.
@@ -30,6 +32,7 @@ type Keycloak struct {
 	ClientID, ClientSecret       string // the service account the store uses
 	AppClientID, AppClientSecret string // allowed the password grant
 	IDPAlias                     string
+	Audience                     string // of the app client's access tokens
 	script                       string
 	own                          bool
 }
@@ -70,27 +73,10 @@ func Cleanup() {
 	}
 }
 
-func repoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", fmt.Errorf("no go.mod above the working directory")
-		}
-		dir = parent
-	}
-}
-
 // Start returns the Keycloak the KEYCLOAK_* variables describe, or starts
 // one with scripts/keycloak.sh; Cleanup or Down stops one it started.
 func Start() (*Keycloak, error) {
-	root, err := repoRoot()
+	root, err := testutil.RepoRoot()
 	if err != nil {
 		return nil, err
 	}
@@ -193,6 +179,7 @@ func (k *Keycloak) load(getenv func(string) string) {
 	k.AppClientID = getenv("KEYCLOAK_APP_CLIENT_ID")
 	k.AppClientSecret = getenv("KEYCLOAK_APP_CLIENT_SECRET")
 	k.IDPAlias = getenv("KEYCLOAK_IDP_ALIAS")
+	k.Audience = getenv("KEYCLOAK_AUDIENCE")
 }
 
 // Issuer is the issuer of the realm's tokens.
@@ -310,23 +297,37 @@ func (k *Keycloak) NewUser(tb testing.TB) User {
 // PasswordToken returns an access token of the app client for the user,
 // with the given scopes, by the password grant; and the refresh token.
 func (k *Keycloak) PasswordToken(u User, scopes ...string) (access, refresh string, err error) {
+	access, refresh, _, err = k.passwordTokens(u, scopes)
+	return access, refresh, err
+}
+
+func (k *Keycloak) passwordTokens(u User, scopes []string) (access, refresh, id string, err error) {
 	out, err := k.tokenRequest(k.Realm, url.Values{"grant_type": {"password"},
 		"client_id": {k.AppClientID}, "client_secret": {k.AppClientSecret},
 		"username": {u.Username}, "password": {u.Password}, "scope": {"openid " + strings.Join(scopes, " ")}})
 	if err != nil {
-		return "", "", err
+		return "", "", "", err
 	}
-	return out["access_token"].(string), out["refresh_token"].(string), nil
+	id, _ = out["id_token"].(string)
+	return out["access_token"].(string), out["refresh_token"].(string), id, nil
 }
 
 // Token is PasswordToken for tests.
 func (k *Keycloak) Token(tb testing.TB, u User, scopes ...string) (access, refresh string) {
 	tb.Helper()
-	access, refresh, err := k.PasswordToken(u, scopes...)
+	access, refresh, _ = k.Tokens(tb, u, scopes...)
+	return access, refresh
+}
+
+// Tokens returns the access, refresh and ID token of a sign-in of the
+// user to the app client.
+func (k *Keycloak) Tokens(tb testing.TB, u User, scopes ...string) (access, refresh, id string) {
+	tb.Helper()
+	access, refresh, id, err := k.passwordTokens(u, scopes)
 	if err != nil {
 		tb.Fatalf("kctest: %v", err)
 	}
-	return access, refresh
+	return access, refresh, id
 }
 
 // Logout ends the session of a refresh token, which revokes its access
