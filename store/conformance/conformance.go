@@ -355,28 +355,36 @@ func RunConcurrencyTests(t *testing.T, newHarness func(t *testing.T) Harness, ca
 		_, svc, user := begin(t, newHarness, cache)
 		mustMerge(t, svc, user, patch("winner", "none"))
 		_, etag := mustGet(t, svc, user)
-		const racers = 6
-		results := make(chan error, racers)
-		var wg sync.WaitGroup
-		for r := range racers {
-			wg.Go(func() {
-				results <- svc.Merge(context.Background(), user, patch("winner", fmt.Sprint(r)), userattrs.IfMatch(false, []string{etag}))
-			})
-		}
-		wg.Wait()
-		close(results)
-		won := 0
-		for err := range results {
-			switch {
-			case err == nil:
-				won++
-			case errors.Is(err, userattrs.ErrPreconditionFailed):
-			default:
-				t.Errorf("racing merge: %v", err)
-			}
-		}
-		if won != 1 {
-			t.Fatalf("%d racing conditional merges succeeded, want exactly 1", won)
-		}
+		raceIfMatch(t, []*userattrs.Service{svc}, user, etag, 6)
 	})
+}
+
+// raceIfMatch sends racers merges of user at once, each conditional on
+// etag, spread over services, and wants exactly one to win and the others
+// to fail their precondition.
+func raceIfMatch(t *testing.T, services []*userattrs.Service, user, etag string, racers int) {
+	t.Helper()
+	results := make(chan error, racers)
+	var wg sync.WaitGroup
+	for r := range racers {
+		svc := services[r%len(services)]
+		wg.Go(func() {
+			results <- svc.Merge(context.Background(), user, patch("winner", fmt.Sprint(r)), userattrs.IfMatch(false, []string{etag}))
+		})
+	}
+	wg.Wait()
+	close(results)
+	won := 0
+	for err := range results {
+		switch {
+		case err == nil:
+			won++
+		case errors.Is(err, userattrs.ErrPreconditionFailed):
+		default:
+			t.Errorf("racing merge: %v", err)
+		}
+	}
+	if won != 1 {
+		t.Fatalf("%d racing conditional merges succeeded, want exactly 1", won)
+	}
 }

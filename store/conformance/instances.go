@@ -139,30 +139,7 @@ func RunCrossInstanceTests(t *testing.T, newHarness func(t *testing.T) Harness) 
 		a, b, user := instances(t)
 		mustMerge(t, a, user, patch("winner", "none"))
 		_, etag := mustGet(t, b, user)
-		const racers = 10
-		results := make(chan error, racers)
-		var wg sync.WaitGroup
-		for r := range racers {
-			svc := []*userattrs.Service{a, b}[r%2]
-			wg.Go(func() {
-				results <- svc.Merge(context.Background(), user, patch("winner", fmt.Sprint(r)), userattrs.IfMatch(false, []string{etag}))
-			})
-		}
-		wg.Wait()
-		close(results)
-		won := 0
-		for err := range results {
-			switch {
-			case err == nil:
-				won++
-			case errors.Is(err, userattrs.ErrPreconditionFailed):
-			default:
-				t.Errorf("racing merge: %v", err)
-			}
-		}
-		if won != 1 {
-			t.Fatalf("%d racing conditional merges succeeded, want exactly 1", won)
-		}
+		raceIfMatch(t, []*userattrs.Service{a, b}, user, etag, 10)
 	})
 
 	t.Run("a write through one is read through the other", func(t *testing.T) {
