@@ -80,6 +80,9 @@ type Capabilities struct {
 	// NoEmptyValues: the backend cannot keep an empty string value, so
 	// Update refuses one with an *InvalidError and changes nothing.
 	NoEmptyValues bool
+	// NoNULValues: the backend (or a database behind it) cannot keep a NUL
+	// character in a value; Update refuses one likewise.
+	NoNULValues bool
 	// OwnedAttributes are glob patterns of attribute names the backend
 	// itself owns (Keycloak's profile fields and federation attributes):
 	// clients neither see nor write them.

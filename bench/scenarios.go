@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -117,16 +118,27 @@ func (b *bench) measureKeycloak() error {
 		users = append(users, u)
 		tokens = append(tokens, tok)
 	}
-	s, err := b.start(b.bins["userattrs"], []string{"USERATTRS_KEYCLOAK_CLIENT_SECRET=" + kc.ClientSecret},
-		"serve", "--store", "keycloak", "--keycloak-url", kc.URL, "--keycloak-realm", kc.Realm,
-		"--keycloak-client-id", kc.ClientID, "--oidc-issuer", kc.Issuer(), "--oidc-audience", kc.Audience)
-	if err != nil {
-		return err
+	// Through the extension (atomic across instances, no read cache: every
+	// GET reads Keycloak, so that a client reads its own writes through any
+	// instance), then through the Admin API alone.
+	for _, mode := range []struct {
+		target string
+		flags  []string
+	}{
+		{"userattrs keycloak", nil},
+		{"userattrs keycloak admin-api-only", []string{"--keycloak-admin-api-only"}},
+	} {
+		s, err := b.start(b.bins["userattrs"], []string{"USERATTRS_KEYCLOAK_CLIENT_SECRET=" + kc.ClientSecret},
+			append([]string{"serve", "--store", "keycloak", "--keycloak-url", kc.URL, "--keycloak-realm", kc.Realm,
+				"--keycloak-client-id", kc.ClientID, "--oidc-issuer", kc.Issuer(), "--oidc-audience", kc.Audience}, mode.flags...)...)
+		if err != nil {
+			return err
+		}
+		get, put := attributeTargets(s.url, tokens)
+		b.measure(mode.target, "PUT", put, s.cmd.Process.Pid)
+		b.measure(mode.target, "GET", get, s.cmd.Process.Pid)
+		s.stop()
 	}
-	defer s.stop()
-	get, put := attributeTargets(s.url, tokens)
-	b.measure("userattrs keycloak", "PUT", put, s.cmd.Process.Pid)
-	b.measure("userattrs keycloak", "GET", get, s.cmd.Process.Pid)
 
 	var account []vegeta.Target
 	for _, tok := range tokens {
@@ -151,6 +163,30 @@ func (b *bench) measureKeycloak() error {
 		return fmt.Errorf("admin API: %w", err)
 	}
 	b.measure("keycloak admin API user read", "GET", admin, 0)
+
+	// What a client of the Admin API does to write attributes: PUT the
+	// user's whole representation, changed.
+	var adminPut []vegeta.Target
+	for round, theme := range []string{"dark", "light"} {
+		for _, u := range users {
+			status, body, err := kc.AdminCall("GET", "/users/"+u.ID, nil)
+			if err != nil || status != 200 {
+				return fmt.Errorf("admin API: GET user: %d %v", status, err)
+			}
+			var rep map[string]any
+			if err := json.Unmarshal(body, &rep); err != nil {
+				return err
+			}
+			rep["attributes"] = map[string][]string{"theme": {theme}, "round": {strconv.Itoa(round)}}
+			raw, _ := json.Marshal(rep)
+			adminPut = append(adminPut, vegeta.Target{Method: "PUT", URL: kc.URL + "/admin/realms/" + kc.Realm + "/users/" + u.ID,
+				Body: raw, Header: http.Header{"Authorization": {"Bearer " + svcToken}, "Content-Type": {"application/json"}}})
+		}
+	}
+	if err := check(adminPut[0], 204); err != nil {
+		return fmt.Errorf("admin API: %w", err)
+	}
+	b.measure("keycloak admin API user write", "PUT", adminPut, 0)
 	return nil
 }
 

@@ -1,23 +1,32 @@
 #!/usr/bin/env bash
 # A real Keycloak for tests and for developers.
 #
-#   scripts/keycloak.sh up     fetch (once), start and set up Keycloak; print
-#                              export lines for `eval`
-#   scripts/keycloak.sh down   stop it
-#   scripts/keycloak.sh fetch  only fetch and unpack the distribution
+#   scripts/keycloak.sh up       fetch (once), build the extension, start and
+#                                set up Keycloak; print export lines for `eval`
+#   scripts/keycloak.sh down     stop it
+#   scripts/keycloak.sh env      print the export lines again
+#   scripts/keycloak.sh signal S send signal S (STOP, CONT) to it
+#   scripts/keycloak.sh fetch    only fetch the distribution and build the
+#                                extension
 #
 # Keycloak comes from Maven Central (org.keycloak:keycloak-quarkus-dist),
-# cached outside the repository, and runs `start-dev` with an in-memory
-# database on 127.0.0.1, a pinned hostname (so the token issuer is stable)
-# and the test realm of scripts/keycloak-realm.json.
+# cached outside the repository, and runs `start-dev` on 127.0.0.1 with a
+# pinned hostname (so the token issuer is stable), the test realm of
+# scripts/keycloak-realm.json and the userattrs extension (built from
+# keycloak-extension/ with javac against the distribution's own jars). Its
+# database is in memory, or PostgreSQL with KEYCLOAK_DB_URL (a JDBC URL),
+# KEYCLOAK_DB_USERNAME and KEYCLOAK_DB_PASSWORD.
+#
+# Each port has its own state (pid, log): several Keycloaks on one machine
+# do not mix, and `up` refuses a port something else holds.
 set -euo pipefail
 
 KEYCLOAK_VERSION=26.5.6
 here=$(cd "$(dirname "$0")" && pwd)
 cache=${USERATTRS_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/userattrs}/keycloak
-state=${KEYCLOAK_STATE_DIR:-${TMPDIR:-/tmp}/userattrs-keycloak}
 port=${KEYCLOAK_PORT:-18080}
 management_port=${KEYCLOAK_MANAGEMENT_PORT:-19000}
+state=${KEYCLOAK_STATE_DIR:-$cache/run-$port}
 url=http://127.0.0.1:$port
 realm=userattrs
 admin_user=admin
@@ -58,6 +67,29 @@ java_home() {
 }
 
 fetch() {
+  fetch_dist
+  build_extension
+}
+
+# build_extension compiles keycloak-extension/ against the distribution's
+# jars and installs the provider JAR, when its sources changed.
+build_extension() {
+  local src=$here/../keycloak-extension jar=$dist/providers/userattrs-keycloak.jar
+  local stamp
+  stamp=$(cd "$src" && find . -type f | sort | xargs sha256sum | sha256sum | cut -c1-16)
+  [ -f "$jar" ] && [ "$(cat "$dist/providers/userattrs-keycloak.stamp" 2>/dev/null)" = "$stamp" ] && return 0
+  local jh build
+  jh=$(java_home)
+  build=$(mktemp -d)
+  log "building the userattrs extension"
+  "$jh/bin/javac" --release 21 -nowarn -cp "$dist/lib/lib/main/*" -d "$build/classes" $(find "$src/src" -name '*.java') >&2
+  cp -r "$src/resources/." "$build/classes/"
+  "$jh/bin/jar" --create --file "$jar" -C "$build/classes" .
+  echo "$stamp" >"$dist/providers/userattrs-keycloak.stamp"
+  rm -rf "$build"
+}
+
+fetch_dist() {
   [ -x "$dist/bin/kc.sh" ] && return 0
   mkdir -p "$cache"
   local archive=$cache/keycloak-quarkus-dist-$KEYCLOAK_VERSION.tar.gz
@@ -74,8 +106,27 @@ running() {
   [ -f "$state/pid" ] && kill -0 "$(cat "$state/pid")" 2>/dev/null
 }
 
+# busy reports whether something listens on a port.
+busy() {
+  (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+# ours reports whether the Keycloak of this state directory, and not
+# another process, listens on the port.
+ours() {
+  running || return 1
+  local pids
+  pids=$(ss -ltnpH "sport = :$port" 2>/dev/null | grep -o 'pid=[0-9]*' | cut -d= -f2)
+  [ -n "$pids" ] || return 1
+  for pid in $pids; do
+    # Keycloak runs as a child of the script started in its process group.
+    [ "$(ps -o pgid= -p "$pid" | tr -d ' ')" = "$(cat "$state/pid")" ] || return 1
+  done
+}
+
 ready() {
-  curl -sf "http://127.0.0.1:$management_port/health/ready" >/dev/null 2>&1 &&
+  ours &&
+    curl -sf "http://127.0.0.1:$management_port/health/ready" >/dev/null 2>&1 &&
     curl -sf "$url/realms/$realm/.well-known/openid-configuration" >/dev/null 2>&1
 }
 
@@ -85,9 +136,19 @@ up() {
     print_env
     return 0
   fi
+  for p in "$port" "$management_port"; do
+    if busy "$p"; then
+      log "port $p is in use by another process: stop it, or choose KEYCLOAK_PORT and KEYCLOAK_MANAGEMENT_PORT"
+      return 1
+    fi
+  done
   fetch
   local jh
   jh=$(java_home)
+  local db=(--db=dev-mem)
+  if [ -n "${KEYCLOAK_DB_URL:-}" ]; then
+    db=(--db=postgres --db-url="$KEYCLOAK_DB_URL" --db-username="${KEYCLOAK_DB_USERNAME:-}" --db-password="${KEYCLOAK_DB_PASSWORD:-}")
+  fi
   mkdir -p "$state" "$dist/data/import"
   cp "$here/keycloak-realm.json" "$dist/data/import/userattrs-realm.json"
   log "starting Keycloak $KEYCLOAK_VERSION on $url (log: $state/keycloak.log)"
@@ -96,7 +157,7 @@ up() {
   JAVA_HOME=$jh PATH=$jh/bin:$PATH \
     KC_BOOTSTRAP_ADMIN_USERNAME=$admin_user KC_BOOTSTRAP_ADMIN_PASSWORD=$admin_password \
     setsid "$dist/bin/kc.sh" start-dev \
-      --db=dev-mem \
+      "${db[@]}" \
       --http-host=127.0.0.1 --http-port="$port" \
       --http-management-port="$management_port" \
       --hostname="$url" \
@@ -191,5 +252,6 @@ case "${1:-}" in
   up) up ;;
   down) down ;;
   env) print_env ;;
-  *) echo "usage: $0 up|down|env|fetch" >&2; exit 2 ;;
+  signal) [ -f "$state/pid" ] && kill -"${2:?signal}" -- "-$(cat "$state/pid")" ;;
+  *) echo "usage: $0 up|down|env|signal SIG|fetch" >&2; exit 2 ;;
 esac

@@ -41,6 +41,8 @@ type Opener func(ctx context.Context, spec string, env Env) (userattrs.Store, er
 type Env struct {
 	// Timeout bounds one store operation.
 	Timeout time.Duration
+	// Warn tells the operator what the store cannot promise as configured.
+	Warn func(msg string)
 }
 
 // Prefix returns a Match for --store values that start with prefix.

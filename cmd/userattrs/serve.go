@@ -182,7 +182,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	st, kind, err := cfg.store.open(ctx)
+	st, kind, err := cfg.store.open(ctx, logger)
 	if err != nil {
 		return err
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"log/slog"
 	"path/filepath"
 	"strings"
 	"time"
@@ -77,11 +78,11 @@ func (c *storeConfig) kind() (string, store.Kind, error) {
 }
 
 // open opens the store the config names.
-func (c *storeConfig) open(ctx context.Context) (userattrs.Store, store.Kind, error) {
+func (c *storeConfig) open(ctx context.Context, logger *slog.Logger) (userattrs.Store, store.Kind, error) {
 	spec, kind, err := c.kind()
 	if err != nil {
 		return nil, kind, err
 	}
-	s, err := c.openers[kind.Name](ctx, spec, store.Env{Timeout: c.timeout})
+	s, err := c.openers[kind.Name](ctx, spec, store.Env{Timeout: c.timeout, Warn: func(msg string) { logger.Warn(msg) }})
 	return s, kind, err
 }

@@ -34,6 +34,7 @@ type Keycloak struct {
 	IDPAlias                     string
 	Audience                     string // of the app client's access tokens
 	script                       string
+	env                          []string // of the script: ports, database
 	own                          bool
 }
 
@@ -131,6 +132,7 @@ func lockKeycloak() error {
 func (k *Keycloak) Up() (started bool, err error) {
 	var stderr bytes.Buffer
 	cmd := exec.Command(k.script, "up")
+	cmd.Env = append(os.Environ(), k.env...)
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
@@ -149,7 +151,40 @@ func (k *Keycloak) Up() (started bool, err error) {
 
 // Down stops a Keycloak these tests started.
 func (k *Keycloak) Down() error {
-	return exec.Command(k.script, "down").Run()
+	return k.command("down").Run()
+}
+
+func (k *Keycloak) command(args ...string) *exec.Cmd {
+	cmd := exec.Command(k.script, args...)
+	cmd.Env = append(os.Environ(), k.env...)
+	return cmd
+}
+
+// StartOnPostgres starts a Keycloak of its own, beside the shared one, on
+// other ports, keeping its data in the PostgreSQL database of jdbcURL (as
+// production Keycloaks do), with the userattrs extension; it stops when the
+// test ends.
+func StartOnPostgres(tb testing.TB, jdbcURL, username string) *Keycloak {
+	tb.Helper()
+	root, err := testutil.RepoRoot()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ports := make([]int, 2)
+	for i := range ports {
+		if ports[i], err = testutil.FreePort(); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	k := &Keycloak{script: filepath.Join(root, "scripts", "keycloak.sh"), env: []string{
+		fmt.Sprintf("KEYCLOAK_PORT=%d", ports[0]), fmt.Sprintf("KEYCLOAK_MANAGEMENT_PORT=%d", ports[1]),
+		"KEYCLOAK_DB_URL=" + jdbcURL, "KEYCLOAK_DB_USERNAME=" + username, "KEYCLOAK_DB_PASSWORD=unused"}}
+	if _, err := k.Up(); err != nil {
+		tb.Fatalf("kctest: %v", err)
+	}
+	k.own = true
+	tb.Cleanup(func() { k.Down() })
+	return k
 }
 
 // CanRestart reports whether the tests may stop and start this Keycloak.
@@ -158,15 +193,7 @@ func (k *Keycloak) CanRestart() bool { return k.own }
 // Signal sends sig (e.g. "STOP", "CONT") to the Keycloak these tests
 // started, to freeze and thaw it.
 func (k *Keycloak) Signal(sig string) error {
-	state := os.Getenv("KEYCLOAK_STATE_DIR")
-	if state == "" {
-		state = filepath.Join(os.TempDir(), "userattrs-keycloak")
-	}
-	pid, err := os.ReadFile(filepath.Join(state, "pid"))
-	if err != nil {
-		return err
-	}
-	return exec.Command("kill", "-"+sig, "--", "-"+strings.TrimSpace(string(pid))).Run()
+	return k.command("signal", sig).Run()
 }
 
 func (k *Keycloak) load(getenv func(string) string) {

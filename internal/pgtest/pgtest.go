@@ -213,3 +213,27 @@ func Main(m *testing.M) {
 	Cleanup()
 	os.Exit(code)
 }
+
+// NewJDBCDatabase creates an empty database of its own, for a Java server
+// such as Keycloak, and returns its JDBC URL and user name.
+func (s *Server) NewJDBCDatabase(tb testing.TB) (jdbcURL, username string) {
+	tb.Helper()
+	if !s.own {
+		if os.Getenv("CI") == "true" {
+			tb.Fatalf("pgtest: %s names a server whose address a JDBC URL cannot be made from", EnvURL)
+		}
+		tb.Skipf("pgtest: %s names a server whose address a JDBC URL cannot be made from", EnvURL)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, s.URL)
+	if err != nil {
+		tb.Fatalf("pgtest: connect: %v", err)
+	}
+	defer conn.Close(ctx)
+	name := "db_" + xid.New().String()
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
+		tb.Fatalf("pgtest: create database: %v", err)
+	}
+	return fmt.Sprintf("jdbc:postgresql://127.0.0.1:%d/%s", s.port, name), "postgres"
+}

@@ -1,6 +1,10 @@
 // Package keycloak keeps attributes where the identity provider keeps them:
-// on the Keycloak user, through the Keycloak Admin REST API and a
-// service-account client.
+// on the Keycloak user, with a service-account client. Merges go through
+// the userattrs extension of Keycloak (keycloak-extension/), which writes
+// changes only while the version read still holds, under a row lock: atomic
+// across every instance. Without the extension, and only when the operator
+// says so, merges go through the Admin REST API, atomic within one instance
+// only.
 package keycloak
 
 import (
@@ -11,8 +15,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"net/url"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -47,9 +53,15 @@ func Kind() store.Kind {
 			fs.StringVar(&cfg.Realm, "keycloak-realm", "", "the realm of the users, with --store keycloak")
 			fs.StringVar(&cfg.ClientID, "keycloak-client-id", "", "client whose service account reads and writes users")
 			fs.StringVar(&cfg.ClientSecret, "keycloak-client-secret", "", "its secret (prefer USERATTRS_KEYCLOAK_CLIENT_SECRET)")
+			fs.BoolVar(&cfg.AdminAPIOnly, "keycloak-admin-api-only", false,
+				"merge through Keycloak's Admin API, without the userattrs extension: merges through several instances are then NOT atomic")
 			return func(_ context.Context, _ string, env store.Env) (userattrs.Store, error) {
 				c := cfg
 				c.Timeout = env.Timeout
+				if c.AdminAPIOnly {
+					env.Warn("keycloak: merging through the Admin API without the userattrs extension (--keycloak-admin-api-only): " +
+						"merges of one user through different instances can lose each other's changes; run one instance, or install the extension")
+				}
 				return Open(c)
 			}
 		},
@@ -64,16 +76,21 @@ type Config struct {
 	ClientSecret string // with realm-management view-users, manage-users, view-realm
 	// Timeout bounds every request to Keycloak (default 5s).
 	Timeout time.Duration
+	// AdminAPIOnly merges through the Admin API instead of the userattrs
+	// extension: atomic within this store value only.
+	AdminAPIOnly bool
 }
 
 // Store reads and writes the attributes of Keycloak users.
 type Store struct {
-	admin  string // base URL of the realm's Admin API
-	client *http.Client
-	creds  clientcredentials.Config
-	tokens atomic.Pointer[oauth2.TokenSource]
-	locks  userLocks
-	closed atomic.Bool
+	admin     string // base URL of the realm's Admin API
+	extension string // base URL of the userattrs extension in the realm
+	adminOnly bool
+	client    *http.Client
+	creds     clientcredentials.Config
+	tokens    atomic.Pointer[oauth2.TokenSource]
+	locks     userLocks
+	closed    atomic.Bool
 }
 
 var _ userattrs.Store = (*Store)(nil)
@@ -100,8 +117,10 @@ func Open(cfg Config) (*Store, error) {
 	}
 	realm := url.PathEscape(cfg.Realm)
 	s := &Store{
-		admin:  base.String() + "/admin/realms/" + realm,
-		client: &http.Client{Timeout: cfg.Timeout},
+		admin:     base.String() + "/admin/realms/" + realm,
+		extension: base.String() + "/realms/" + realm + "/userattrs",
+		adminOnly: cfg.AdminAPIOnly,
+		client:    &http.Client{Timeout: cfg.Timeout},
 		creds: clientcredentials.Config{
 			ClientID:     cfg.ClientID,
 			ClientSecret: cfg.ClientSecret,
@@ -128,10 +147,11 @@ func (s *Store) renewTokens(failed *oauth2.TokenSource) {
 	s.tokens.CompareAndSwap(failed, &ts)
 }
 
-// call sends one Admin API request and returns the status and body. A
-// token Keycloak no longer accepts is renewed once. Failures to reach
-// Keycloak, and its 5xx answers, are ErrUnavailable.
-func (s *Store) call(ctx context.Context, method, path string, body []byte) (int, []byte, error) {
+// call sends one request to Keycloak, at base (the Admin API or the
+// extension) and path, and returns the status and body. A token Keycloak no
+// longer accepts is renewed once. Failures to reach Keycloak, and its 5xx
+// answers, are ErrUnavailable.
+func (s *Store) call(ctx context.Context, method, base, path string, body []byte) (int, []byte, error) {
 	for attempt := 0; ; attempt++ {
 		ts := s.tokens.Load()
 		tok, err := (*ts).Token()
@@ -142,7 +162,7 @@ func (s *Store) call(ctx context.Context, method, path string, body []byte) (int
 		if body != nil {
 			reader = bytes.NewReader(body)
 		}
-		req, err := http.NewRequestWithContext(ctx, method, s.admin+path, reader)
+		req, err := http.NewRequestWithContext(ctx, method, base+path, reader)
 		if err != nil {
 			return 0, nil, err
 		}
@@ -178,7 +198,7 @@ func unavailable(what string, err error) error {
 	return fmt.Errorf("%w: keycloak: %s: %w", userattrs.ErrUnavailable, what, err)
 }
 
-// pathKind names an Admin API path for errors and logs without the user id.
+// pathKind names a path for errors and logs without the user id.
 func pathKind(path string) string {
 	if strings.HasPrefix(path, "/users/") {
 		if i := strings.Index(path[len("/users/"):], "/"); i >= 0 {
@@ -189,16 +209,34 @@ func pathKind(path string) string {
 	return path
 }
 
-func userPath(user string) string { return "/users/" + url.PathEscape(user) }
+// userID is the shape of Keycloak's user ids. A token subject of any other
+// shape names no Keycloak user, and must never become part of a path:
+// "profile" or "count" would reach other Admin API resources.
+var userID = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
 
-// getJSON reads an Admin API resource into v. A missing user is
+// userPath is the path of a user's resource, or ErrUserNotFound for an id
+// that is no Keycloak user id.
+func userPath(user string) (string, error) {
+	if !userID.MatchString(user) {
+		return "", userattrs.ErrUserNotFound
+	}
+	return "/users/" + user, nil
+}
+
+// errNoExtension: Keycloak answers, but without the userattrs extension.
+var errNoExtension = errors.New("keycloak: the userattrs extension is not installed in this Keycloak: " +
+	"install keycloak-extension (see the README), or run with --keycloak-admin-api-only, with which merges through several instances are not atomic")
+
+// getJSON reads a resource of Keycloak into v. A missing user is
 // ErrUserNotFound.
-func (s *Store) getJSON(ctx context.Context, path string, v any) error {
-	status, body, err := s.call(ctx, http.MethodGet, path, nil)
+func (s *Store) getJSON(ctx context.Context, base, path string, v any) error {
+	status, body, err := s.call(ctx, http.MethodGet, base, path, nil)
 	if err != nil {
 		return err
 	}
 	switch {
+	case status == http.StatusNotFound && base == s.extension && !bytes.Contains(body, []byte("user-not-found")):
+		return errNoExtension
 	case status == http.StatusNotFound && strings.HasPrefix(path, "/users/"):
 		return userattrs.ErrUserNotFound
 	case status != http.StatusOK:
@@ -210,47 +248,54 @@ func (s *Store) getJSON(ctx context.Context, path string, v any) error {
 	return nil
 }
 
-// getUser returns the full representation of user, every field as Keycloak
-// sent it, so that a write sends back what it did not mean to change.
-func (s *Store) getUser(ctx context.Context, user string) (map[string]json.RawMessage, error) {
-	var rep map[string]json.RawMessage
-	if err := s.getJSON(ctx, userPath(user), &rep); err != nil {
-		return nil, err
-	}
-	return rep, nil
+// versioned is a user's attributes as the extension reads them.
+type versioned struct {
+	Version    string               `json:"version"`
+	Attributes userattrs.Attributes `json:"attributes"`
 }
 
-// attributesOf returns the attributes of a user representation, without
-// profile fields, and the profile fields Keycloak listed among them.
-func attributesOf(rep map[string]json.RawMessage) (attrs, profile userattrs.Attributes, err error) {
-	all := userattrs.Attributes{}
-	if raw, ok := rep["attributes"]; ok && string(raw) != "null" {
-		if err := json.Unmarshal(raw, &all); err != nil {
-			return nil, nil, fmt.Errorf("keycloak: decode attributes: %w", err)
-		}
+// read returns the attributes of user without profile fields, with the
+// version the extension gives them (none on the Admin API), and with the
+// user's whole representation on the Admin API, which a write sends back.
+func (s *Store) read(ctx context.Context, user string) (attrs userattrs.Attributes, version string, rep map[string]json.RawMessage, err error) {
+	path, err := userPath(user)
+	if err != nil {
+		return nil, "", nil, err
 	}
-	profile = userattrs.Attributes{}
-	for _, f := range ProfileFields {
-		if v, ok := all[f]; ok {
-			profile[f] = v
-			delete(all, f)
+	var all userattrs.Attributes
+	if s.adminOnly {
+		if err := s.getJSON(ctx, s.admin, path, &rep); err != nil {
+			return nil, "", nil, err
 		}
+		if raw, ok := rep["attributes"]; ok && string(raw) != "null" {
+			if err := json.Unmarshal(raw, &all); err != nil {
+				return nil, "", nil, fmt.Errorf("keycloak: decode attributes: %w", err)
+			}
+		}
+	} else {
+		var v versioned
+		if err := s.getJSON(ctx, s.extension, path, &v); err != nil {
+			return nil, "", nil, err
+		}
+		all, version = v.Attributes, v.Version
 	}
+	attrs = userattrs.Attributes{}
 	for k, v := range all {
-		if len(v) == 0 {
-			delete(all, k)
+		if len(v) > 0 && !slices.Contains(ProfileFields, k) {
+			attrs[k] = v
 		}
 	}
-	return all, profile, nil
+	return attrs, version, rep, nil
 }
 
 // Capabilities: Keycloak knows its users and keeps no empty values, and
-// its own consoles change attributes behind the service's back. Merges take
-// turns per user within one store value only, so it does not claim several
-// instances.
+// its own consoles change attributes behind the service's back. Through the
+// extension, merges are atomic across every instance; through the Admin
+// API, only within this store value.
 func (s *Store) Capabilities() userattrs.Capabilities {
 	return userattrs.Capabilities{
-		ExternalWriters: true, Durable: true, KnownUsers: true, NoEmptyValues: true,
+		SharedAcrossInstances: !s.adminOnly,
+		ExternalWriters:       true, Durable: true, KnownUsers: true, NoEmptyValues: true, NoNULValues: true,
 		OwnedAttributes: append(slices.Clone(ProfileFields), FederationAttributes...),
 	}
 }
@@ -260,22 +305,19 @@ func (s *Store) Get(ctx context.Context, user string) (userattrs.Attributes, err
 	if s.closed.Load() {
 		return nil, userattrs.ErrClosed
 	}
-	rep, err := s.getUser(ctx, user)
-	if err != nil {
-		return nil, err
-	}
-	attrs, _, err := attributesOf(rep)
+	attrs, _, _, err := s.read(ctx, user)
 	return attrs, err
 }
 
-// Update reads the user, applies update, writes the whole representation
-// back (Keycloak has no PATCH: a PUT that carries attributes deletes the
-// ones it omits) and reads the user again to confirm Keycloak kept what was
-// written. Merges of one user through this store take turns; a conflict
-// reported by Keycloak (another writer) makes it read and apply again.
+// Update reads the user, applies update, and writes the change. Merges of
+// one user through this store take turns, which saves conflicts; between
+// instances the extension keeps them atomic.
 func (s *Store) Update(ctx context.Context, user string, update func(userattrs.Attributes) (userattrs.Attributes, error)) error {
 	if s.closed.Load() {
 		return userattrs.ErrClosed
+	}
+	if _, err := userPath(user); err != nil {
+		return err
 	}
 	unlock, err := s.locks.lock(ctx, user)
 	if err != nil {
@@ -283,11 +325,7 @@ func (s *Store) Update(ctx context.Context, user string, update func(userattrs.A
 	}
 	defer unlock()
 	for attempt := 0; ; attempt++ {
-		rep, err := s.getUser(ctx, user)
-		if err != nil {
-			return err
-		}
-		current, profile, err := attributesOf(rep)
+		current, version, rep, err := s.read(ctx, user)
 		if err != nil {
 			return err
 		}
@@ -298,42 +336,127 @@ func (s *Store) Update(ctx context.Context, user string, update func(userattrs.A
 		if err := keepable(current, next); err != nil {
 			return err
 		}
-		written := next.Clone()
-		for k, v := range profile {
-			written[k] = v
+		var retry bool
+		if s.adminOnly {
+			retry, err = s.writeAdminAPI(ctx, user, rep, next, attempt)
+		} else {
+			retry, err = s.writeExtension(ctx, user, version, current, next)
 		}
-		if rep["attributes"], err = json.Marshal(written); err != nil {
+		if !retry {
 			return err
 		}
-		body, err := json.Marshal(rep)
-		if err != nil {
-			return err
+		// Another writer came between the read and the write: read again,
+		// after a pause that keeps writers of one user from colliding in
+		// lockstep.
+		select {
+		case <-time.After(time.Duration(rand.IntN(1+min(attempt, 20))) * time.Millisecond):
+		case <-ctx.Done():
+			return unavailable("merge under contention", ctx.Err())
 		}
-		status, _, err := s.call(ctx, http.MethodPut, userPath(user), body)
-		if err != nil {
-			return err
-		}
-		switch {
-		case status == http.StatusConflict && attempt < maxConflictRetries:
-			continue
-		case status == http.StatusNotFound:
-			return userattrs.ErrUserNotFound
-		case status != http.StatusNoContent && status != http.StatusOK:
-			return fmt.Errorf("keycloak: PUT /users/{id}: unexpected status %d", status)
-		}
-		return s.confirm(ctx, user, next)
 	}
+}
+
+// writeExtension writes the changes from current to next if the user's
+// attributes still have version: the extension refuses, rather than drops,
+// what the realm's user profile would not keep. It asks for a retry when
+// the version moved.
+func (s *Store) writeExtension(ctx context.Context, user, version string, current, next userattrs.Attributes) (retry bool, err error) {
+	change := struct {
+		Version string               `json:"version"`
+		Set     userattrs.Attributes `json:"set"`
+		Remove  []string             `json:"remove"`
+	}{Version: version, Set: userattrs.Attributes{}, Remove: []string{}}
+	for k, v := range next {
+		if !slices.Equal(current[k], v) {
+			change.Set[k] = v
+		}
+	}
+	for k := range current {
+		if _, ok := next[k]; !ok {
+			change.Remove = append(change.Remove, k)
+		}
+	}
+	body, err := json.Marshal(change)
+	if err != nil {
+		return false, err
+	}
+	path, _ := userPath(user)
+	status, answer, err := s.call(ctx, http.MethodPut, s.extension, path, body)
+	if err != nil {
+		return false, err
+	}
+	switch status {
+	case http.StatusOK:
+		return false, nil
+	case http.StatusConflict:
+		return true, nil
+	case http.StatusNotFound:
+		if !bytes.Contains(answer, []byte("user-not-found")) {
+			return false, errNoExtension
+		}
+		return false, userattrs.ErrUserNotFound
+	case http.StatusUnprocessableEntity:
+		var refused struct {
+			Errors []struct{ Attribute, Message string }
+		}
+		json.Unmarshal(answer, &refused)
+		var violations []userattrs.Violation
+		for _, e := range refused.Errors {
+			// Keycloak's messages are message keys, never values.
+			violations = append(violations, userattrs.Violation{Key: e.Attribute, Index: -1,
+				Detail: "Keycloak's user profile refuses this value (" + e.Message + "); nothing was changed"})
+		}
+		if violations == nil {
+			return false, errors.New("keycloak: the extension refused the change without saying why")
+		}
+		return false, &userattrs.InvalidError{Violations: violations}
+	}
+	return false, fmt.Errorf("keycloak: PUT /users/{id} through the extension: unexpected status %d", status)
+}
+
+// writeAdminAPI writes the whole representation back (Keycloak has no
+// PATCH: a PUT that carries attributes deletes the ones it omits) and
+// reads the user again to confirm Keycloak kept what was written. It asks
+// for a retry when Keycloak reports a conflict, a few times.
+func (s *Store) writeAdminAPI(ctx context.Context, user string, rep map[string]json.RawMessage, next userattrs.Attributes, attempt int) (retry bool, err error) {
+	written := next.Clone()
+	var all userattrs.Attributes
+	if raw, ok := rep["attributes"]; ok && string(raw) != "null" {
+		json.Unmarshal(raw, &all)
+	}
+	for _, f := range ProfileFields {
+		if v, ok := all[f]; ok {
+			written[f] = v
+		}
+	}
+	if rep["attributes"], err = json.Marshal(written); err != nil {
+		return false, err
+	}
+	body, err := json.Marshal(rep)
+	if err != nil {
+		return false, err
+	}
+	path, _ := userPath(user)
+	status, _, err := s.call(ctx, http.MethodPut, s.admin, path, body)
+	if err != nil {
+		return false, err
+	}
+	switch {
+	case status == http.StatusConflict && attempt < maxConflictRetries:
+		return true, nil
+	case status == http.StatusNotFound:
+		return false, userattrs.ErrUserNotFound
+	case status != http.StatusNoContent && status != http.StatusOK:
+		return false, fmt.Errorf("keycloak: PUT /users/{id}: unexpected status %d", status)
+	}
+	return false, s.confirm(ctx, user, next)
 }
 
 // confirm checks that Keycloak kept the attributes just written: a realm
 // whose user profile discards unmanaged attributes answers 204 and drops
 // them, and the client must hear of it.
 func (s *Store) confirm(ctx context.Context, user string, want userattrs.Attributes) error {
-	rep, err := s.getUser(ctx, user)
-	if err != nil {
-		return err
-	}
-	got, _, err := attributesOf(rep)
+	got, _, _, err := s.read(ctx, user)
 	if err != nil {
 		return err
 	}
@@ -344,7 +467,9 @@ func (s *Store) confirm(ctx context.Context, user string, want userattrs.Attribu
 }
 
 // keepable rejects values Keycloak cannot keep, before anything is written:
-// Keycloak silently drops an empty value.
+// Keycloak silently drops an empty value, and a Keycloak on PostgreSQL
+// cannot store a NUL character (it fails the request), so no Keycloak store
+// takes either.
 func keepable(current, next userattrs.Attributes) error {
 	var violations []userattrs.Violation
 	for _, k := range next.Keys() {
@@ -352,17 +477,21 @@ func keepable(current, next userattrs.Attributes) error {
 			continue
 		}
 		for i, v := range next[k] {
-			if v == "" {
-				index := i
-				if len(next[k]) == 1 {
-					index = -1
-				}
-				violations = append(violations, userattrs.Violation{
-					Key: k, Index: index,
-					Detail: "Keycloak cannot keep an empty value; remove the attribute with null instead",
-				})
-				break
+			detail := ""
+			switch {
+			case v == "":
+				detail = "Keycloak cannot keep an empty value; remove the attribute with null instead"
+			case strings.ContainsRune(v, 0):
+				detail = "Keycloak cannot keep a NUL character in a value"
+			default:
+				continue
 			}
+			index := i
+			if len(next[k]) == 1 {
+				index = -1
+			}
+			violations = append(violations, userattrs.Violation{Key: k, Index: index, Detail: detail})
+			break
 		}
 	}
 	if violations != nil {
@@ -371,16 +500,22 @@ func keepable(current, next userattrs.Attributes) error {
 	return nil
 }
 
-// Ping checks that Keycloak answers and that the realm keeps the attributes
-// this service writes.
+// Ping checks that Keycloak answers, with the extension unless told to do
+// without, and that the realm keeps the attributes this service writes.
 func (s *Store) Ping(ctx context.Context) error {
 	if s.closed.Load() {
 		return userattrs.ErrClosed
 	}
+	if !s.adminOnly {
+		var info struct{ Extension string }
+		if err := s.getJSON(ctx, s.extension, "", &info); err != nil {
+			return err
+		}
+	}
 	var profile struct {
 		UnmanagedAttributePolicy string `json:"unmanagedAttributePolicy"`
 	}
-	if err := s.getJSON(ctx, "/users/profile", &profile); err != nil {
+	if err := s.getJSON(ctx, s.admin, "/users/profile", &profile); err != nil {
 		return err
 	}
 	switch profile.UnmanagedAttributePolicy {
@@ -397,7 +532,11 @@ func (s *Store) LinkedProviders(ctx context.Context, user string) ([]string, err
 	var links []struct {
 		IdentityProvider string `json:"identityProvider"`
 	}
-	if err := s.getJSON(ctx, userPath(user)+"/federated-identity", &links); err != nil {
+	path, err := userPath(user)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.getJSON(ctx, s.admin, path+"/federated-identity", &links); err != nil {
 		return nil, err
 	}
 	providers := make([]string, len(links))

@@ -4,36 +4,65 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/userattrs/userattrs"
 	"github.com/userattrs/userattrs/internal/kctest"
+	"github.com/userattrs/userattrs/internal/pgtest"
 	"github.com/userattrs/userattrs/store/conformance"
 	"github.com/userattrs/userattrs/store/keycloak"
 )
 
-func TestMain(m *testing.M) { kctest.Main(m) }
+func TestMain(m *testing.M) {
+	code := m.Run()
+	kctest.Cleanup()
+	pgtest.Cleanup()
+	os.Exit(code)
+}
 
-func openStore(t *testing.T, kc *kctest.Keycloak) *keycloak.Store {
+func openStore(t *testing.T, kc *kctest.Keycloak, adminAPIOnly ...bool) *keycloak.Store {
 	t.Helper()
-	s, err := keycloak.Open(keycloak.Config{URL: kc.URL, Realm: kc.Realm, ClientID: kc.ClientID, ClientSecret: kc.ClientSecret})
+	s, err := keycloak.Open(keycloak.Config{URL: kc.URL, Realm: kc.Realm, ClientID: kc.ClientID, ClientSecret: kc.ClientSecret,
+		AdminAPIOnly: len(adminAPIOnly) > 0 && adminAPIOnly[0]})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return s
 }
 
-func TestConformance(t *testing.T) {
-	kc := kctest.Shared(t)
-	conformance.RunTests(t, func(t *testing.T) conformance.Harness {
+func harness(kc *kctest.Keycloak, adminAPIOnly bool) func(t *testing.T) conformance.Harness {
+	return func(t *testing.T) conformance.Harness {
 		return conformance.Harness{
-			Store:       openStore(t, kc),
+			Store:       openStore(t, kc, adminAPIOnly),
+			Reopen:      func(t *testing.T) userattrs.Store { return openStore(t, kc, adminAPIOnly) },
 			NewUser:     func(t *testing.T) string { return kc.NewUser(t).ID },
 			UnknownUser: "00000000-0000-4000-8000-000000000000",
 		}
-	})
+	}
+}
+
+// Through the extension: the whole suite, the cross-instance clauses
+// included.
+func TestConformance(t *testing.T) {
+	conformance.RunTests(t, harness(kctest.Shared(t), false))
+}
+
+// Through the Admin API alone, as operators without the extension run it:
+// atomic within one store value, which is all it declares.
+func TestConformanceAdminAPIOnly(t *testing.T) {
+	conformance.RunTests(t, harness(kctest.Shared(t), true))
+}
+
+// Production Keycloak keeps its data in a real database, where row locks
+// behave otherwise than in the in-memory one: the suite again, on a
+// Keycloak on PostgreSQL.
+func TestConformanceOnPostgres(t *testing.T) {
+	jdbc, user := pgtest.Shared(t).NewJDBCDatabase(t)
+	conformance.RunTests(t, harness(kctest.StartOnPostgres(t, jdbc, user), false))
 }
 
 // A merge writes the attributes onto the Keycloak user and leaves the
@@ -97,11 +126,17 @@ func TestDiscardingRealm(t *testing.T) {
 		t.Fatalf("Ping with attributes enabled: %v", err)
 	}
 	setPolicy(t, kc, "ADMIN_VIEW")
-	err := s.Update(context.Background(), u.ID, func(cur userattrs.Attributes) (userattrs.Attributes, error) {
-		return userattrs.Attributes{"tos_accepted": {"true"}}, nil
-	})
-	if err == nil || !strings.Contains(err.Error(), "unmanaged") {
-		t.Fatalf("write to a realm that discards it: %v", err)
+	for _, s := range []*keycloak.Store{s, openStore(t, kc, true)} {
+		err := s.Update(context.Background(), u.ID, func(cur userattrs.Attributes) (userattrs.Attributes, error) {
+			return userattrs.Attributes{"tos_accepted": {"true"}}, nil
+		})
+		var invalid *userattrs.InvalidError
+		if err == nil || (!strings.Contains(err.Error(), "unmanaged") && !(errors.As(err, &invalid) && strings.Contains(invalid.Violations[0].Detail, "unmanaged"))) {
+			t.Fatalf("write to a realm that discards it: %v", err)
+		}
+	}
+	if got := kc.UserRepresentation(t, u.ID)["attributes"]; got != nil {
+		t.Fatalf("a refused write changed the user: %v", got)
 	}
 	if err := s.Ping(context.Background()); err == nil || !strings.Contains(err.Error(), "unmanaged") {
 		t.Fatalf("Ping with attributes discarded: %v", err)
@@ -137,7 +172,7 @@ func TestUnreachable(t *testing.T) {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	if _, err := s.Get(context.Background(), "someone"); !errors.Is(err, userattrs.ErrUnavailable) {
+	if _, err := s.Get(context.Background(), "00000000-0000-4000-8000-000000000000"); !errors.Is(err, userattrs.ErrUnavailable) {
 		t.Fatalf("Get: %v", err)
 	}
 	if err := s.Ping(context.Background()); !errors.Is(err, userattrs.ErrUnavailable) || strings.Contains(err.Error(), "x@") {
@@ -145,5 +180,119 @@ func TestUnreachable(t *testing.T) {
 	}
 	if d := time.Since(start); d > 5*time.Second {
 		t.Fatalf("took %s", d)
+	}
+}
+
+// A subject that is no Keycloak user id never reaches Keycloak: "profile"
+// or "count" would name other Admin API resources.
+func TestSubjectsThatAreNoUserIDs(t *testing.T) {
+	s, err := keycloak.Open(keycloak.Config{URL: "http://127.0.0.1:1", Realm: "r", ClientID: "c", ClientSecret: "x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, sub := range []string{"profile", "count", ".", "..", "../users", "a/b", "00000000-0000-4000-8000-00000000000", "ABCDEF00-0000-4000-8000-000000000000"} {
+		if _, err := s.Get(context.Background(), sub); !errors.Is(err, userattrs.ErrUserNotFound) {
+			t.Errorf("Get(%q): %v", sub, err)
+		}
+		if err := s.Update(context.Background(), sub, func(a userattrs.Attributes) (userattrs.Attributes, error) { return a, nil }); !errors.Is(err, userattrs.ErrUserNotFound) {
+			t.Errorf("Update(%q): %v", sub, err)
+		}
+		if _, err := s.LinkedProviders(context.Background(), sub); !errors.Is(err, userattrs.ErrUserNotFound) {
+			t.Errorf("LinkedProviders(%q): %v", sub, err)
+		}
+	}
+}
+
+// A value a managed attribute's validator refuses is a 422 with the
+// attribute named, and changes nothing; Keycloak's admin events record the
+// writes the extension makes.
+func TestExtensionRespectsTheUserProfile(t *testing.T) {
+	kc := kctest.Shared(t)
+	s := openStore(t, kc)
+	u := kc.NewUser(t)
+	status, body := kc.Admin(t, "GET", "/users/profile", nil)
+	var profile map[string]any
+	if status != 200 || json.Unmarshal(body, &profile) != nil {
+		t.Fatalf("GET profile: %d", status)
+	}
+	original := append([]any(nil), profile["attributes"].([]any)...)
+	profile["attributes"] = append(profile["attributes"].([]any), map[string]any{
+		"name": "postcode", "displayName": "Postcode",
+		"validations": map[string]any{"pattern": map[string]any{"pattern": "^[0-9]{5}$", "error-message": "error-postcode"}},
+		"permissions": map[string]any{"view": []string{"admin", "user"}, "edit": []string{"admin", "user"}},
+	})
+	if status, body := kc.Admin(t, "PUT", "/users/profile", profile); status != 200 {
+		t.Fatalf("PUT profile: %d %s", status, body)
+	}
+	t.Cleanup(func() {
+		profile["attributes"] = original
+		kc.Admin(t, "PUT", "/users/profile", profile)
+	})
+	set := func(value string) error {
+		return s.Update(context.Background(), u.ID, func(cur userattrs.Attributes) (userattrs.Attributes, error) {
+			next := cur.Clone()
+			next["postcode"] = []string{value}
+			next["other"] = []string{"x"}
+			return next, nil
+		})
+	}
+	err := set("not-a-postcode")
+	var invalid *userattrs.InvalidError
+	if !errors.As(err, &invalid) || len(invalid.Violations) != 1 || invalid.Violations[0].Key != "postcode" {
+		t.Fatalf("a value the profile refuses: %v", err)
+	}
+	if got, _ := s.Get(context.Background(), u.ID); len(got) != 0 {
+		t.Fatalf("a refused merge changed %v", got)
+	}
+	if err := set("12345"); err != nil {
+		t.Fatalf("a value the profile takes: %v", err)
+	}
+
+	kc.Admin(t, "PUT", "", map[string]any{"adminEventsEnabled": true, "adminEventsDetailsEnabled": true})
+	if err := set("54321"); err != nil {
+		t.Fatal(err)
+	}
+	status, body = kc.Admin(t, "GET", "/admin-events?resourceTypes=USER&operationTypes=UPDATE&resourcePath=users/"+u.ID, nil)
+	if status != 200 || !strings.Contains(string(body), u.ID) {
+		t.Fatalf("no admin event of the write: %d %s", status, body)
+	}
+}
+
+// The extension serves only callers allowed to manage the realm's users.
+func TestExtensionRefusesOthers(t *testing.T) {
+	kc := kctest.Shared(t)
+	u := kc.NewUser(t)
+	userToken, _ := kc.Token(t, u, "user:attributes:read")
+	service, err := kc.ServiceToken()
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := kc.URL + "/realms/" + kc.Realm + "/userattrs/users/" + u.ID
+	for _, tc := range []struct {
+		name, token string
+		status      int
+	}{{"no token", "", 401}, {"a user's token", userToken, 403}, {"garbage", "not-a-token", 401}, {"the service account", service, 200}} {
+		for _, method := range []string{"GET", "PUT"} {
+			req, _ := http.NewRequest(method, base, strings.NewReader(`{"version":"x","set":{"a":["1"]}}`))
+			req.Header.Set("Content-Type", "application/json")
+			if tc.token != "" {
+				req.Header.Set("Authorization", "Bearer "+tc.token)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			want := tc.status
+			if method == "PUT" && want == 200 {
+				want = 409 // the version "x" is stale
+			}
+			if resp.StatusCode != want {
+				t.Errorf("%s %s: %d, want %d", tc.name, method, resp.StatusCode, want)
+			}
+		}
+	}
+	if got := kc.UserRepresentation(t, u.ID)["attributes"]; got != nil {
+		t.Fatalf("a refused caller changed the user: %v", got)
 	}
 }

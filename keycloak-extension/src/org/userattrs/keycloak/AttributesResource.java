@@ -1,0 +1,228 @@
+package org.userattrs.keycloak;
+
+import jakarta.persistence.EntityManager;
+import jakarta.persistence.LockModeType;
+import jakarta.ws.rs.Consumes;
+import jakarta.ws.rs.GET;
+import jakarta.ws.rs.PUT;
+import jakarta.ws.rs.Path;
+import jakarta.ws.rs.PathParam;
+import jakarta.ws.rs.Produces;
+import jakarta.ws.rs.core.MediaType;
+import jakarta.ws.rs.core.Response;
+import java.nio.charset.StandardCharsets;
+import java.security.MessageDigest;
+import java.security.NoSuchAlgorithmException;
+import java.util.ArrayList;
+import java.util.Base64;
+import java.util.HashMap;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.TreeMap;
+import java.util.regex.Pattern;
+import org.keycloak.connections.jpa.JpaConnectionProvider;
+import org.keycloak.events.admin.OperationType;
+import org.keycloak.events.admin.ResourceType;
+import org.keycloak.models.KeycloakSession;
+import org.keycloak.models.RealmModel;
+import org.keycloak.models.UserModel;
+import org.keycloak.models.jpa.entities.UserAttributeEntity;
+import org.keycloak.models.jpa.entities.UserEntity;
+import org.keycloak.representations.userprofile.config.UPConfig;
+import org.keycloak.services.managers.AppAuthManager;
+import org.keycloak.services.managers.AuthenticationManager;
+import org.keycloak.services.resources.admin.AdminAuth;
+import org.keycloak.services.resources.admin.AdminEventBuilder;
+import org.keycloak.services.resources.admin.fgap.AdminPermissionEvaluator;
+import org.keycloak.services.resources.admin.fgap.AdminPermissions;
+import org.keycloak.userprofile.UserProfile;
+import org.keycloak.userprofile.UserProfileContext;
+import org.keycloak.userprofile.UserProfileProvider;
+import org.keycloak.userprofile.ValidationException;
+
+/**
+ * A user's attributes with a version, and a write of attribute changes that
+ * holds only while that version does, inside one Keycloak transaction that
+ * locks the user's row. The version is a hash of the attributes, so it
+ * needs no column of its own and every node computes it alike.
+ *
+ * Callers authenticate with a bearer token of the realm and need the
+ * manage-users permission on its users.
+ */
+public class AttributesResource {
+    /** Keycloak's user ids: anything else never reaches the database. */
+    private static final Pattern USER_ID = Pattern.compile("^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$");
+
+    private final KeycloakSession session;
+    private final RealmModel realm;
+
+    public AttributesResource(KeycloakSession session) {
+        this.session = session;
+        this.realm = session.getContext().getRealm();
+    }
+
+    /** The extension is here and the caller may use it. */
+    @GET
+    @Produces(MediaType.APPLICATION_JSON)
+    public Response info() {
+        authorize();
+        return Response.ok(Map.of("extension", "userattrs", "protocol", "1")).build();
+    }
+
+    @GET
+    @Path("users/{id}")
+    @Produces(MediaType.APPLICATION_JSON)
+    public Response read(@PathParam("id") String id) {
+        authorize();
+        UserModel user = user(id);
+        if (user == null) {
+            return notFound();
+        }
+        Map<String, List<String>> attributes = user.getAttributes();
+        return Response.ok(Map.of("version", version(attributes), "attributes", attributes)).build();
+    }
+
+    /**
+     * Applies {"version": v, "set": {name: [values]}, "remove": [names]}
+     * when the user's attributes still have version v: 200 with the new
+     * version; 409 with the current one when they moved; 422 when the
+     * realm's user profile would refuse or drop a value.
+     */
+    @PUT
+    @Path("users/{id}")
+    @Consumes(MediaType.APPLICATION_JSON)
+    @Produces(MediaType.APPLICATION_JSON)
+    @SuppressWarnings("unchecked")
+    public Response write(@PathParam("id") String id, Map<String, Object> change) {
+        AdminAuth auth = authorize();
+        if (!USER_ID.matcher(id).matches()) {
+            return notFound();
+        }
+        // The row lock holds until the transaction of this request ends:
+        // writers of the same user on every node take turns here.
+        EntityManager em = session.getProvider(JpaConnectionProvider.class).getEntityManager();
+        UserEntity row = em.find(UserEntity.class, id, LockModeType.PESSIMISTIC_WRITE);
+        if (row == null || !realm.getId().equals(row.getRealmId())) {
+            return notFound();
+        }
+        em.refresh(row);
+        Map<String, List<String>> current = new HashMap<>();
+        for (UserAttributeEntity a : row.getAttributes()) {
+            current.computeIfAbsent(a.getName(), k -> new ArrayList<>()).add(a.getValue());
+        }
+        UserModel user = session.users().getUserById(realm, id);
+        current.putAll(profileFields(user));
+        if (!version(current).equals(change.get("version"))) {
+            return Response.status(Response.Status.CONFLICT).entity(Map.of("version", version(current))).build();
+        }
+
+        Map<String, List<String>> set = (Map<String, List<String>>) change.getOrDefault("set", Map.of());
+        List<String> remove = (List<String>) change.getOrDefault("remove", List.of());
+        Map<String, List<String>> next = new HashMap<>(current);
+        next.putAll(set);
+        remove.forEach(next::remove);
+        List<Map<String, String>> refused = refusals(user, set, next);
+        if (!refused.isEmpty()) {
+            return Response.status(422).entity(Map.of("errors", refused)).build();
+        }
+        // Through the user model, so that Keycloak's caches learn of the
+        // change on every node.
+        set.forEach(user::setAttribute);
+        remove.forEach(user::removeAttribute);
+
+        new AdminEventBuilder(realm, auth, session, session.getContext().getConnection())
+                .operation(OperationType.UPDATE).resource(ResourceType.USER)
+                .resourcePath("users", id).representation(change).success();
+        return Response.ok(Map.of("version", version(next))).build();
+    }
+
+    /**
+     * The values the realm's user profile would refuse, or drop: a managed
+     * attribute's validators, and unmanaged attributes where the profile
+     * does not keep them.
+     */
+    private List<Map<String, String>> refusals(UserModel user, Map<String, List<String>> set, Map<String, List<String>> next) {
+        List<Map<String, String>> refused = new ArrayList<>();
+        UserProfileProvider profiles = session.getProvider(UserProfileProvider.class);
+        UPConfig config = profiles.getConfiguration();
+        UPConfig.UnmanagedAttributePolicy policy = config.getUnmanagedAttributePolicy();
+        boolean keepsUnmanaged = policy == UPConfig.UnmanagedAttributePolicy.ENABLED
+                || policy == UPConfig.UnmanagedAttributePolicy.ADMIN_EDIT;
+        for (String name : set.keySet()) {
+            if (config.getAttribute(name) == null && !keepsUnmanaged) {
+                refused.add(Map.of("attribute", name, "message",
+                        "the realm's user profile does not keep unmanaged attributes"));
+            }
+        }
+        UserProfile profile = profiles.create(UserProfileContext.USER_API, next, user);
+        try {
+            profile.validate();
+        } catch (ValidationException e) {
+            for (ValidationException.Error error : e.getErrors()) {
+                if (set.containsKey(error.getAttribute())) {
+                    refused.add(Map.of("attribute", error.getAttribute(), "message", error.getMessage()));
+                }
+            }
+        }
+        return refused;
+    }
+
+    /** The profile fields Keycloak lists among a user's attributes. */
+    private static Map<String, List<String>> profileFields(UserModel user) {
+        Map<String, List<String>> fields = new LinkedHashMap<>();
+        Map<String, List<String>> all = user.getAttributes();
+        for (String name : List.of(UserModel.USERNAME, UserModel.EMAIL, UserModel.FIRST_NAME, UserModel.LAST_NAME)) {
+            if (all.containsKey(name)) {
+                fields.put(name, all.get(name));
+            }
+        }
+        return fields;
+    }
+
+    private UserModel user(String id) {
+        if (!USER_ID.matcher(id).matches()) {
+            return null;
+        }
+        return session.users().getUserById(realm, id);
+    }
+
+    private AdminAuth authorize() {
+        AuthenticationManager.AuthResult result = new AppAuthManager.BearerTokenAuthenticator(session)
+                .setRealm(realm).authenticate();
+        if (result == null) {
+            throw new jakarta.ws.rs.NotAuthorizedException("Bearer");
+        }
+        AdminAuth auth = new AdminAuth(realm, result.token(), result.user(), result.client());
+        AdminPermissionEvaluator permissions = AdminPermissions.evaluator(session, realm, auth);
+        permissions.users().requireManage();
+        return auth;
+    }
+
+    private static Response notFound() {
+        return Response.status(Response.Status.NOT_FOUND).entity(Map.of("error", "user-not-found")).build();
+    }
+
+    /** A hash of the attributes, length-prefixed so that no two sets collide by concatenation. */
+    static String version(Map<String, List<String>> attributes) {
+        try {
+            MessageDigest digest = MessageDigest.getInstance("SHA-256");
+            for (Map.Entry<String, List<String>> e : new TreeMap<>(attributes).entrySet()) {
+                field(digest, e.getKey());
+                digest.update(Integer.toString(e.getValue().size()).getBytes(StandardCharsets.UTF_8));
+                for (String v : e.getValue()) {
+                    field(digest, v == null ? "" : v);
+                }
+            }
+            return Base64.getUrlEncoder().withoutPadding().encodeToString(digest.digest());
+        } catch (NoSuchAlgorithmException e) {
+            throw new IllegalStateException(e);
+        }
+    }
+
+    private static void field(MessageDigest digest, String s) {
+        byte[] b = s.getBytes(StandardCharsets.UTF_8);
+        digest.update((b.length + ":").getBytes(StandardCharsets.UTF_8));
+        digest.update(b);
+    }
+}
