@@ -25,10 +25,12 @@ import (
 //     where Capabilities.SharedAcrossInstances, through every other store
 //     value on the same backend (every instance of the service).
 //   - update may be called several times (stores that retry on a conflict
-//     do), always with the current attributes, and must neither keep nor
-//     change its argument. An error from update aborts the change and is
-//     returned as it is; a panic in update aborts it too and is returned as
-//     a *PanicError, never taking down the process or another update.
+//     do, and stores that first try the attributes they last saw), and must
+//     neither keep nor change its argument. Only a call given the current
+//     attributes counts: its result is what is written, its error is what
+//     Update returns, as it is. A panic in update aborts the change too and
+//     is returned as a *PanicError, never taking down the process or
+//     another update.
 //   - When Update returns nil the change is made, and durable where
 //     Capabilities.Durable: it survives a crash of the process and of the
 //     machine.

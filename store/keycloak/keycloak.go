@@ -90,6 +90,7 @@ type Store struct {
 	creds     clientcredentials.Config
 	tokens    atomic.Pointer[oauth2.TokenSource]
 	locks     userLocks
+	hints     hints
 	closed    atomic.Bool
 }
 
@@ -279,13 +280,19 @@ func (s *Store) read(ctx context.Context, user string) (attrs userattrs.Attribut
 		}
 		all, version = v.Attributes, v.Version
 	}
-	attrs = userattrs.Attributes{}
+	return withoutProfile(all), version, rep, nil
+}
+
+// withoutProfile returns the attributes of all that are no profile fields
+// and have values.
+func withoutProfile(all userattrs.Attributes) userattrs.Attributes {
+	attrs := userattrs.Attributes{}
 	for k, v := range all {
 		if len(v) > 0 && !slices.Contains(ProfileFields, k) {
 			attrs[k] = v
 		}
 	}
-	return attrs, version, rep, nil
+	return attrs
 }
 
 // Capabilities: Keycloak knows its users and keeps no empty values, and
@@ -305,13 +312,24 @@ func (s *Store) Get(ctx context.Context, user string) (userattrs.Attributes, err
 	if s.closed.Load() {
 		return nil, userattrs.ErrClosed
 	}
-	attrs, _, _, err := s.read(ctx, user)
+	attrs, version, _, err := s.read(ctx, user)
+	if err == nil && version != "" {
+		// A client that read often writes next: its merge can start here.
+		s.hints.put(user, attrs, version)
+	}
 	return attrs, err
 }
 
-// Update reads the user, applies update, and writes the change. Merges of
-// one user through this store take turns, which saves conflicts; between
-// instances the extension keeps them atomic.
+// Update applies update to the user's attributes and writes the change.
+// Merges of one user through this store take turns, which saves
+// conflicts; between instances the extension keeps them atomic.
+//
+// Through the extension, a merge starts from the attributes and version
+// this store last saw of the user, where it has them, and writes at once:
+// the write holds only if they are still current, and a conflict answers
+// the current ones, so that a merge is one request to Keycloak unless
+// another writer came between. An updater's refusal, or a merge that
+// changes nothing, counts only on attributes just read.
 func (s *Store) Update(ctx context.Context, user string, update func(userattrs.Attributes) (userattrs.Attributes, error)) error {
 	if s.closed.Load() {
 		return userattrs.ErrClosed
@@ -324,30 +342,42 @@ func (s *Store) Update(ctx context.Context, user string, update func(userattrs.A
 		return unavailable("wait for the user's earlier merge", err)
 	}
 	defer unlock()
+	seen, have := s.hints.get(user)
 	for attempt := 0; ; attempt++ {
-		current, version, rep, err := s.read(ctx, user)
-		if err != nil {
-			return err
+		if !have {
+			seen = lastSeen{}
+			if seen.attrs, seen.version, seen.rep, err = s.read(ctx, user); err != nil {
+				return err
+			}
+			have = true
 		}
-		next, changed, err := userattrs.Next(current, update)
+		next, changed, err := userattrs.Next(seen.attrs, update)
 		if err != nil || !changed {
+			if seen.hinted {
+				have = false // decide on attributes just read
+				continue
+			}
 			return err
 		}
-		if err := keepable(current, next); err != nil {
+		if err := keepable(seen.attrs, next); err != nil {
 			return err
 		}
-		var retry bool
 		if s.adminOnly {
-			retry, err = s.writeAdminAPI(ctx, user, rep, next, attempt)
+			retry, err := s.writeAdminAPI(ctx, user, seen.rep, next, attempt)
+			if !retry {
+				return err
+			}
+			have = false
 		} else {
-			retry, err = s.writeExtension(ctx, user, version, current, next)
+			conflict, err := s.writeExtension(ctx, user, seen.version, seen.attrs, next)
+			if conflict == nil {
+				return err
+			}
+			seen = lastSeen{attrs: withoutProfile(conflict.Attributes), version: conflict.Version}
 		}
-		if !retry {
-			return err
-		}
-		// Another writer came between the read and the write: read again,
-		// after a pause that keeps writers of one user from colliding in
-		// lockstep.
+		// Another writer came between the read and the write: apply the
+		// merge again, after a pause that keeps writers of one user from
+		// colliding in lockstep.
 		select {
 		case <-time.After(time.Duration(rand.IntN(1+min(attempt, 20))) * time.Millisecond):
 		case <-ctx.Done():
@@ -358,9 +388,9 @@ func (s *Store) Update(ctx context.Context, user string, update func(userattrs.A
 
 // writeExtension writes the changes from current to next if the user's
 // attributes still have version: the extension refuses, rather than drops,
-// what the realm's user profile would not keep. It asks for a retry when
-// the version moved.
-func (s *Store) writeExtension(ctx context.Context, user, version string, current, next userattrs.Attributes) (retry bool, err error) {
+// what the realm's user profile would not keep. When the version moved, it
+// returns the user's attributes as they are now.
+func (s *Store) writeExtension(ctx context.Context, user, version string, current, next userattrs.Attributes) (conflict *versioned, err error) {
 	change := struct {
 		Version string               `json:"version"`
 		Set     userattrs.Attributes `json:"set"`
@@ -378,23 +408,33 @@ func (s *Store) writeExtension(ctx context.Context, user, version string, curren
 	}
 	body, err := json.Marshal(change)
 	if err != nil {
-		return false, err
+		return nil, err
 	}
 	path, _ := userPath(user)
 	status, answer, err := s.call(ctx, http.MethodPut, s.extension, path, body)
 	if err != nil {
-		return false, err
+		s.hints.forget(user)
+		return nil, err
 	}
 	switch status {
 	case http.StatusOK:
-		return false, nil
-	case http.StatusConflict:
-		return true, nil
-	case http.StatusNotFound:
-		if !bytes.Contains(answer, []byte("user-not-found")) {
-			return false, errNoExtension
+		var written versioned
+		if json.Unmarshal(answer, &written) == nil {
+			s.hints.put(user, next, written.Version)
 		}
-		return false, userattrs.ErrUserNotFound
+		return nil, nil
+	case http.StatusConflict:
+		var now versioned
+		if err := json.Unmarshal(answer, &now); err != nil || now.Version == "" {
+			return nil, fmt.Errorf("keycloak: the extension answered a conflict without the current attributes")
+		}
+		return &now, nil
+	case http.StatusNotFound:
+		s.hints.forget(user)
+		if !bytes.Contains(answer, []byte("user-not-found")) {
+			return nil, errNoExtension
+		}
+		return nil, userattrs.ErrUserNotFound
 	case http.StatusUnprocessableEntity:
 		var refused struct {
 			Errors []struct{ Attribute, Message string }
@@ -407,11 +447,61 @@ func (s *Store) writeExtension(ctx context.Context, user, version string, curren
 				Detail: "Keycloak's user profile refuses this value (" + e.Message + "); nothing was changed"})
 		}
 		if violations == nil {
-			return false, errors.New("keycloak: the extension refused the change without saying why")
+			return nil, errors.New("keycloak: the extension refused the change without saying why")
 		}
-		return false, &userattrs.InvalidError{Violations: violations}
+		return nil, &userattrs.InvalidError{Violations: violations}
 	}
-	return false, fmt.Errorf("keycloak: PUT /users/{id} through the extension: unexpected status %d", status)
+	return nil, fmt.Errorf("keycloak: PUT /users/{id} through the extension: unexpected status %d", status)
+}
+
+// lastSeen is what a merge starts from: the user's attributes (without
+// profile fields), their version through the extension, and the whole
+// representation through the Admin API. hinted says they come from this
+// store's memory of an earlier merge rather than a read just made.
+type lastSeen struct {
+	attrs   userattrs.Attributes
+	version string
+	rep     map[string]json.RawMessage
+	hinted  bool
+}
+
+// hints remember the attributes and version of users this store wrote
+// last, so that the next merge of the user can write at once. They are
+// only ever a guess: the extension's version check decides.
+type hints struct {
+	mu    sync.Mutex
+	users map[string]lastSeen
+}
+
+// maxHints bounds the memory hints take.
+const maxHints = 10000
+
+func (h *hints) get(user string) (lastSeen, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	seen, ok := h.users[user]
+	return seen, ok
+}
+
+func (h *hints) put(user string, attrs userattrs.Attributes, version string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.users == nil {
+		h.users = map[string]lastSeen{}
+	}
+	if _, ok := h.users[user]; !ok && len(h.users) >= maxHints {
+		for k := range h.users {
+			delete(h.users, k)
+			break
+		}
+	}
+	h.users[user] = lastSeen{attrs: attrs, version: version, hinted: true}
+}
+
+func (h *hints) forget(user string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	delete(h.users, user)
 }
 
 // writeAdminAPI writes the whole representation back (Keycloak has no

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -294,5 +295,43 @@ func TestExtensionRefusesOthers(t *testing.T) {
 	}
 	if got := kc.UserRepresentation(t, u.ID)["attributes"]; got != nil {
 		t.Fatalf("a refused caller changed the user: %v", got)
+	}
+}
+
+// A store starts a merge from the attributes it last saw, but decides
+// nothing on them: another instance's write in between leads neither to a
+// merge skipped as changing nothing nor to a refusal the current
+// attributes would not earn.
+func TestStaleHintsDecideNothing(t *testing.T) {
+	kc := kctest.Shared(t)
+	a, b := openStore(t, kc), openStore(t, kc)
+	u := kc.NewUser(t)
+	set := func(s *keycloak.Store, value string) {
+		t.Helper()
+		if err := s.Update(context.Background(), u.ID, func(cur userattrs.Attributes) (userattrs.Attributes, error) {
+			next := cur.Clone()
+			next["k"] = []string{value}
+			return next, nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	set(a, "1") // a remembers k=1
+	set(b, "2")
+	set(a, "1") // a's memory says this changes nothing; it does
+	if got, _ := b.Get(context.Background(), u.ID); !slices.Equal(got["k"], []string{"1"}) {
+		t.Fatalf("a merge judged on a stale memory was skipped: k=%v", got["k"])
+	}
+	set(b, "3")
+	err := a.Update(context.Background(), u.ID, func(cur userattrs.Attributes) (userattrs.Attributes, error) {
+		if !slices.Equal(cur["k"], []string{"3"}) {
+			return nil, userattrs.ErrPreconditionFailed
+		}
+		next := cur.Clone()
+		next["seen"] = []string{"3"}
+		return next, nil
+	})
+	if err != nil {
+		t.Fatalf("a refusal earned only by a stale memory: %v", err)
 	}
 }

@@ -86,8 +86,9 @@ public class AttributesResource {
     /**
      * Applies {"version": v, "set": {name: [values]}, "remove": [names]}
      * when the user's attributes still have version v: 200 with the new
-     * version; 409 with the current one when they moved; 422 when the
-     * realm's user profile would refuse or drop a value.
+     * version; 409 with the current version and attributes when they
+     * moved; 422 when the realm's user profile would refuse or drop a
+     * value.
      */
     @PUT
     @Path("users/{id}")
@@ -106,7 +107,12 @@ public class AttributesResource {
         if (row == null || !realm.getId().equals(row.getRealmId())) {
             return notFound();
         }
-        em.refresh(row);
+        if (id.equals(auth.getUser().getId())) {
+            // Authenticating may have loaded the caller's own user before
+            // the lock: read it again under the lock. Any other user's row
+            // is read fresh by the locking find itself.
+            em.refresh(row);
+        }
         Map<String, List<String>> current = new HashMap<>();
         for (UserAttributeEntity a : row.getAttributes()) {
             current.computeIfAbsent(a.getName(), k -> new ArrayList<>()).add(a.getValue());
@@ -114,7 +120,10 @@ public class AttributesResource {
         UserModel user = session.users().getUserById(realm, id);
         current.putAll(profileFields(user));
         if (!version(current).equals(change.get("version"))) {
-            return Response.status(Response.Status.CONFLICT).entity(Map.of("version", version(current))).build();
+            // The attributes as they are now, so that the caller can apply
+            // its merge again without reading them first.
+            return Response.status(Response.Status.CONFLICT)
+                    .entity(Map.of("version", version(current), "attributes", current)).build();
         }
 
         Map<String, List<String>> set = (Map<String, List<String>>) change.getOrDefault("set", Map.of());
@@ -149,11 +158,19 @@ public class AttributesResource {
         UPConfig.UnmanagedAttributePolicy policy = config.getUnmanagedAttributePolicy();
         boolean keepsUnmanaged = policy == UPConfig.UnmanagedAttributePolicy.ENABLED
                 || policy == UPConfig.UnmanagedAttributePolicy.ADMIN_EDIT;
+        boolean managed = false;
         for (String name : set.keySet()) {
-            if (config.getAttribute(name) == null && !keepsUnmanaged) {
+            if (config.getAttribute(name) != null) {
+                managed = true;
+            } else if (!keepsUnmanaged) {
                 refused.add(Map.of("attribute", name, "message",
                         "the realm's user profile does not keep unmanaged attributes"));
             }
+        }
+        if (!managed) {
+            // Unmanaged attributes have no validators: nothing more to ask
+            // the profile, which is the costly part of a write.
+            return refused;
         }
         UserProfile profile = profiles.create(UserProfileContext.USER_API, next, user);
         try {
