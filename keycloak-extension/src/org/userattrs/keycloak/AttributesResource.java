@@ -16,7 +16,6 @@ import java.security.NoSuchAlgorithmException;
 import java.util.ArrayList;
 import java.util.Base64;
 import java.util.HashMap;
-import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.TreeMap;
@@ -27,7 +26,8 @@ import org.keycloak.events.admin.ResourceType;
 import org.keycloak.models.KeycloakSession;
 import org.keycloak.models.RealmModel;
 import org.keycloak.models.UserModel;
-import org.keycloak.models.jpa.entities.UserAttributeEntity;
+import org.keycloak.models.cache.UserCache;
+import org.keycloak.models.jpa.UserAdapter;
 import org.keycloak.models.jpa.entities.UserEntity;
 import org.keycloak.representations.userprofile.config.UPConfig;
 import org.keycloak.services.managers.AppAuthManager;
@@ -113,12 +113,10 @@ public class AttributesResource {
             // is read fresh by the locking find itself.
             em.refresh(row);
         }
-        Map<String, List<String>> current = new HashMap<>();
-        for (UserAttributeEntity a : row.getAttributes()) {
-            current.computeIfAbsent(a.getName(), k -> new ArrayList<>()).add(a.getValue());
-        }
-        UserModel user = session.users().getUserById(realm, id);
-        current.putAll(profileFields(user));
+        // The user model over the locked row itself: Keycloak's cache may
+        // hold an older state, and is told of the change below.
+        UserModel user = new UserAdapter(session, realm, em, row);
+        Map<String, List<String>> current = user.getAttributes();
         if (!version(current).equals(change.get("version"))) {
             // The attributes as they are now, so that the caller can apply
             // its merge again without reading them first.
@@ -135,10 +133,14 @@ public class AttributesResource {
         if (!refused.isEmpty()) {
             return Response.status(422).entity(Map.of("errors", refused)).build();
         }
-        // Through the user model, so that Keycloak's caches learn of the
-        // change on every node.
         set.forEach(user::setAttribute);
         remove.forEach(user::removeAttribute);
+        // Keycloak's user cache drops the user on every node when this
+        // transaction commits.
+        UserCache cache = session.getProvider(UserCache.class);
+        if (cache != null) {
+            cache.evict(realm, user);
+        }
 
         new AdminEventBuilder(realm, auth, session, session.getContext().getConnection())
                 .operation(OperationType.UPDATE).resource(ResourceType.USER)
@@ -183,18 +185,6 @@ public class AttributesResource {
             }
         }
         return refused;
-    }
-
-    /** The profile fields Keycloak lists among a user's attributes. */
-    private static Map<String, List<String>> profileFields(UserModel user) {
-        Map<String, List<String>> fields = new LinkedHashMap<>();
-        Map<String, List<String>> all = user.getAttributes();
-        for (String name : List.of(UserModel.USERNAME, UserModel.EMAIL, UserModel.FIRST_NAME, UserModel.LAST_NAME)) {
-            if (all.containsKey(name)) {
-                fields.put(name, all.get(name));
-            }
-        }
-        return fields;
     }
 
     private UserModel user(String id) {
