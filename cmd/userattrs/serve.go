@@ -205,6 +205,13 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	svc := userattrs.NewService(metrics.InstrumentStore(st, kind.Name, reg), userattrs.ServiceConfig{
 		Limits: cfg.limits, Policy: policy, StoreTimeout: cfg.store.timeout, ReadCache: readCache,
 	})
+	// Say at start what readiness would say: a store that cannot serve as
+	// configured (Keycloak without the extension, say) is told at once.
+	go func() {
+		if err := svc.Ping(ctx); err != nil && ctx.Err() == nil {
+			logger.Warn("the store cannot serve yet; readiness fails until it can", "error", err.Error())
+		}
+	}()
 	var draining atomic.Bool
 	readiness = append([]server.ReadinessCheck{
 		{Name: "shutdown", Check: func(context.Context) error {
