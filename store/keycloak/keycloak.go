@@ -121,7 +121,7 @@ func Open(cfg Config) (*Store, error) {
 		admin:     base.String() + "/admin/realms/" + realm,
 		extension: base.String() + "/realms/" + realm + "/userattrs",
 		adminOnly: cfg.AdminAPIOnly,
-		client:    &http.Client{Timeout: cfg.Timeout},
+		client:    &http.Client{Timeout: cfg.Timeout, Transport: transport()},
 		creds: clientcredentials.Config{
 			ClientID:     cfg.ClientID,
 			ClientSecret: cfg.ClientSecret,
@@ -131,6 +131,16 @@ func Open(cfg Config) (*Store, error) {
 	}
 	s.renewTokens(nil)
 	return s, nil
+}
+
+// transport keeps as many connections to Keycloak open as requests run at
+// once: Go's default keeps two idle per host, so that under load most
+// requests would open a new connection, which Keycloak pays for.
+func transport() *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConns = 256
+	t.MaxIdleConnsPerHost = 256
+	return t
 }
 
 // renewTokens replaces the token source unless another caller already
