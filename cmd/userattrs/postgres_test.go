@@ -75,6 +75,24 @@ func (w *writeLoad) finish() {
 	w.wg.Wait()
 }
 
+// checkOutage checks the answers of a load that ran through an outage:
+// some 204s and some 503s, nothing else, none slower than bound.
+func (w *writeLoad) checkOutage(t *testing.T, bound time.Duration) {
+	t.Helper()
+	if w.count(503) == 0 || w.count(204) == 0 {
+		t.Fatalf("the load saw 204 %d times and 503 %d times", w.count(204), w.count(503))
+	}
+	w.statuses.Range(func(status, n any) bool {
+		if status != 204 && status != 503 {
+			t.Errorf("%d requests answered %d", n.(*atomic.Int64).Load(), status)
+		}
+		return true
+	})
+	if slowest := time.Duration(w.slowest.Load()); slowest > bound {
+		t.Errorf("the slowest request took %s", slowest)
+	}
+}
+
 func (w *writeLoad) count(status int) int64 {
 	if c, ok := w.statuses.Load(status); ok {
 		return c.(*atomic.Int64).Load()
@@ -232,18 +250,7 @@ func TestDatabaseOutage(t *testing.T) {
 	time.Sleep(time.Second) // writers succeed again
 	load.finish()
 
-	if load.count(503) == 0 || load.count(204) == 0 {
-		t.Fatalf("the load saw 204 %d times and 503 %d times", load.count(204), load.count(503))
-	}
-	load.statuses.Range(func(status, n any) bool {
-		if status != 204 && status != 503 {
-			t.Errorf("%d requests answered %d", n.(*atomic.Int64).Load(), status)
-		}
-		return true
-	})
-	if slowest := time.Duration(load.slowest.Load()); slowest > 4*time.Second {
-		t.Errorf("the slowest request took %s", slowest)
-	}
+	load.checkOutage(t, 4*time.Second)
 	for _, p := range []*process{a, b} {
 		if status, body := call(t, "PUT", p.url+"/user/2024-3/attributes", tokens["bob"], `{"after":"outage"}`); status != 204 {
 			t.Fatalf("PUT after the outage: %d %s", status, body)
