@@ -131,7 +131,7 @@ func (s *Service) Merge(ctx context.Context, user string, patch Patch, cond Prec
 // its outcome, whenever that comes: after the caller of Merge may have
 // given up waiting.
 func (s *Service) update(ctx context.Context, user string, patch Patch, cond Precondition) (err error) {
-	defer recoverTo(&err)
+	defer RecoverPanic(&err)
 	var result Attributes
 	var seq uint64
 	err = s.store.Update(ctx, user, func(current Attributes) (Attributes, error) {

@@ -112,7 +112,7 @@ func (e *PanicError) Error() string { return "panic in a store update" }
 // attributes it returns differ, so that stores skip writes that change
 // nothing. A panic in update is returned as a *PanicError.
 func Next(current Attributes, update func(Attributes) (Attributes, error)) (next Attributes, changed bool, err error) {
-	defer recoverTo(&err)
+	defer RecoverPanic(&err)
 	next, err = update(current)
 	if err != nil {
 		return nil, false, err
@@ -120,8 +120,9 @@ func Next(current Attributes, update func(Attributes) (Attributes, error)) (next
 	return next, !next.Equal(current), nil
 }
 
-// recoverTo turns a panic into a *PanicError in *err. Call it deferred.
-func recoverTo(err *error) {
+// RecoverPanic turns a panic into a *PanicError in *err, for stores that
+// run updates where no caller would recover them. Call it deferred.
+func RecoverPanic(err *error) {
 	if v := recover(); v != nil {
 		*err = &PanicError{Stack: debug.Stack()}
 	}

@@ -12,7 +12,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -38,7 +37,6 @@ var migrations embed.FS
 // applies every merge waiting for it in one transaction, so that concurrent
 // writers share one fsync instead of each waiting for its own.
 type Store struct {
-	path    string
 	lock    *os.File // holds the exclusive lock on the database file
 	write   *sql.DB
 	read    *sql.DB
@@ -127,7 +125,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		lock.Close()
 		return nil, err
 	}
-	s.path, s.lock = cfg.Path, lock
+	s.lock = lock
 	return s, nil
 }
 
@@ -375,7 +373,7 @@ func (s *Store) commit(batch []*merge) {
 	err := func() (err error) {
 		// Updaters' panics are their merges' errors (userattrs.Next); one
 		// anywhere else fails the batch, not the process.
-		defer recoverBatch(&err)
+		defer userattrs.RecoverPanic(&err)
 		tx, err := s.write.BeginTx(ctx, nil)
 		if err != nil {
 			return mapError(err)
@@ -397,12 +395,6 @@ func (s *Store) commit(batch []*merge) {
 		} else {
 			m.done <- results[i]
 		}
-	}
-}
-
-func recoverBatch(err *error) {
-	if v := recover(); v != nil {
-		*err = &userattrs.PanicError{Stack: debug.Stack()}
 	}
 }
 
