@@ -6,9 +6,12 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	jose "github.com/go-jose/go-jose/v4"
 
@@ -186,3 +189,46 @@ func TestIssuerMismatch(t *testing.T) {
 }
 
 func b64raw(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
+
+// FuzzTokenClaims signs whatever claims the fuzzer writes, with a key the
+// verifier trusts, and checks that an accepted token is an access token
+// for this API with a subject every store can keep; a token that is not a
+// signed JWT of that key is never accepted.
+func FuzzTokenClaims(f *testing.F) {
+	ed := newKey(f, jose.EdDSA, "ed")
+	is := newTestIssuer(f, ed)
+	v := auth.NewOIDC(auth.OIDCConfig{Issuer: is.srv.URL, Rules: auth.Rules{Audience: "userattrs"}})
+	for _, tc := range [][2]string{
+		{"JWT", `,"sub":"alice","typ":"Bearer"`}, {"at+jwt", `,"sub":"alice"`}, {"JWT", `,"sub":"alice","typ":"Refresh"`},
+		{"JWT", `,"sub":"a\u0000b"`}, {"JWT", `,"sub":"alice","aud":["x","userattrs"]`}, {"JWT", `,"sub":"alice","exp":1}`},
+		{"JWT", `,"sub":"app"`}, {"JWT", `,"sub":"alice","scp":["a"],"scope":""`}, {"", `,"sub":"alice"`},
+	} {
+		f.Add(tc[0], tc[1], "eyJhbGciOiJub25lIn0.eyJzdWIiOiJhbGljZSJ9.")
+	}
+	f.Fuzz(func(t *testing.T, typ, extra, raw string) {
+		if id, err := v.Verify(context.Background(), raw); err == nil {
+			t.Fatalf("an unsigned token %q was accepted as %+v", raw, id)
+		}
+		payload := payloadOf(is, extra)
+		id, err := v.Verify(context.Background(), signRaw(t, ed, typ, payload))
+		if err != nil {
+			var invalid *auth.InvalidTokenError
+			if !errors.As(err, &invalid) {
+				t.Fatalf("claims %q: %v, not an invalid-token error", payload, err)
+			}
+			return
+		}
+		switch {
+		case !json.Valid([]byte(payload)):
+			t.Fatalf("claims that are not JSON were accepted: %q", payload)
+		case !slices.Contains([]string{"jwt", "at+jwt", "application/at+jwt"}, strings.ToLower(typ)):
+			t.Fatalf("a token of type %q was accepted", typ)
+		case id.Subject == "" || len(id.Subject) > 255 || !utf8.ValidString(id.Subject) || strings.ContainsFunc(id.Subject, unicode.IsControl):
+			t.Fatalf("claims %q: accepted the subject %q", payload, id.Subject)
+		case id.Subject == id.ClientID:
+			t.Fatalf("claims %q: accepted a client's own token", payload)
+		case !id.Expiry.After(time.Now().Add(-auth.Leeway)):
+			t.Fatalf("claims %q: accepted a token that expired at %v", payload, id.Expiry)
+		}
+	})
+}
