@@ -46,6 +46,24 @@ func (a Attributes) Equal(b Attributes) bool {
 	return true
 }
 
+// Size is the bytes of names and values of all the attributes, which
+// Limits.MaxUserBytes bounds.
+func (a Attributes) Size() int {
+	n := 0
+	for k, vs := range a {
+		n += sizeOf(k, vs)
+	}
+	return n
+}
+
+func sizeOf(key string, values []string) int {
+	n := len(key)
+	for _, v := range values {
+		n += len(v)
+	}
+	return n
+}
+
 // Keys returns the attribute names in sorted order.
 func (a Attributes) Keys() []string {
 	keys := make([]string, 0, len(a))

@@ -47,6 +47,10 @@ type Limits struct {
 	MaxKeyBytes   int
 	MaxValueBytes int
 	MaxValues     int // per multi-valued attribute
+	// MaxUserBytes bounds all of one user's attributes together, in bytes
+	// of keys and values: without it, a user within every other limit
+	// could keep megabytes that every read and merge of theirs must carry.
+	MaxUserBytes int
 }
 
 // DefaultLimits are the limits of the published contract.
@@ -55,6 +59,7 @@ var DefaultLimits = Limits{
 	MaxKeyBytes:   255,
 	MaxValueBytes: 2048,
 	MaxValues:     64,
+	MaxUserBytes:  64 << 10,
 }
 
 // Validate checks every change of p against the limits and the type rules
@@ -74,8 +79,27 @@ func (l Limits) Validate(p Patch) error {
 	if violations != nil {
 		return &InvalidError{Violations: violations}
 	}
+	// What the patch alone adds may break the per-user bounds whatever the
+	// user holds: say so before the store is asked, so that a body that
+	// cannot succeed costs the single writer of a store nothing.
+	var adds, bytes int
+	for _, c := range p {
+		if !c.Remove() {
+			adds++
+			bytes += c.size()
+		}
+	}
+	if adds > l.MaxAttributes {
+		return l.tooMany(p, nil, adds)
+	}
+	if l.MaxUserBytes > 0 && bytes > l.MaxUserBytes {
+		return l.tooLarge(p, bytes)
+	}
 	return nil
 }
+
+// size is what c adds to its user's total when it sets a value.
+func (c Change) size() int { return sizeOf(c.Key, c.Values) }
 
 // problem returns what is wrong with c, or "" when nothing is. Details never
 // quote a value: values may be personal data.
@@ -135,17 +159,53 @@ func (l Limits) KeyProblem(key string) string {
 	return ""
 }
 
-// checkCount reports the members of p that add an attribute when a merge
-// would leave the user with more attributes than allowed: removing any of
-// them makes the body acceptable.
-func (l Limits) checkCount(p Patch, before, after Attributes) error {
-	if len(after) <= l.MaxAttributes {
+// checkTotals checks a merge's result against the per-user bounds: the
+// number of attributes and their total size. It runs in the store's update,
+// on what may be a single writer, so it only adds lengths and builds its
+// error only when a bound is broken.
+func (l Limits) checkTotals(p Patch, before, after Attributes) error {
+	if len(after) > l.MaxAttributes {
+		return l.tooMany(p, before, len(after))
+	}
+	if l.MaxUserBytes <= 0 {
 		return nil
 	}
-	detail := fmt.Sprintf("a user may have at most %d attributes, this change would leave %d", l.MaxAttributes, len(after))
+	total := before.Size()
+	for _, c := range p {
+		if old, ok := before[c.Key]; ok {
+			total -= sizeOf(c.Key, old)
+		}
+		if !c.Remove() {
+			total += c.size()
+		}
+	}
+	if total > l.MaxUserBytes {
+		return l.tooLarge(p, total)
+	}
+	return nil
+}
+
+// tooMany reports the members of p that add an attribute the user did not
+// have: removing any of them makes the body acceptable.
+func (l Limits) tooMany(p Patch, before Attributes, count int) error {
+	detail := fmt.Sprintf("a user may have at most %d attributes, this change would leave %d", l.MaxAttributes, count)
 	var violations []Violation
 	for _, c := range p {
 		if _, existed := before[c.Key]; !existed && !c.Remove() {
+			violations = append(violations, Violation{Key: c.Key, Index: -1, Detail: detail})
+		}
+	}
+	return &InvalidError{Violations: violations}
+}
+
+// tooLarge reports the members of p that set a value when the user's
+// attributes would exceed MaxUserBytes.
+func (l Limits) tooLarge(p Patch, total int) error {
+	detail := fmt.Sprintf("a user's attributes may hold at most %d bytes of names and values together, this change would leave %d",
+		l.MaxUserBytes, total)
+	var violations []Violation
+	for _, c := range p {
+		if !c.Remove() {
 			violations = append(violations, Violation{Key: c.Key, Index: -1, Detail: detail})
 		}
 	}

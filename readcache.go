@@ -19,6 +19,10 @@ type ReadCacheConfig struct {
 	TTL time.Duration
 	// MaxEntries bounds the number of users kept (default 50000).
 	MaxEntries int
+	// MaxBytes bounds the names and values kept, over all users (default
+	// 64 MiB): users near the size limit must not multiply it by
+	// MaxEntries.
+	MaxBytes int
 }
 
 // readCache holds the visible attributes of recently read or written users
@@ -33,8 +37,10 @@ type readCache struct {
 const readCacheShards = 64
 
 type readShard struct {
-	mu      sync.Mutex
-	max     int
+	mu       sync.Mutex
+	max      int
+	maxBytes int
+	bytes    int // the sizes of the entries held
 	epoch   uint64 // counts writes, so that a read that raced one does not fill in stale data
 	entries map[string]readEntry
 }
@@ -44,6 +50,16 @@ type readEntry struct {
 	etag    string
 	seq     uint64 // of the write that set it; 0 for a read
 	until   time.Time
+	size    int // what it counts against the shard's bytes
+}
+
+// entryOverhead is roughly what an entry costs beyond its names and values:
+// the map slot, the user id's header, the tag.
+const entryOverhead = 128
+
+func newEntry(visible Attributes, etag string, seq uint64, until time.Time) readEntry {
+	return readEntry{visible: visible, etag: etag, seq: seq, until: until,
+		size: entryOverhead + visible.Size() + len(etag) + 24*len(visible)}
 }
 
 func newReadCache(cfg ReadCacheConfig) *readCache {
@@ -53,9 +69,13 @@ func newReadCache(cfg ReadCacheConfig) *readCache {
 	if cfg.MaxEntries <= 0 {
 		cfg.MaxEntries = 50000
 	}
+	if cfg.MaxBytes <= 0 {
+		cfg.MaxBytes = 64 << 20
+	}
 	c := &readCache{ttl: cfg.TTL, seed: maphash.MakeSeed()}
 	for i := range c.shards {
-		c.shards[i] = readShard{max: max(cfg.MaxEntries/readCacheShards, 1), entries: map[string]readEntry{}}
+		c.shards[i] = readShard{max: max(cfg.MaxEntries/readCacheShards, 1), maxBytes: max(cfg.MaxBytes/readCacheShards, 1),
+			entries: map[string]readEntry{}}
 	}
 	return c
 }
@@ -93,7 +113,7 @@ func (c *readCache) fill(user string, epoch uint64, visible Attributes, etag str
 	if s.epoch != epoch {
 		return
 	}
-	s.put(user, readEntry{visible: visible, etag: etag, until: c.expiry(now)})
+	s.put(user, newEntry(visible, etag, 0, c.expiry(now)))
 }
 
 // written caches the result of an acknowledged write, unless a later write
@@ -106,7 +126,7 @@ func (c *readCache) written(user string, seq uint64, visible Attributes, etag st
 	if e, ok := s.entries[user]; ok && e.seq > seq {
 		return
 	}
-	s.put(user, readEntry{visible: visible, etag: etag, seq: seq, until: c.expiry(now)})
+	s.put(user, newEntry(visible, etag, seq, c.expiry(now)))
 }
 
 // forget drops user after a write whose outcome is unknown.
@@ -115,16 +135,30 @@ func (c *readCache) forget(user string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.epoch++
-	delete(s.entries, user)
+	s.remove(user)
 }
 
+// put keeps e for user within the shard's bounds, dropping arbitrary
+// entries to make room; it is only a cache. An entry larger than the
+// shard's bytes is not kept at all, and any older one of the user goes.
 func (s *readShard) put(user string, e readEntry) {
-	if _, ok := s.entries[user]; !ok && len(s.entries) >= s.max {
-		// Full: drop an arbitrary entry; it is only a cache.
-		for k := range s.entries {
-			delete(s.entries, k)
+	s.remove(user)
+	if e.size > s.maxBytes {
+		return
+	}
+	for k := range s.entries {
+		if len(s.entries) < s.max && s.bytes+e.size <= s.maxBytes {
 			break
 		}
+		s.remove(k)
 	}
 	s.entries[user] = e
+	s.bytes += e.size
+}
+
+func (s *readShard) remove(user string) {
+	if e, ok := s.entries[user]; ok {
+		s.bytes -= e.size
+		delete(s.entries, user)
+	}
 }

@@ -85,7 +85,7 @@ func (s *Service) Get(ctx context.Context, user string) (Attributes, string, err
 	}
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
-	current, err := s.store.Get(ctx, user)
+	current, err := within(ctx, func() (Attributes, error) { return s.store.Get(ctx, user) })
 	if err != nil {
 		return nil, "", s.storeError(err)
 	}
@@ -117,13 +117,33 @@ func (s *Service) Merge(ctx context.Context, user string, patch Patch, cond Prec
 	}
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
-	outcome := make(chan error, 1)
-	go func() { outcome <- s.update(ctx, user, patch, cond) }()
+	_, err := within(ctx, func() (struct{}, error) { return struct{}{}, s.update(ctx, user, patch, cond) })
+	return s.storeError(err)
+}
+
+// within runs op in a goroutine of its own and returns its outcome, or the
+// context's error once ctx ends first. A store stuck where its context
+// cannot reach it (a system call on a frozen disk) then costs a request at
+// most the store timeout; the goroutine ends when the store returns, and
+// the store's own bounds (pool sizes, one writer) bound how many wait.
+func within[T any](ctx context.Context, op func() (T, error)) (T, error) {
+	type outcome struct {
+		v   T
+		err error
+	}
+	done := make(chan outcome, 1)
+	go func() {
+		var o outcome
+		defer func() { done <- o }()
+		defer RecoverPanic(&o.err)
+		o.v, o.err = op()
+	}()
 	select {
-	case err := <-outcome:
-		return s.storeError(err)
+	case o := <-done:
+		return o.v, o.err
 	case <-ctx.Done():
-		return s.storeError(ctx.Err())
+		var zero T
+		return zero, ctx.Err()
 	}
 }
 
@@ -140,7 +160,7 @@ func (s *Service) update(ctx context.Context, user string, patch Patch, cond Pre
 		}
 		next := current.Clone()
 		patch.ApplyTo(next)
-		if err := s.limits.checkCount(patch, current, next); err != nil {
+		if err := s.limits.checkTotals(patch, current, next); err != nil {
 			return nil, err
 		}
 		result = next
@@ -169,7 +189,8 @@ func (s *Service) update(ctx context.Context, user string, patch Patch, cond Pre
 func (s *Service) Ping(ctx context.Context) error {
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
-	return s.storeError(s.store.Ping(ctx))
+	_, err := within(ctx, func() (struct{}, error) { return struct{}{}, s.store.Ping(ctx) })
+	return s.storeError(err)
 }
 
 func (s *Service) bound(ctx context.Context) (context.Context, context.CancelFunc) {

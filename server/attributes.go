@@ -1,7 +1,6 @@
 package server
 
 import (
-	"encoding/json"
 	"errors"
 	"io"
 	"mime"
@@ -9,6 +8,7 @@ import (
 	"strconv"
 
 	"github.com/userattrs/userattrs"
+	"github.com/userattrs/userattrs/internal/jsontext"
 )
 
 // DefaultVersions are the published versions of the user API that have the
@@ -114,11 +114,11 @@ func encodeAttributes(attrs userattrs.Attributes) []byte {
 // holds nothing to escape, through encoding/json otherwise.
 func appendString(b []byte, s string) []byte {
 	for i := 0; i < len(s); i++ {
-		// Control characters, quote and backslash must be escaped; <, >, &
-		// and U+2028/U+2029 (lead byte 0xE2) are escaped by encoding/json,
-		// whose output this keeps byte for byte.
-		if c := s[i]; c < 0x20 || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' || c == 0xE2 {
-			quoted, _ := json.Marshal(s) // a string always encodes
+		// Control characters, quote and backslash must be escaped, and
+		// encoding/json escapes U+2028/U+2029 (lead byte 0xE2), whose output
+		// this keeps byte for byte. <, > and & need no escape in JSON.
+		if c := s[i]; c < 0x20 || c == '"' || c == '\\' || c == 0xE2 {
+			quoted, _ := jsontext.Marshal(s) // a string always encodes
 			return append(b, quoted...)
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/userattrs/userattrs"
+	"github.com/userattrs/userattrs/internal/jsontext"
 )
 
 // FuzzDecodePatch checks the body decoder against encoding/json: it accepts
@@ -110,7 +111,8 @@ func acceptable(v any) bool {
 
 // FuzzEncodeAttributes checks the response encoder against encoding/json:
 // what it writes decodes to the same attributes, in the contract's shape,
-// and is byte for byte what encoding/json writes for that shape.
+// and is byte for byte what encoding/json writes for that shape, without
+// HTML escapes.
 func FuzzEncodeAttributes(f *testing.F) {
 	for _, s := range []string{"plain", "", `quote"`, `back\slash`, "ctl\x01", "<tag>&", "line\u2028sep", "ünï ☺", "\xe2\x82\xac"} {
 		f.Add("key", s, s+"2")
@@ -120,9 +122,17 @@ func FuzzEncodeAttributes(f *testing.F) {
 			return // stored attributes are valid UTF-8
 		}
 		attrs := userattrs.Attributes{key: {v1}, key + "s": {v1, v2}}
-		want, _ := json.Marshal(map[string]any{key: v1, key + "s": []string{v1, v2}})
+		want, _ := jsontext.Marshal(map[string]any{key: v1, key + "s": []string{v1, v2}})
 		if got := encodeAttributes(attrs); string(got) != string(want) {
 			t.Fatalf("encodeAttributes = %s, encoding/json = %s", got, want)
 		}
 	})
+}
+
+// <, > and & are written as they are: six bytes for one would let a user's
+// values grow the bodies everyone reads.
+func TestNoHTMLEscapes(t *testing.T) {
+	if got := string(encodeAttributes(userattrs.Attributes{"a": {"<b>&"}, "c": {"\"<"}})); got != `{"a":"<b>&","c":"\"<"}` {
+		t.Fatalf("encodeAttributes = %s", got)
+	}
 }

@@ -103,6 +103,8 @@ func serveFlags(fs *flag.FlagSet) *serveConfig {
 	fs.IntVar(&c.limits.MaxKeyBytes, "max-key-bytes", userattrs.DefaultLimits.MaxKeyBytes, "longest attribute name, in bytes")
 	fs.IntVar(&c.limits.MaxValueBytes, "max-value-bytes", userattrs.DefaultLimits.MaxValueBytes, "longest attribute value, in bytes")
 	fs.IntVar(&c.limits.MaxValues, "max-values", userattrs.DefaultLimits.MaxValues, "most values of a multi-valued attribute")
+	fs.IntVar(&c.limits.MaxUserBytes, "max-user-bytes", userattrs.DefaultLimits.MaxUserBytes,
+		"most bytes of attribute names and values one user may keep, all attributes together")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 20*time.Second, "how long in-flight requests may take to finish on shutdown")
 	fs.DurationVar(&c.shutdownDelay, "shutdown-delay", 5*time.Second,
 		"on shutdown, how long readiness fails while requests are still served, before the drain (with --dev: 0)")
@@ -118,8 +120,8 @@ func (c *serveConfig) validate() error {
 		return errors.New("--max-body-bytes must be at least 2")
 	}
 	l := c.limits
-	if l.MaxAttributes < 1 || l.MaxKeyBytes < 1 || l.MaxValueBytes < 1 || l.MaxValues < 1 {
-		return errors.New("--max-attributes, --max-key-bytes, --max-value-bytes and --max-values must be positive")
+	if l.MaxAttributes < 1 || l.MaxKeyBytes < 1 || l.MaxValueBytes < 1 || l.MaxValues < 1 || l.MaxUserBytes < 1 {
+		return errors.New("--max-attributes, --max-key-bytes, --max-value-bytes, --max-values and --max-user-bytes must be positive")
 	}
 	if c.store.timeout <= 0 || c.shutdownTimeout <= 0 || c.auth.introspectionCacheTTL < 0 {
 		return errors.New("--store-timeout and --shutdown-timeout must be positive, --introspection-cache-ttl not negative")
@@ -201,7 +203,8 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if err != nil {
 		return err
 	}
-	readCache := userattrs.ReadCacheConfig{Enabled: cfg.store.readCache, TTL: time.Duration(cfg.store.readCacheTTL)}
+	readCache := userattrs.ReadCacheConfig{Enabled: cfg.store.readCache, TTL: time.Duration(cfg.store.readCacheTTL),
+		MaxBytes: cfg.store.readCacheMaxBytes}
 	svc := userattrs.NewService(metrics.InstrumentStore(st, kind.Name, reg), userattrs.ServiceConfig{
 		Limits: cfg.limits, Policy: policy, StoreTimeout: cfg.store.timeout, ReadCache: readCache,
 	})

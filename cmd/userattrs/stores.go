@@ -24,12 +24,13 @@ var stores = []store.Kind{sqlite.Kind(), postgres.Kind(), keycloak.Kind(), memor
 // storeConfig names the store and how to reach it; serve and migrate share
 // it.
 type storeConfig struct {
-	spec         string
-	dataDir      string
-	timeout      time.Duration
-	readCache    bool
-	readCacheTTL positiveDuration
-	openers      map[string]store.Opener // by kind, once the flags are parsed
+	spec              string
+	dataDir           string
+	timeout           time.Duration
+	readCache         bool
+	readCacheTTL      positiveDuration
+	readCacheMaxBytes int
+	openers           map[string]store.Opener // by kind, once the flags are parsed
 }
 
 // specFlags registers what names the store, which both serve and migrate
@@ -50,6 +51,7 @@ func (c *storeConfig) flags(fs *flag.FlagSet) {
 	c.specFlags(fs)
 	fs.DurationVar(&c.timeout, "store-timeout", 5*time.Second, "bound on one store operation; slower is 503")
 	fs.BoolVar(&c.readCache, "read-cache", true, "keep recently read and written users in memory, where the store allows it")
+	fs.IntVar(&c.readCacheMaxBytes, "read-cache-max-bytes", 64<<20, "most bytes of attribute names and values the read cache keeps, over all users")
 	c.readCacheTTL = positiveDuration(2 * time.Second)
 	fs.Var(&c.readCacheTTL, "read-cache-ttl", "with a store that others write too (Keycloak), how long a cached user is served (changes made elsewhere show after at most this)")
 	c.openers = map[string]store.Opener{}

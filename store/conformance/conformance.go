@@ -283,6 +283,24 @@ func RunSemanticTests(t *testing.T, newHarness func(t *testing.T) Harness, cache
 		wantAttributes(t, got, userattrs.Attributes{"b": {"2"}, "c": {"3"}, "d": {"4"}})
 	})
 
+	t.Run("the size limit holds after the merge", func(t *testing.T) {
+		h := newHarness(t)
+		user := h.NewUser(t)
+		svc := userattrs.NewService(h.Store, userattrs.ServiceConfig{ReadCache: cache, Limits: userattrs.Limits{
+			MaxAttributes: 10, MaxKeyBytes: 255, MaxValueBytes: 2048, MaxValues: 64, MaxUserBytes: 100}})
+		mustMerge(t, svc, user, patch("a", strings.Repeat("x", 59), "b", "1")) // 60 + 2 bytes
+		err := svc.Merge(context.Background(), user, patch("c", strings.Repeat("y", 39)), userattrs.Precondition{})
+		var invalid *userattrs.InvalidError
+		if !errors.As(err, &invalid) || len(invalid.Violations) != 1 || !strings.Contains(invalid.Violations[0].Detail, "at most 100 bytes") {
+			t.Fatalf("merge past the size limit: %v, want one violation naming the limit", err)
+		}
+		// Replacing a value counts the new one only: 62 - 60 + 38 = 100.
+		mustMerge(t, svc, user, patch("a", strings.Repeat("z", 37)))
+		mustMerge(t, svc, user, patch("b", nil, "c", "1"))
+		got, _ := mustGet(t, svc, user)
+		wantAttributes(t, got, userattrs.Attributes{"a": {strings.Repeat("z", 37)}, "c": {"1"}})
+	})
+
 	if probe := newHarness(t); probe.Store.Capabilities().KnownUsers { // stores that create users on first write have none
 		t.Run("unknown user", func(t *testing.T) {
 			h := newHarness(t)

@@ -9,6 +9,7 @@ import (
 	"fmt"
 
 	"github.com/userattrs/userattrs"
+	"github.com/userattrs/userattrs/internal/jsontext"
 )
 
 // Row is one user's row, read and written inside a store's transaction.
@@ -36,7 +37,7 @@ func Decode(column []byte) (userattrs.Attributes, error) {
 
 // Encode writes an attributes column.
 func Encode(attrs userattrs.Attributes) ([]byte, error) {
-	return json.Marshal(attrs)
+	return jsontext.Marshal(attrs)
 }
 
 // Apply runs the updater of a Store.Update against row, inside the caller's

@@ -1,0 +1,80 @@
+package userattrs_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/userattrs/userattrs"
+	"github.com/userattrs/userattrs/store/memory"
+)
+
+// stuckStore never returns from a read or a write until released, as a
+// store on a frozen disk does not: its context cannot reach a system call.
+type stuckStore struct {
+	userattrs.Store
+	release chan struct{}
+	updates int
+}
+
+func (s *stuckStore) Get(context.Context, string) (userattrs.Attributes, error) {
+	<-s.release
+	return userattrs.Attributes{}, nil
+}
+
+func (s *stuckStore) Update(context.Context, string, func(userattrs.Attributes) (userattrs.Attributes, error)) error {
+	s.updates++
+	<-s.release
+	return nil
+}
+
+func (s *stuckStore) Ping(context.Context) error {
+	<-s.release
+	return nil
+}
+
+// A store that ignores its context costs every call at most the store
+// timeout.
+func TestStuckStoreCostsTheTimeout(t *testing.T) {
+	st := &stuckStore{Store: memory.New(), release: make(chan struct{})}
+	defer close(st.release)
+	svc := userattrs.NewService(st, userattrs.ServiceConfig{Limits: userattrs.DefaultLimits, StoreTimeout: 50 * time.Millisecond})
+	for name, call := range map[string]func() error{
+		"Get":   func() error { _, _, err := svc.Get(context.Background(), "u"); return err },
+		"Merge": func() error { return svc.Merge(context.Background(), "u", userattrs.Patch{{Key: "a", Values: []string{"1"}}}, userattrs.Precondition{}) },
+		"Ping":  func() error { return svc.Ping(context.Background()) },
+	} {
+		start := time.Now()
+		err := call()
+		if !errors.Is(err, userattrs.ErrUnavailable) || time.Since(start) > 2*time.Second {
+			t.Errorf("%s on a stuck store: %v after %v, want ErrUnavailable at the timeout", name, err, time.Since(start))
+		}
+	}
+}
+
+// A body that breaks a per-user bound on its own is refused before the
+// store is asked: it must cost a single writer nothing.
+func TestBodiesThatCannotFitNeverReachTheStore(t *testing.T) {
+	st := &stuckStore{Store: memory.New(), release: make(chan struct{})}
+	close(st.release)
+	limits := userattrs.DefaultLimits
+	limits.MaxAttributes, limits.MaxUserBytes = 3, 100
+	svc := userattrs.NewService(st, userattrs.ServiceConfig{Limits: limits})
+	many := userattrs.Patch{{Key: "a", Values: []string{"1"}}, {Key: "b", Values: []string{"1"}}, {Key: "c", Values: []string{"1"}}, {Key: "d", Values: []string{"1"}}}
+	large := userattrs.Patch{{Key: "a", Values: []string{strings.Repeat("x", 100)}}, {Key: "b", Values: nil}}
+	for name, p := range map[string]userattrs.Patch{"four new keys": many, "101 bytes": large} {
+		err := svc.Merge(context.Background(), "u", p, userattrs.Precondition{})
+		var invalid *userattrs.InvalidError
+		if !errors.As(err, &invalid) {
+			t.Errorf("%s: %v, want 422", name, err)
+		}
+		if name == "101 bytes" && (len(invalid.Violations) != 1 || invalid.Violations[0].Key != "a" || !strings.Contains(invalid.Violations[0].Detail, "at most 100 bytes")) {
+			t.Errorf("%s: %+v, want the one member that sets a value, with the limit", name, invalid.Violations)
+		}
+	}
+	if st.updates != 0 {
+		t.Fatalf("the store was asked %d times", st.updates)
+	}
+}
