@@ -40,9 +40,9 @@ type readShard struct {
 	mu       sync.Mutex
 	max      int
 	maxBytes int
-	bytes    int // the sizes of the entries held
-	epoch   uint64 // counts writes, so that a read that raced one does not fill in stale data
-	entries map[string]readEntry
+	bytes    int    // the sizes of the entries held
+	epoch    uint64 // counts writes, so that a read that raced one does not fill in stale data
+	entries  map[string]readEntry
 }
 
 type readEntry struct {

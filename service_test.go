@@ -42,9 +42,11 @@ func TestStuckStoreCostsTheTimeout(t *testing.T) {
 	defer close(st.release)
 	svc := userattrs.NewService(st, userattrs.ServiceConfig{Limits: userattrs.DefaultLimits, StoreTimeout: 50 * time.Millisecond})
 	for name, call := range map[string]func() error{
-		"Get":   func() error { _, _, err := svc.Get(context.Background(), "u"); return err },
-		"Merge": func() error { return svc.Merge(context.Background(), "u", userattrs.Patch{{Key: "a", Values: []string{"1"}}}, userattrs.Precondition{}) },
-		"Ping":  func() error { return svc.Ping(context.Background()) },
+		"Get": func() error { _, _, err := svc.Get(context.Background(), "u"); return err },
+		"Merge": func() error {
+			return svc.Merge(context.Background(), "u", userattrs.Patch{{Key: "a", Values: []string{"1"}}}, userattrs.Precondition{})
+		},
+		"Ping": func() error { return svc.Ping(context.Background()) },
 	} {
 		start := time.Now()
 		err := call()
