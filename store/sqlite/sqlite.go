@@ -37,7 +37,9 @@ var migrations embed.FS
 // applies every merge waiting for it in one transaction, so that concurrent
 // writers share one fsync instead of each waiting for its own.
 type Store struct {
+	path    string
 	lock    *os.File // holds the exclusive lock on the database file
+	stallAt time.Duration
 	write   *sql.DB
 	read    *sql.DB
 	get     *sql.Stmt // on the read pool
@@ -45,6 +47,12 @@ type Store struct {
 	closing chan struct{} // closed by Close: no more merges are taken
 	stopped chan struct{} // closed when the writer has finished
 	close   sync.Once
+
+	// What readiness reads of the writer without writing: since when its
+	// transaction has been running (0: none), and the error of its last
+	// transaction, nil once one succeeded.
+	committing atomic.Int64 // Unix nanoseconds
+	writeErr   atomic.Pointer[error]
 }
 
 // merge is one Update waiting for the writer. Its state decides, once,
@@ -53,7 +61,7 @@ type Store struct {
 // answered.
 type merge struct {
 	user   string
-	update func(userattrs.Attributes) (userattrs.Attributes, error)
+	update func(userattrs.Attributes) (userattrs.Attributes, error) // nil: a probe write of readiness
 	state  atomic.Int32
 	done   chan error
 }
@@ -72,6 +80,7 @@ const (
 	deleteAttributes = "DELETE FROM user_attributes WHERE user_id = ?"
 	upsertAttributes = `INSERT INTO user_attributes (user_id, attributes, updated_at) VALUES (?, ?, ?)
 		ON CONFLICT (user_id) DO UPDATE SET attributes = excluded.attributes, updated_at = excluded.updated_at`
+	probeWrite = "INSERT OR REPLACE INTO store_probe (id, checked_at) VALUES (1, ?)"
 )
 
 var _ userattrs.Store = (*Store)(nil)
@@ -79,8 +88,8 @@ var _ userattrs.Store = (*Store)(nil)
 // Kind is the SQLite store's row in the program's table of stores. Its
 // migrations run whenever it opens.
 func Kind() store.Kind {
-	open := func(ctx context.Context, spec string, _ store.Env) (userattrs.Store, error) {
-		return Open(ctx, Config{Path: strings.TrimPrefix(spec, "sqlite:")})
+	open := func(ctx context.Context, spec string, env store.Env) (userattrs.Store, error) {
+		return Open(ctx, Config{Path: strings.TrimPrefix(spec, "sqlite:"), StalledAfter: env.Timeout})
 	}
 	return store.Kind{
 		Name:  "sqlite",
@@ -103,6 +112,9 @@ type Config struct {
 	Path string
 	// Readers is the size of the read connection pool (default 4).
 	Readers int
+	// StalledAfter is how long a transaction may run before readiness says
+	// that writes have stalled (default 5s): a frozen or failing disk.
+	StalledAfter time.Duration
 }
 
 // Open opens (creating if needed) the database at cfg.Path and brings its
@@ -116,6 +128,9 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if cfg.Readers <= 0 {
 		cfg.Readers = 4
 	}
+	if cfg.StalledAfter <= 0 {
+		cfg.StalledAfter = 5 * time.Second
+	}
 	lock, err := lockFile(cfg.Path)
 	if err != nil {
 		return nil, err
@@ -125,7 +140,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		lock.Close()
 		return nil, err
 	}
-	s.lock = lock
+	s.lock, s.path, s.stallAt = lock, cfg.Path, cfg.StalledAfter
 	return s, nil
 }
 
@@ -157,8 +172,13 @@ func open(ctx context.Context, cfg Config) (*Store, error) {
 	// synchronous=FULL makes every commit wait for fsync of the WAL: a 204
 	// must survive a power cut, which NORMAL does not promise in WAL mode.
 	// Writes begin IMMEDIATE so that a merge holds the write lock from its
-	// read to its write.
+	// read to its write. The unix-excl VFS keeps the WAL index in the
+	// process's memory instead of a mapped -shm file (the file is this
+	// process's alone, see lockFile): a thread that touches a mapped page
+	// of a frozen disk blocks where Go cannot stop it, and with it every
+	// garbage collection, so the whole process, liveness included.
 	params := url.Values{
+		"vfs":           {"unix-excl"},
 		"_journal_mode": {"WAL"},
 		"_synchronous":  {"FULL"},
 		"_busy_timeout": {"10000"},
@@ -243,10 +263,26 @@ func (s *Store) Capabilities() userattrs.Capabilities {
 	return userattrs.Capabilities{Durable: true}
 }
 
-// Ping checks that the database answers a query.
+// Ping checks that writes can succeed and the database answers a query,
+// without writing while they do: the file at the path is still the one the
+// store writes, no transaction has stalled, and the last one succeeded. A
+// failed last write is tried again with a probe write, so that readiness
+// comes back by itself once the disk has room again.
 func (s *Store) Ping(ctx context.Context) error {
 	if s.isClosed() {
 		return userattrs.ErrClosed
+	}
+	if err := s.sameFile(); err != nil {
+		return err
+	}
+	if since := s.committing.Load(); since != 0 && time.Since(time.Unix(0, since)) > s.stallAt {
+		return fmt.Errorf("%w: sqlite: a write has not finished for %v", userattrs.ErrUnavailable,
+			time.Since(time.Unix(0, since)).Round(time.Second))
+	}
+	if failed := s.writeErr.Load(); failed != nil {
+		if err := s.enqueue(ctx, &merge{done: make(chan error, 1)}); err != nil {
+			return err
+		}
 	}
 	var one int
 	if err := s.read.QueryRowContext(ctx, "SELECT 1").Scan(&one); err != nil {
@@ -281,7 +317,11 @@ func load(row *sql.Row) ([]byte, error) {
 // is given up and never applied, unless the writer has taken it already: its
 // outcome is then a commit away, and Update waits for it.
 func (s *Store) Update(ctx context.Context, user string, update func(userattrs.Attributes) (userattrs.Attributes, error)) error {
-	m := &merge{user: user, update: update, done: make(chan error, 1)}
+	return s.enqueue(ctx, &merge{user: user, update: update, done: make(chan error, 1)})
+}
+
+// enqueue hands m to the writer and waits for its outcome, as Update says.
+func (s *Store) enqueue(ctx context.Context, m *merge) error {
 	select {
 	case <-s.closing:
 		return userattrs.ErrClosed
@@ -308,6 +348,18 @@ func (s *Store) Update(ctx context.Context, user string, update func(userattrs.A
 		}
 	}
 	return <-m.done
+}
+
+// sameFile reports a database file deleted or replaced under the running
+// store as unavailable: the store would go on writing a file that is no
+// longer at its path, and a restart would find none of it.
+func (s *Store) sameFile() error {
+	held, err := s.lock.Stat()
+	atPath, pathErr := os.Stat(s.path)
+	if err != nil || pathErr != nil || !os.SameFile(held, atPath) {
+		return fmt.Errorf("%w: sqlite: %s is no longer the database file this process writes", userattrs.ErrUnavailable, s.path)
+	}
+	return nil
 }
 
 // writer applies merges until the store closes: it takes the first one
@@ -370,10 +422,15 @@ func (s *Store) commit(batch []*merge) {
 	// the others' merges.
 	ctx := context.Background()
 	results := make([]error, len(batch))
+	s.committing.Store(time.Now().UnixNano())
+	defer s.committing.Store(0)
 	err := func() (err error) {
 		// Updaters' panics are their merges' errors (userattrs.Next); one
 		// anywhere else fails the batch, not the process.
 		defer userattrs.RecoverPanic(&err)
+		if err := s.sameFile(); err != nil {
+			return err
+		}
 		tx, err := s.write.BeginTx(ctx, nil)
 		if err != nil {
 			return mapError(err)
@@ -381,6 +438,12 @@ func (s *Store) commit(batch []*merge) {
 		defer tx.Rollback()
 		row := &batchRow{tx: tx, pending: map[string][]byte{}}
 		for i, m := range batch {
+			if m.update == nil {
+				if _, err := tx.ExecContext(ctx, probeWrite, time.Now().UnixMilli()); err != nil {
+					return mapError(err)
+				}
+				continue
+			}
 			err := sqlstore.Apply(ctx, row, m.user, m.update)
 			if row.failed != nil {
 				return row.failed
@@ -389,6 +452,11 @@ func (s *Store) commit(batch []*merge) {
 		}
 		return mapError(tx.Commit())
 	}()
+	if err != nil {
+		s.writeErr.Store(&err)
+	} else {
+		s.writeErr.Store(nil)
+	}
 	for i, m := range batch {
 		if err != nil {
 			m.done <- err

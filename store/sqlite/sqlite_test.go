@@ -2,8 +2,11 @@ package sqlite_test
 
 import (
 	"context"
+	"database/sql"
+	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -11,6 +14,7 @@ import (
 	"github.com/rs/xid"
 
 	"github.com/userattrs/userattrs"
+	"github.com/userattrs/userattrs/internal/disktest"
 	"github.com/userattrs/userattrs/store/conformance"
 	"github.com/userattrs/userattrs/store/sqlite"
 )
@@ -48,8 +52,9 @@ func TestOneProcessPerFile(t *testing.T) {
 	mustOpen(t, path)
 }
 
-// Attribute values are personal data: the database and its WAL and
-// shared-memory files are the owner's only, whatever the umask.
+// Attribute values are personal data: the database and its WAL are the
+// owner's only, whatever the umask, and the WAL index lives in memory, not
+// in a shared-memory file (see the unix-excl VFS in open).
 func TestFileModes(t *testing.T) {
 	old := syscall.Umask(0)
 	defer syscall.Umask(old)
@@ -60,7 +65,10 @@ func TestFileModes(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]os.FileMode{"": 0o700, "userattrs.db": 0o600, "userattrs.db-wal": 0o600, "userattrs.db-shm": 0o600}
+	if _, err := os.Stat(filepath.Join(dir, "userattrs.db-shm")); !os.IsNotExist(err) {
+		t.Errorf("a shared-memory file exists: %v", err)
+	}
+	want := map[string]os.FileMode{"": 0o700, "userattrs.db": 0o600, "userattrs.db-wal": 0o600}
 	for name, mode := range want {
 		info, err := os.Stat(filepath.Join(dir, name))
 		if err != nil {
@@ -93,4 +101,99 @@ func TestDurableSettings(t *testing.T) {
 	if err != nil || !got.Equal(userattrs.Attributes{"k": {"v"}}) {
 		t.Fatalf("after reopen: %v %v", got, err)
 	}
+}
+
+func set(s *sqlite.Store, user, value string) error {
+	return s.Update(context.Background(), user, func(userattrs.Attributes) (userattrs.Attributes, error) {
+		return userattrs.Attributes{"v": {value}}, nil
+	})
+}
+
+// A database file deleted under the running store is noticed: readiness
+// fails and no write is acknowledged into a file no restart would find.
+func TestDeletedFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "userattrs.db")
+	s := mustOpen(t, path)
+	ctx := context.Background()
+	if err := set(s, "alice", "1"); err != nil || s.Ping(ctx) != nil {
+		t.Fatalf("before: %v, ping %v", err, s.Ping(ctx))
+	}
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Ping(ctx); !errors.Is(err, userattrs.ErrUnavailable) || !strings.Contains(err.Error(), "no longer the database file") {
+		t.Fatalf("ping after the file was deleted: %v", err)
+	}
+	if err := set(s, "bob", "1"); !errors.Is(err, userattrs.ErrUnavailable) {
+		t.Fatalf("write after the file was deleted: %v, want ErrUnavailable", err)
+	}
+}
+
+// A full disk fails readiness as it fails writes, and readiness comes back
+// by itself once there is room; a healthy store's probes write nothing.
+func TestFullDisk(t *testing.T) {
+	dir := disktest.Small(t, 1024)
+	path := filepath.Join(dir, "userattrs.db")
+	s := mustOpen(t, path)
+	ctx := context.Background()
+	for range 3 {
+		if err := s.Ping(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.Close()
+	if probes := query(t, path, "SELECT count(*) FROM store_probe"); probes != "0" {
+		t.Fatalf("healthy pings wrote %s probe rows", probes)
+	}
+	s = mustOpen(t, path)
+	filler := filepath.Join(dir, "filler")
+	f, err := os.Create(filler)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Write(make([]byte, 4<<20)) // fails with ENOSPC once the tmpfs is full
+	f.Close()
+	big := strings.Repeat("x", 60<<10)
+	failed := 0
+	for i := range 20 {
+		if err := set(s, "user"+strconv.Itoa(i), big); err != nil {
+			if !errors.Is(err, userattrs.ErrUnavailable) {
+				t.Fatalf("write on a full disk: %v, want ErrUnavailable", err)
+			}
+			failed++
+		}
+	}
+	if failed == 0 {
+		t.Fatal("every write succeeded on a full disk")
+	}
+	if err := s.Ping(ctx); !errors.Is(err, userattrs.ErrUnavailable) {
+		t.Fatalf("ping on a full disk: %v, want ErrUnavailable", err)
+	}
+	os.Remove(filler)
+	if err := s.Ping(ctx); err != nil {
+		t.Fatalf("ping once there is room: %v", err)
+	}
+	if err := set(s, "after", "1"); err != nil {
+		t.Fatalf("write once there is room: %v", err)
+	}
+	s.Close()
+	if check := query(t, path, "PRAGMA integrity_check"); check != "ok" {
+		t.Fatalf("integrity_check: %s", check)
+	}
+}
+
+// query runs q on the database at path, which no store holds, and returns
+// the first column of its first row.
+func query(t *testing.T, path, q string) string {
+	t.Helper()
+	db, err := sql.Open("sqlite", "file:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var v string
+	if err := db.QueryRow(q).Scan(&v); err != nil {
+		t.Fatalf("%s: %v", q, err)
+	}
+	return v
 }

@@ -1,0 +1,95 @@
+package main
+
+import (
+	"net/http"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/userattrs/userattrs/internal/disktest"
+)
+
+// timedCall is call with the time it took; a request with no answer
+// within limit is a failure of its own.
+func timedCall(t *testing.T, limit time.Duration, method, url, token, body string) (int, time.Duration) {
+	t.Helper()
+	req, _ := http.NewRequest(method, url, strings.NewReader(body))
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	start := time.Now()
+	resp, err := (&http.Client{Timeout: limit}).Do(req)
+	if err != nil {
+		t.Errorf("%s %s: no answer within %v: %v", method, url, limit, err)
+		return 0, time.Since(start)
+	}
+	resp.Body.Close()
+	return resp.StatusCode, time.Since(start)
+}
+
+// A frozen disk costs each request at most the store timeout: writes get
+// 503, liveness, metrics and cached reads keep answering, readiness fails
+// while a write is stuck, and all comes back by itself after the thaw,
+// with every acknowledged write kept.
+func TestStalledDisk(t *testing.T) {
+	disk := disktest.Freezable(t)
+	dir := disk.Dir
+	p := startServe(t, dir, nil, "--dev", "--data-dir", dir, "--store-timeout", "1s")
+	tokens := tokensFor(t, dir, "alice", "bob", "carol")
+	attrs := p.url + "/user/2025-1/attributes"
+	if status, _ := call(t, "PUT", attrs, tokens["alice"], `{"a":"1"}`); status != 204 {
+		t.Fatalf("PUT before the freeze: %d", status)
+	}
+	call(t, "GET", attrs, tokens["alice"], "")
+
+	disk.Freeze()
+	const bound = 3 * time.Second // the store timeout and a margin
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Go(func() {
+			if status, took := timedCall(t, 10*time.Second, "PUT", attrs, tokens["bob"], `{"b":"`+string(rune('a'+i))+`"}`); status != 503 || took > bound {
+				t.Errorf("PUT on a frozen disk: %d after %v, want 503 within %v", status, took, bound)
+			}
+		})
+	}
+	wg.Wait()
+	for _, c := range []struct{ what, url, token string }{
+		{"liveness", p.url + "/health/liveness", ""}, {"metrics", p.url + "/metrics", ""}, {"a cached read", attrs, tokens["alice"]},
+	} {
+		if status, took := timedCall(t, 10*time.Second, "GET", c.url, c.token, ""); status != 200 || took > time.Second {
+			t.Errorf("%s on a frozen disk: %d after %v", c.what, status, took)
+		}
+	}
+	if status, took := timedCall(t, 10*time.Second, "GET", attrs, tokens["carol"], ""); (status != 200 && status != 503) || took > bound {
+		t.Errorf("an uncached read on a frozen disk: %d after %v", status, took)
+	}
+	if status, _ := timedCall(t, 10*time.Second, "GET", p.url+"/health/readiness", "", ""); status != 503 {
+		t.Errorf("readiness on a frozen disk: %d, want 503", status)
+	}
+
+	disk.Thaw()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		status, _ := timedCall(t, 10*time.Second, "GET", p.url+"/health/readiness", "", "")
+		if status == 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not ready 10s after the thaw: %d", status)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if status, _ := call(t, "PUT", attrs, tokens["bob"], `{"after":"thaw"}`); status != 204 {
+		t.Fatalf("PUT after the thaw: %d", status)
+	}
+	p.cmd.Process.Signal(syscall.SIGKILL)
+	p.wait(t, 10*time.Second)
+	again := startServe(t, dir, nil, "--dev", "--data-dir", dir)
+	for user, want := range map[string]string{"alice": `"a":"1"`, "bob": `"after":"thaw"`} {
+		if _, body := call(t, "GET", again.url+"/user/2025-1/attributes", tokens[user], ""); !strings.Contains(body, want) {
+			t.Errorf("%s after a restart: %s, want %s", user, body, want)
+		}
+	}
+}
