@@ -93,4 +93,3 @@ func (d *Disk) Thaw() {
 		d.frozen = false
 	}
 }
-
