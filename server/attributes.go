@@ -4,8 +4,10 @@ import (
 	"errors"
 	"io"
 	"mime"
+	"net"
 	"net/http"
 	"strconv"
+	"strings"
 
 	"github.com/userattrs/userattrs"
 	"github.com/userattrs/userattrs/internal/jsontext"
@@ -136,6 +138,25 @@ func acceptedContentType(header string) bool {
 	return err == nil && (mediaType == "application/json" || mediaType == "application/vnd.api+json")
 }
 
+// identityEncoded reports whether Content-Encoding fields name no encoding
+// but "identity".
+func identityEncoded(values []string) bool {
+	for _, v := range values {
+		for _, coding := range strings.Split(v, ",") {
+			if c := strings.TrimSpace(coding); c != "" && !strings.EqualFold(c, "identity") {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// isTimeout reports a read that ended at a deadline.
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
 // putAttributes merges the body into the attributes of the token's user and
 // answers 204 once the change is durable. A body that breaks any rule
 // changes nothing.
@@ -144,6 +165,14 @@ func putAttributes(svc *userattrs.Service, maxBodyBytes int64) http.Handler {
 		if !acceptedContentType(r.Header.Get("Content-Type")) {
 			writeErrors(w, r, newError(http.StatusUnsupportedMediaType, codeUnsupportedMediaType,
 				"send the attributes as application/json or application/vnd.api+json"))
+			return
+		}
+		if !identityEncoded(r.Header.Values("Content-Encoding")) {
+			// Decoding would let a small body expand past every limit;
+			// a 64 KiB body needs no compression.
+			w.Header()["Accept-Encoding"] = []string{"identity"}
+			writeErrors(w, r, newError(http.StatusUnsupportedMediaType, codeUnsupportedMediaType,
+				"send the body without a Content-Encoding: no encoding is decoded"))
 			return
 		}
 		tooLarge := newError(http.StatusRequestEntityTooLarge, codeBodyTooLarge,
@@ -157,6 +186,14 @@ func putAttributes(svc *userattrs.Service, maxBodyBytes int64) http.Handler {
 		switch {
 		case errors.As(err, &tooBig):
 			writeErrors(w, r, tooLarge)
+			return
+		case isTimeout(err):
+			// The connection's read deadline passed: a client too slow to
+			// send 64 KiB within the read timeout, or one holding the
+			// connection open on purpose. Nothing more is read from it.
+			w.Header()["Connection"] = []string{"close"}
+			writeErrors(w, r, newError(http.StatusRequestTimeout, codeRequestTimeout,
+				"the body did not arrive within the read timeout"))
 			return
 		case err != nil:
 			writeErrors(w, r, newError(http.StatusBadRequest, codeInvalidJSON, "the body could not be read"))

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/userattrs/userattrs/auth"
 )
@@ -27,6 +28,7 @@ type authenticator struct {
 	verifier auth.Verifier
 	rules    LinkedIdentityRules
 	links    LinkedIdentities
+	timeout  time.Duration // of a token check; 0: none
 }
 
 // The scopes of the routes.
@@ -60,6 +62,17 @@ func bearerToken(r *http.Request) (token string, offered bool) {
 	return strings.TrimSpace(rest), true
 }
 
+// verify checks the token within the check timeout: a slow issuer costs a
+// request that bound, then 503.
+func (a authenticator) verify(ctx context.Context, token string) (auth.Identity, error) {
+	if a.timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, a.timeout)
+		defer cancel()
+	}
+	return a.verifier.Verify(ctx, token)
+}
+
 // require lets a request through when it carries a valid token with scope,
 // whose user has the linked identity its client requires, and answers 401
 // or 403 (RFC 6750) otherwise.
@@ -77,7 +90,7 @@ func (a authenticator) require(scope string, next http.Handler) http.Handler {
 		if token == "" || len(token) > maxTokenBytes {
 			err = &auth.InvalidTokenError{Reason: "empty or too long"}
 		} else {
-			id, err = a.verifier.Verify(r.Context(), token)
+			id, err = a.verify(r.Context(), token)
 		}
 		if invalid := (*auth.InvalidTokenError)(nil); errors.As(err, &invalid) {
 			w.Header().Set("WWW-Authenticate", realm+`, error="invalid_token"`)

@@ -25,6 +25,7 @@ const (
 	codePreconditionFailed    = "precondition-failed"
 	codeBodyTooLarge          = "body-too-large"
 	codeUnsupportedMediaType  = "unsupported-media-type"
+	codeRequestTimeout        = "request-timeout"
 	codeInvalidAttribute      = "invalid-attribute"
 	codeInternalError         = "internal-error"
 	codeStoreUnavailable      = "store-unavailable"
@@ -43,6 +44,7 @@ var titles = map[string]string{
 	codePreconditionFailed:    "Precondition failed",
 	codeBodyTooLarge:          "Request body too large",
 	codeUnsupportedMediaType:  "Unsupported media type",
+	codeRequestTimeout:        "Request timeout",
 	codeInvalidAttribute:      "Invalid attribute",
 	codeInternalError:         "Internal server error",
 	codeStoreUnavailable:      "Service unavailable",

@@ -39,14 +39,16 @@ type fixture struct {
 }
 
 type options struct {
-	store     userattrs.Store
-	policy    userattrs.Policy
-	limits    userattrs.Limits
-	cache     userattrs.ReadCacheConfig
-	maxBody   int64
-	readiness []server.ReadinessCheck
-	rules     server.LinkedIdentityRules
-	links     server.LinkedIdentities
+	store        userattrs.Store
+	policy       userattrs.Policy
+	limits       userattrs.Limits
+	cache        userattrs.ReadCacheConfig
+	maxBody      int64
+	readiness    []server.ReadinessCheck
+	rules        server.LinkedIdentityRules
+	links        server.LinkedIdentities
+	verifier     auth.Verifier // instead of the development key's
+	checkTimeout time.Duration
 }
 
 func newFixture(t testing.TB, edit ...func(*options)) *fixture {
@@ -71,8 +73,11 @@ func newFixture(t testing.TB, edit ...func(*options)) *fixture {
 	svc := userattrs.NewService(metrics.InstrumentStore(o.store, "test", reg),
 		userattrs.ServiceConfig{Limits: o.limits, Policy: o.policy, StoreTimeout: 2 * time.Second, ReadCache: o.cache})
 	logs := &testutil.SyncBuffer{}
+	if o.verifier == nil {
+		o.verifier = auth.NewCache(key.Verifier(), auth.CacheConfig{})
+	}
 	h := server.NewServer(server.Config{
-		Service: svc, Verifier: auth.NewCache(key.Verifier(), auth.CacheConfig{}), Metrics: reg, MaxBodyBytes: o.maxBody,
+		Service: svc, Verifier: o.verifier, Metrics: reg, MaxBodyBytes: o.maxBody, CheckTimeout: o.checkTimeout,
 		Logger:              slog.New(slog.NewJSONHandler(logs, nil)),
 		Readiness:           append([]server.ReadinessCheck{{Name: "store", Check: svc.Ping}}, o.readiness...),
 		LinkedIdentityRules: o.rules,

@@ -3,9 +3,11 @@
 package server
 
 import (
+	"log"
 	"log/slog"
 	"net/http"
 	"path"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -27,6 +29,25 @@ type Config struct {
 	// LinkedIdentityRules, when not empty, need LinkedIdentities.
 	LinkedIdentityRules LinkedIdentityRules
 	LinkedIdentities    LinkedIdentities
+	// CheckTimeout bounds what checking a token may wait for: the issuer's
+	// keys or an introspection answer (503 beyond). Zero means no bound.
+	CheckTimeout time.Duration
+}
+
+// NewHTTPServer returns the HTTP server of handler with the timeouts that
+// keep slow and idle clients from holding connections: headers within 5 s,
+// the whole request within 15 s (408 for a body still arriving), and
+// idle keep-alive connections closed after 2 minutes.
+func NewHTTPServer(handler http.Handler, errorLog *log.Logger) *http.Server {
+	return &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       15 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    32 << 10,
+		ErrorLog:          errorLog,
+	}
 }
 
 // NewServer returns the handler of the whole API.

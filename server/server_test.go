@@ -207,6 +207,10 @@ func TestErrors(t *testing.T) {
 		want    check
 	}{
 		{"not JSON", "PUT", "", `{"a":`, nil, false, check{400, "invalid-json", nil, [2]string{}}},
+		{"a body labelled gzip", "PUT", "", `{"a":"1"}`, []string{"Content-Encoding", "gzip"}, false,
+			check{415, "unsupported-media-type", nil, [2]string{"Accept-Encoding", "identity"}}},
+		{"a body labelled br, identity", "PUT", "", `{"a":"1"}`, []string{"Content-Encoding", "identity, br"}, false,
+			check{415, "unsupported-media-type", nil, [2]string{}}},
 		{"empty body", "PUT", "", ``, nil, false, check{400, "invalid-json", nil, [2]string{}}},
 		{"invalid UTF-8", "PUT", "", "{\"a\":\"\xff\"}", nil, false, check{400, "invalid-json", nil, [2]string{}}},
 		{"trailing data", "PUT", "", `{"a":"1"} x`, nil, false, check{400, "invalid-json", nil, [2]string{}}},

@@ -14,6 +14,7 @@ import (
 	"regexp"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -38,6 +39,7 @@ type serveConfig struct {
 	logLevel        logLevel
 	debugAddr       string
 	apiVersions     string
+	conns           server.ConnLimits
 }
 
 type authConfig struct {
@@ -110,9 +112,33 @@ func serveFlags(fs *flag.FlagSet) *serveConfig {
 		"on shutdown, how long readiness fails while requests are still served, before the drain (with --dev: 0)")
 	fs.Var(&c.logLevel, "log-level", "least level logged: debug, info (the default), warn, error")
 	fs.StringVar(&c.debugAddr, "debug-addr", "", "when set, serve Go's pprof profiles on this address (keep it on loopback)")
+	fs.IntVar(&c.conns.Max, "max-connections", server.DefaultConnLimits.Max,
+		"most HTTP connections open at once (kept below the file descriptor limit); beyond it idle ones are closed, then new ones get 503")
+	fs.IntVar(&c.conns.MaxIdle, "max-idle-connections", server.DefaultConnLimits.MaxIdle, "most idle keep-alive connections kept open")
 	fs.StringVar(&c.apiVersions, "api-versions", strings.Join(server.DefaultVersions, ","),
 		"comma-separated versions of the user API that serve the attributes routes")
 	return c
+}
+
+// descriptorHeadroom is what the connection bound leaves of the file
+// descriptor limit to the store, the issuer, the logs and the runtime.
+const descriptorHeadroom = 512
+
+// connLimits are the connection bounds, lowered below the process's file
+// descriptor limit where they would exceed it.
+func (c *serveConfig) connLimits(logger *slog.Logger) (server.ConnLimits, error) {
+	l := c.conns
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err == nil && rl.Cur < uint64(l.Max+descriptorHeadroom) {
+		if rl.Cur < 2*descriptorHeadroom {
+			return l, fmt.Errorf("the file descriptor limit (%d) leaves no room for connections: raise it (ulimit -n) to at least %d",
+				rl.Cur, 2*descriptorHeadroom)
+		}
+		l.Max = int(rl.Cur) - descriptorHeadroom
+		logger.Warn("--max-connections lowered below the file descriptor limit", "max_connections", l.Max, "nofile", rl.Cur)
+	}
+	l.MaxIdle = min(l.MaxIdle, l.Max)
+	return l, nil
 }
 
 func (c *serveConfig) validate() error {
@@ -125,6 +151,9 @@ func (c *serveConfig) validate() error {
 	}
 	if c.store.timeout <= 0 || c.shutdownTimeout <= 0 || c.auth.introspectionCacheTTL < 0 {
 		return errors.New("--store-timeout and --shutdown-timeout must be positive, --introspection-cache-ttl not negative")
+	}
+	if c.conns.Max < 1 || c.conns.MaxIdle < 0 {
+		return errors.New("--max-connections must be positive, --max-idle-connections not negative")
 	}
 	if c.shutdownDelay < 0 {
 		return errors.New("--shutdown-delay must not be negative")
@@ -226,23 +255,22 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		{Name: "store", Check: svc.Ping},
 	}, readiness...)
 
-	srv := &http.Server{
-		Handler: server.NewServer(server.Config{
-			Service: svc, Verifier: verifier, Logger: logger, Metrics: reg,
-			MaxBodyBytes: cfg.maxBodyBytes, Readiness: readiness, Versions: commaList(cfg.apiVersions),
-			LinkedIdentityRules: server.LinkedIdentityRules(cfg.auth.requireLinked), LinkedIdentities: links,
-		}),
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       15 * time.Second,
-		WriteTimeout:      30 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    32 << 10,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
-	}
+	srv := server.NewHTTPServer(server.NewServer(server.Config{
+		Service: svc, Verifier: verifier, Logger: logger, Metrics: reg,
+		MaxBodyBytes: cfg.maxBodyBytes, Readiness: readiness, Versions: commaList(cfg.apiVersions),
+		LinkedIdentityRules: server.LinkedIdentityRules(cfg.auth.requireLinked), LinkedIdentities: links,
+		CheckTimeout: cfg.store.timeout,
+	}), slog.NewLogLogger(logger.Handler(), slog.LevelWarn))
 	ln, err := net.Listen("tcp", cfg.addr)
 	if err != nil {
 		return err
 	}
+	conns, err := cfg.connLimits(logger)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	ln = server.LimitConnections(srv, ln, conns, reg)
 	logger.Info("listening", "addr", ln.Addr().String(), "store", kind.Name, "version", version(), "api_versions", cfg.apiVersions)
 	if cfg.debugAddr != "" {
 		if err := serveDebug(ctx, cfg.debugAddr, logger); err != nil {

@@ -1,0 +1,140 @@
+package server_test
+
+import (
+	"bufio"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/userattrs/userattrs/auth"
+	"github.com/userattrs/userattrs/server"
+)
+
+// serveReal serves f's handler as the service does, on a real listener with
+// the given connection bounds, and returns its address.
+func serveReal(t *testing.T, f *fixture, limits server.ConnLimits, edit func(*http.Server)) string {
+	t.Helper()
+	srv := server.NewHTTPServer(f.handler, nil)
+	if edit != nil {
+		edit(srv)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	go srv.Serve(server.LimitConnections(srv, ln, limits, prometheus.NewRegistry()))
+	t.Cleanup(func() { srv.Close() })
+	return addr
+}
+
+// statusLine sends raw on a new connection and returns the status line of
+// the answer, or "" when the connection ends without one.
+func statusLine(t *testing.T, c net.Conn, raw string) string {
+	t.Helper()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	if raw != "" {
+		if _, err := c.Write([]byte(raw)); err != nil {
+			return ""
+		}
+	}
+	line, _ := bufio.NewReader(c).ReadString('\n')
+	return strings.TrimSpace(line)
+}
+
+func dial(t *testing.T, addr string) net.Conn {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// Connections beyond the bound get a 503 at once; idle keep-alive
+// connections beyond theirs are closed, and make room for new clients.
+func TestConnectionBounds(t *testing.T) {
+	f := newFixture(t)
+	addr := serveReal(t, f, server.ConnLimits{Max: 10, MaxIdle: 3}, nil)
+	const probe = "GET /health/liveness HTTP/1.1\r\nHost: x\r\n\r\n"
+
+	// Ten silent connections, as slowloris holds them, fill the bound.
+	for range 10 {
+		dial(t, addr)
+	}
+	time.Sleep(100 * time.Millisecond)
+	if got := statusLine(t, dial(t, addr), ""); !strings.HasPrefix(got, "HTTP/1.1 503") {
+		t.Fatalf("a connection beyond the bound: %q, want a 503", got)
+	}
+
+	// Idle keep-alive connections: at most three stay, and they give way.
+	f2 := newFixture(t)
+	addr = serveReal(t, f2, server.ConnLimits{Max: 6, MaxIdle: 3}, nil)
+	var idle []net.Conn
+	for range 6 {
+		c := dial(t, addr)
+		if got := statusLine(t, c, probe); got != "HTTP/1.1 200 OK" {
+			t.Fatalf("probe: %q", got)
+		}
+		idle = append(idle, c)
+	}
+	time.Sleep(100 * time.Millisecond)
+	open := 0
+	for _, c := range idle {
+		c.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+		if _, err := c.Read(make([]byte, 1)); err != nil && strings.Contains(err.Error(), "timeout") {
+			open++
+		}
+	}
+	if open != 3 {
+		t.Fatalf("%d idle connections kept, want 3", open)
+	}
+	for range 3 { // the three kept idle are closed to make room
+		dial(t, addr)
+	}
+	time.Sleep(100 * time.Millisecond)
+	if got := statusLine(t, dial(t, addr), probe); got != "HTTP/1.1 200 OK" {
+		t.Fatalf("a probe after idle connections filled the bound: %q", got)
+	}
+}
+
+// A body that arrives too slowly is answered 408, not 400.
+func TestSlowBody(t *testing.T) {
+	f := newFixture(t)
+	addr := serveReal(t, f, server.DefaultConnLimits, func(s *http.Server) { s.ReadTimeout = 300 * time.Millisecond })
+	c := dial(t, addr)
+	tok := f.token("alice", write)
+	got := statusLine(t, c, "PUT /user/2024-3/attributes HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "+tok+
+		"\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"a\":")
+	if got != "HTTP/1.1 408 Request Timeout" {
+		t.Fatalf("a body cut short: %q", got)
+	}
+}
+
+// An issuer whose keys are slow to come costs a request the check timeout,
+// then 503, not the HTTP client's own timeout.
+func TestSlowIssuer(t *testing.T) {
+	release := make(chan struct{})
+	issuer := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	defer issuer.Close()
+	defer close(release)
+	verifier := auth.NewOIDC(auth.OIDCConfig{Issuer: issuer.URL, Rules: auth.Rules{AnyAudience: true}})
+	f := newFixture(t, func(o *options) { o.verifier = verifier; o.checkTimeout = 200 * time.Millisecond })
+	tok := f.token("alice", read) // signed by a key the issuer would have to publish
+	start := time.Now()
+	res := f.get(tok)
+	if res.status != 503 || time.Since(start) > 2*time.Second {
+		t.Fatalf("GET with the issuer's keys slow: %d after %v, want 503 at the check timeout", res.status, time.Since(start))
+	}
+}
