@@ -2,6 +2,7 @@ package userattrs
 
 import (
 	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 )
@@ -16,6 +17,10 @@ var (
 	// ErrUnavailable: the store is down, overloaded or did not answer in
 	// time; the request may succeed if retried later.
 	ErrUnavailable = errors.New("store unavailable")
+	// ErrOverloaded: the instance already runs as many store operations
+	// as it may; it is ErrUnavailable, answered at once rather than after
+	// queueing until the timeout.
+	ErrOverloaded = fmt.Errorf("%w: too many store operations at once", ErrUnavailable)
 )
 
 // Violation is one member of a PUT body that breaks a rule.

@@ -39,7 +39,8 @@ type Service struct {
 	limits  Limits
 	policy  Policy
 	timeout time.Duration
-	cache   *readCache // nil when off
+	cache   *readCache    // nil when off
+	ops     chan struct{} // a slot per store operation running; nil: no bound
 }
 
 // ServiceConfig configures a Service.
@@ -52,6 +53,10 @@ type ServiceConfig struct {
 	// ReadCache keeps recently read and written users in memory, where the
 	// store's capabilities allow it.
 	ReadCache ReadCacheConfig
+	// MaxStoreOperations bounds the store operations running at once,
+	// counting those whose callers gave up but the store still runs;
+	// beyond it a call fails at once with ErrOverloaded. Zero: no bound.
+	MaxStoreOperations int
 }
 
 // NewService returns a service that keeps attributes in store. The read
@@ -68,8 +73,12 @@ func NewService(store Store, cfg ServiceConfig) *Service {
 	case !caps.ExternalWriters:
 		cache.TTL = 0
 	}
-	return &Service{store: store, limits: cfg.Limits, policy: cfg.Policy, timeout: cfg.StoreTimeout,
+	s := &Service{store: store, limits: cfg.Limits, policy: cfg.Policy, timeout: cfg.StoreTimeout,
 		cache: newReadCache(cache)}
+	if cfg.MaxStoreOperations > 0 {
+		s.ops = make(chan struct{}, cfg.MaxStoreOperations)
+	}
+	return s
 }
 
 // Get returns the attributes of user that clients may see, and the entity
@@ -85,7 +94,7 @@ func (s *Service) Get(ctx context.Context, user string) (Attributes, string, err
 	}
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
-	current, err := within(ctx, func() (Attributes, error) { return s.store.Get(ctx, user) })
+	current, err := within(ctx, s.ops, func() (Attributes, error) { return s.store.Get(ctx, user) })
 	if err != nil {
 		return nil, "", s.storeError(err)
 	}
@@ -117,24 +126,37 @@ func (s *Service) Merge(ctx context.Context, user string, patch Patch, cond Prec
 	}
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
-	_, err := within(ctx, func() (struct{}, error) { return struct{}{}, s.update(ctx, user, patch, cond) })
+	_, err := within(ctx, s.ops, func() (struct{}, error) { return struct{}{}, s.update(ctx, user, patch, cond) })
 	return s.storeError(err)
 }
 
 // within runs op in a goroutine of its own and returns its outcome, or the
 // context's error once ctx ends first. A store stuck where its context
 // cannot reach it (a system call on a frozen disk) then costs a request at
-// most the store timeout; the goroutine ends when the store returns, and
-// the store's own bounds (pool sizes, one writer) bound how many wait.
-func within[T any](ctx context.Context, op func() (T, error)) (T, error) {
+// most the store timeout. op holds a slot of ops until it returns, however
+// long after its caller; with none free, within fails at once: an instance
+// under more load than its store can take sheds it instead of queueing
+// every request until its timeout. Readiness (nil ops) takes no slot.
+func within[T any](ctx context.Context, ops chan struct{}, op func() (T, error)) (T, error) {
 	type outcome struct {
 		v   T
 		err error
+	}
+	if ops != nil {
+		select {
+		case ops <- struct{}{}:
+		default:
+			var zero T
+			return zero, ErrOverloaded
+		}
 	}
 	done := make(chan outcome, 1)
 	go func() {
 		var o outcome
 		defer func() { done <- o }()
+		if ops != nil {
+			defer func() { <-ops }()
+		}
 		defer RecoverPanic(&o.err)
 		o.v, o.err = op()
 	}()
@@ -189,7 +211,7 @@ func (s *Service) update(ctx context.Context, user string, patch Patch, cond Pre
 func (s *Service) Ping(ctx context.Context) error {
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
-	_, err := within(ctx, func() (struct{}, error) { return struct{}{}, s.store.Ping(ctx) })
+	_, err := within(ctx, nil, func() (struct{}, error) { return struct{}{}, s.store.Ping(ctx) })
 	return s.storeError(err)
 }
 

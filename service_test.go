@@ -80,3 +80,35 @@ func TestBodiesThatCannotFitNeverReachTheStore(t *testing.T) {
 		t.Fatalf("the store was asked %d times", st.updates)
 	}
 }
+
+// Beyond the bound on store operations a call fails at once; operations
+// whose callers gave up hold their slots until the store returns.
+func TestStoreOperationsBound(t *testing.T) {
+	st := &stuckStore{Store: memory.New(), release: make(chan struct{})}
+	svc := userattrs.NewService(st, userattrs.ServiceConfig{Limits: userattrs.DefaultLimits, StoreTimeout: 50 * time.Millisecond,
+		MaxStoreOperations: 2})
+	for range 2 {
+		if _, _, err := svc.Get(context.Background(), "u"); !errors.Is(err, userattrs.ErrUnavailable) || errors.Is(err, userattrs.ErrOverloaded) {
+			t.Fatalf("Get on a stuck store: %v, want a timeout", err)
+		}
+	}
+	start := time.Now()
+	if _, _, err := svc.Get(context.Background(), "u"); !errors.Is(err, userattrs.ErrOverloaded) || time.Since(start) > 20*time.Millisecond {
+		t.Fatalf("Get beyond the bound: %v after %v, want ErrOverloaded at once", err, time.Since(start))
+	}
+	if err := svc.Ping(context.Background()); errors.Is(err, userattrs.ErrOverloaded) {
+		t.Fatal("readiness was shed")
+	}
+	close(st.release)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_, _, err := svc.Get(context.Background(), "u")
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("slots never came back: %v", err)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}

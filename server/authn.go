@@ -3,8 +3,10 @@ package server
 import (
 	"context"
 	"errors"
+	"math"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -29,6 +31,7 @@ type authenticator struct {
 	rules    LinkedIdentityRules
 	links    LinkedIdentities
 	timeout  time.Duration // of a token check; 0: none
+	limits   *rateLimiter
 }
 
 // The scopes of the routes.
@@ -111,6 +114,13 @@ func (a authenticator) require(scope string, next http.Handler) http.Handler {
 			w.Header().Set("WWW-Authenticate", realm+`, error="insufficient_scope", scope="`+scope+`"`)
 			writeErrors(w, r, newError(http.StatusForbidden, codeInsufficientScope,
 				"the token does not grant the scope "+scope))
+			return
+		}
+		if limit, wait := a.limits.allow(id.Subject, id.ClientID); limit != "" {
+			seconds := strconv.Itoa(int(math.Ceil(wait.Seconds())))
+			w.Header().Set("Retry-After", seconds)
+			writeErrors(w, r, newError(http.StatusTooManyRequests, codeRateLimited,
+				"too many requests for this "+limit+"; retry after "+seconds+" s"))
 			return
 		}
 		if provider, ok := a.rules[id.ClientID]; ok {

@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"bufio"
+	"context"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -11,8 +12,10 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/userattrs/userattrs"
 	"github.com/userattrs/userattrs/auth"
 	"github.com/userattrs/userattrs/server"
+	"github.com/userattrs/userattrs/store/memory"
 )
 
 // serveReal serves f's handler as the service does, on a real listener with
@@ -137,4 +140,64 @@ func TestSlowIssuer(t *testing.T) {
 	if res.status != 503 || time.Since(start) > 2*time.Second {
 		t.Fatalf("GET with the issuer's keys slow: %d after %v, want 503 at the check timeout", res.status, time.Since(start))
 	}
+}
+
+// Past a user's or a client's rate, requests get 429 with Retry-After;
+// other users and clients are not held back.
+func TestRateLimits(t *testing.T) {
+	f := newFixture(t, func(o *options) { o.rateLimits = server.RateLimits{PerUser: 1, PerClient: 3} })
+	alice, bob := f.token("alice", read), f.token("bob", read)
+	for i := range 2 { // a burst of twice the rate
+		if res := f.get(alice); res.status != 200 {
+			t.Fatalf("request %d of alice's burst: %d", i, res.status)
+		}
+	}
+	res := f.get(alice)
+	res.errors(t, 429, "rate-limited")
+	if ra := res.header.Get("Retry-After"); ra != "1" {
+		t.Fatalf("Retry-After %q, want 1", ra)
+	}
+	if res := f.get(bob); res.status != 200 {
+		t.Fatalf("bob held back by alice: %d", res.status)
+	}
+	// The client's six-request burst: alice's two and bob's one are spent.
+	carol, dave, erin := f.token("carol", read), f.token("dave", read), f.token("erin", read)
+	for _, tok := range []string{carol, dave, erin} {
+		if res := f.get(tok); res.status != 200 {
+			t.Fatalf("within the client's burst: %d", res.status)
+		}
+	}
+	if res := f.get(f.token("frank", read)); res.status != 429 {
+		t.Fatalf("past the client's burst: %d, want 429", res.status)
+	}
+	if res := f.get(f.clientToken("other-app", "frank", read)); res.status != 200 {
+		t.Fatalf("another client held back: %d", res.status)
+	}
+}
+
+// A store busy beyond the instance's bound sheds requests at once, 503
+// with Retry-After: 1.
+func TestOverloadIsShed(t *testing.T) {
+	st := &blockingStore{Store: memory.New(), release: make(chan struct{})}
+	defer close(st.release)
+	f := newFixture(t, func(o *options) { o.store = st; o.maxStoreOps = 1 })
+	tok := f.token("alice", read, write)
+	go f.put(tok, `{"a":"1"}`) // holds the one slot until released
+	time.Sleep(100 * time.Millisecond)
+	start := time.Now()
+	res := f.get(f.token("bob", read))
+	res.errors(t, 503, "store-unavailable")
+	if res.header.Get("Retry-After") != "1" || time.Since(start) > time.Second {
+		t.Fatalf("shed after %v with Retry-After %q", time.Since(start), res.header.Get("Retry-After"))
+	}
+}
+
+type blockingStore struct {
+	userattrs.Store
+	release chan struct{}
+}
+
+func (s *blockingStore) Update(ctx context.Context, user string, update func(userattrs.Attributes) (userattrs.Attributes, error)) error {
+	<-s.release
+	return s.Store.Update(ctx, user, update)
 }

@@ -26,6 +26,7 @@ const (
 	codeBodyTooLarge          = "body-too-large"
 	codeUnsupportedMediaType  = "unsupported-media-type"
 	codeRequestTimeout        = "request-timeout"
+	codeRateLimited           = "rate-limited"
 	codeInvalidAttribute      = "invalid-attribute"
 	codeInternalError         = "internal-error"
 	codeStoreUnavailable      = "store-unavailable"
@@ -45,6 +46,7 @@ var titles = map[string]string{
 	codeBodyTooLarge:          "Request body too large",
 	codeUnsupportedMediaType:  "Unsupported media type",
 	codeRequestTimeout:        "Request timeout",
+	codeRateLimited:           "Too many requests",
 	codeInvalidAttribute:      "Invalid attribute",
 	codeInternalError:         "Internal server error",
 	codeStoreUnavailable:      "Service unavailable",
@@ -98,7 +100,7 @@ func writeErrors(w http.ResponseWriter, r *http.Request, errs ...apiError) {
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Content-Type-Options", "nosniff")
 	delete(h, etagHeader)
-	if errs[0].status == http.StatusServiceUnavailable {
+	if errs[0].status == http.StatusServiceUnavailable && h.Get("Retry-After") == "" {
 		h.Set("Retry-After", retryAfterSeconds)
 	}
 	w.WriteHeader(errs[0].status)
@@ -136,6 +138,12 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 		// The operator's to fix, and retrying will not help.
 		logFrom(r.Context()).Error("token checks misconfigured", "error", err.Error())
 		writeInternalError(w, r)
+	case errors.Is(err, userattrs.ErrOverloaded):
+		// Shed at once, and counted by the request metrics: a warning per
+		// request would add to the load.
+		w.Header().Set("Retry-After", "1")
+		writeErrors(w, r, newError(http.StatusServiceUnavailable, codeStoreUnavailable,
+			"this instance is running as many store operations as it may; retry shortly"))
 	case errors.Is(err, userattrs.ErrUnavailable), errors.Is(err, auth.ErrUnavailable):
 		logFrom(r.Context()).Warn("dependency unavailable", "error", err.Error())
 		writeErrors(w, r, newError(http.StatusServiceUnavailable, codeStoreUnavailable,

@@ -49,6 +49,8 @@ type options struct {
 	links        server.LinkedIdentities
 	verifier     auth.Verifier // instead of the development key's
 	checkTimeout time.Duration
+	rateLimits   server.RateLimits
+	maxStoreOps  int
 }
 
 func newFixture(t testing.TB, edit ...func(*options)) *fixture {
@@ -71,13 +73,14 @@ func newFixture(t testing.TB, edit ...func(*options)) *fixture {
 	}
 	reg := prometheus.NewRegistry()
 	svc := userattrs.NewService(metrics.InstrumentStore(o.store, "test", reg),
-		userattrs.ServiceConfig{Limits: o.limits, Policy: o.policy, StoreTimeout: 2 * time.Second, ReadCache: o.cache})
+		userattrs.ServiceConfig{Limits: o.limits, Policy: o.policy, StoreTimeout: 2 * time.Second, ReadCache: o.cache,
+			MaxStoreOperations: o.maxStoreOps})
 	logs := &testutil.SyncBuffer{}
 	if o.verifier == nil {
 		o.verifier = auth.NewCache(key.Verifier(), auth.CacheConfig{})
 	}
 	h := server.NewServer(server.Config{
-		Service: svc, Verifier: o.verifier, Metrics: reg, MaxBodyBytes: o.maxBody, CheckTimeout: o.checkTimeout,
+		Service: svc, Verifier: o.verifier, Metrics: reg, MaxBodyBytes: o.maxBody, CheckTimeout: o.checkTimeout, RateLimits: o.rateLimits,
 		Logger:              slog.New(slog.NewJSONHandler(logs, nil)),
 		Readiness:           append([]server.ReadinessCheck{{Name: "store", Check: svc.Ping}}, o.readiness...),
 		LinkedIdentityRules: o.rules,

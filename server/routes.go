@@ -9,7 +9,8 @@ import (
 // routes registers the whole API. Patterns with a method win over the same
 // pattern without one, which therefore answers 405 for the other methods.
 func routes(mux *http.ServeMux, cfg Config) {
-	authn := authenticator{verifier: cfg.Verifier, rules: cfg.LinkedIdentityRules, links: cfg.LinkedIdentities, timeout: cfg.CheckTimeout}
+	authn := authenticator{verifier: cfg.Verifier, rules: cfg.LinkedIdentityRules, links: cfg.LinkedIdentities, timeout: cfg.CheckTimeout,
+		limits: newRateLimiter(cfg.RateLimits, cfg.Metrics)}
 	served := cfg.Versions
 	if len(served) == 0 {
 		served = DefaultVersions

@@ -32,6 +32,8 @@ type Config struct {
 	// CheckTimeout bounds what checking a token may wait for: the issuer's
 	// keys or an introspection answer (503 beyond). Zero means no bound.
 	CheckTimeout time.Duration
+	// RateLimits are the optional per-user and per-client limits (429).
+	RateLimits RateLimits
 }
 
 // NewHTTPServer returns the HTTP server of handler with the timeouts that

@@ -40,6 +40,8 @@ type serveConfig struct {
 	debugAddr       string
 	apiVersions     string
 	conns           server.ConnLimits
+	rateLimits      server.RateLimits
+	maxStoreOps     int
 }
 
 type authConfig struct {
@@ -115,6 +117,12 @@ func serveFlags(fs *flag.FlagSet) *serveConfig {
 	fs.IntVar(&c.conns.Max, "max-connections", server.DefaultConnLimits.Max,
 		"most HTTP connections open at once (kept below the file descriptor limit); beyond it idle ones are closed, then new ones get 503")
 	fs.IntVar(&c.conns.MaxIdle, "max-idle-connections", server.DefaultConnLimits.MaxIdle, "most idle keep-alive connections kept open")
+	fs.Float64Var(&c.rateLimits.PerUser, "rate-limit-per-user", 0,
+		"requests per second one user may send, in bursts of twice that (429 beyond); 0: no limit")
+	fs.Float64Var(&c.rateLimits.PerClient, "rate-limit-per-client", 0,
+		"requests per second one client (azp) may send for all its users together, in bursts of twice that; 0: no limit")
+	fs.IntVar(&c.maxStoreOps, "max-store-operations", 256,
+		"store operations one instance runs at once; beyond it requests get 503 with Retry-After at once instead of queueing")
 	fs.StringVar(&c.apiVersions, "api-versions", strings.Join(server.DefaultVersions, ","),
 		"comma-separated versions of the user API that serve the attributes routes")
 	return c
@@ -151,6 +159,9 @@ func (c *serveConfig) validate() error {
 	}
 	if c.store.timeout <= 0 || c.shutdownTimeout <= 0 || c.auth.introspectionCacheTTL < 0 {
 		return errors.New("--store-timeout and --shutdown-timeout must be positive, --introspection-cache-ttl not negative")
+	}
+	if c.rateLimits.PerUser < 0 || c.rateLimits.PerClient < 0 || c.maxStoreOps < 1 {
+		return errors.New("--rate-limit-per-user and --rate-limit-per-client must not be negative, --max-store-operations must be positive")
 	}
 	if c.conns.Max < 1 || c.conns.MaxIdle < 0 {
 		return errors.New("--max-connections must be positive, --max-idle-connections not negative")
@@ -235,7 +246,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	readCache := userattrs.ReadCacheConfig{Enabled: cfg.store.readCache, TTL: time.Duration(cfg.store.readCacheTTL),
 		MaxBytes: cfg.store.readCacheMaxBytes}
 	svc := userattrs.NewService(metrics.InstrumentStore(st, kind.Name, reg), userattrs.ServiceConfig{
-		Limits: cfg.limits, Policy: policy, StoreTimeout: cfg.store.timeout, ReadCache: readCache,
+		Limits: cfg.limits, Policy: policy, StoreTimeout: cfg.store.timeout, ReadCache: readCache, MaxStoreOperations: cfg.maxStoreOps,
 	})
 	// Say at start what readiness would say: a store that cannot serve as
 	// configured (Keycloak without the extension, say) is told at once.
@@ -259,7 +270,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		Service: svc, Verifier: verifier, Logger: logger, Metrics: reg,
 		MaxBodyBytes: cfg.maxBodyBytes, Readiness: readiness, Versions: commaList(cfg.apiVersions),
 		LinkedIdentityRules: server.LinkedIdentityRules(cfg.auth.requireLinked), LinkedIdentities: links,
-		CheckTimeout: cfg.store.timeout,
+		CheckTimeout: cfg.store.timeout, RateLimits: cfg.rateLimits,
 	}), slog.NewLogLogger(logger.Handler(), slog.LevelWarn))
 	ln, err := net.Listen("tcp", cfg.addr)
 	if err != nil {
