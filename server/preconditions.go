@@ -15,46 +15,61 @@ type entityTagList struct {
 	ok     bool     // the fields are well formed
 }
 
-// parseEntityTags parses the values of one of the fields. A malformed
-// value makes the whole list malformed.
+// parseEntityTags parses the values of one of the fields as RFC 9110
+// writes them: "*" alone, or a comma-separated list of entity tags, in
+// which empty elements are allowed. Anything else makes the whole list
+// malformed; so does a field with no element at all.
 func parseEntityTags(values []string) entityTagList {
 	l := entityTagList{ok: true}
+	elements := 0
 	for _, v := range values {
 		for {
-			v = strings.TrimLeft(v, " \t,")
+			v = strings.TrimLeft(v, " \t")
 			if v == "" {
 				break
 			}
-			if v[0] == '*' {
-				l.any = true
+			if v[0] == ',' {
 				v = v[1:]
 				continue
 			}
-			weak := strings.HasPrefix(v, "W/")
-			if weak {
-				v = v[2:]
+			elements++
+			if v[0] == '*' {
+				l.any = true
+				v = v[1:]
+			} else {
+				weak := strings.HasPrefix(v, "W/")
+				if weak {
+					v = v[2:]
+				}
+				end := -1
+				if strings.HasPrefix(v, `"`) {
+					end = strings.IndexByte(v[1:], '"')
+				}
+				if end < 0 {
+					return entityTagList{}
+				}
+				if weak {
+					l.weak = append(l.weak, v[:end+2])
+				} else {
+					l.strong = append(l.strong, v[:end+2])
+				}
+				v = v[end+2:]
 			}
-			end := -1
-			if strings.HasPrefix(v, `"`) {
-				end = strings.IndexByte(v[1:], '"')
-			}
-			if end < 0 {
+			if v = strings.TrimLeft(v, " \t"); v != "" && v[0] != ',' {
 				return entityTagList{}
 			}
-			if weak {
-				l.weak = append(l.weak, v[:end+2])
-			} else {
-				l.strong = append(l.strong, v[:end+2])
-			}
-			v = v[end+2:]
 		}
+	}
+	if elements == 0 || (l.any && elements > 1) {
+		return entityTagList{}
 	}
 	return l
 }
 
 // ifMatch is the precondition of a PUT's If-Match fields. If-Match compares
 // strongly, so weak tags never match, and a malformed field holds for no
-// representation: a garbled condition never lets a write through.
+// representation (RFC 9110, 13.1.1: the condition is then false): a garbled
+// condition never lets a write through.
 func ifMatch(values []string) userattrs.Precondition {
 	if len(values) == 0 {
 		return userattrs.Precondition{}

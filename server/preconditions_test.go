@@ -24,10 +24,15 @@ func TestIfMatchFields(t *testing.T) {
 		{[]string{``}, false},
 		{[]string{`"a,b", "abc"`}, true},
 		{[]string{`*, garbage`}, false},
+		{[]string{`*, "abc"`}, false},
+		{[]string{`*`, `"abc"`}, false},
+		{[]string{`"abc" "x"`}, false},
+		{[]string{`, "abc" ,`}, true},
+		{[]string{` , `}, false},
 	}
 	for _, tc := range cases {
-		if got := ifMatch(tc.values).Holds(cur); got != tc.holds {
-			t.Errorf("If-Match %q holds = %v, want %v", tc.values, got, tc.holds)
+		if ifMatch(tc.values).Holds(cur) != tc.holds {
+			t.Errorf("If-Match %q holds = %v, want %v", tc.values, !tc.holds, tc.holds)
 		}
 	}
 }

@@ -155,7 +155,8 @@ func TestIfMatch(t *testing.T) {
 	if res := f.put(tok, `{"b":"2"}`, "If-Match", etag); res.status != 204 {
 		t.Fatalf("current If-Match: %d %s", res.status, res.body)
 	}
-	for _, stale := range []string{etag, `"nope"`, "W/" + f.get(tok).header.Get("ETag"), `garbage`} {
+	current := f.get(tok).header.Get("ETag")
+	for _, stale := range []string{etag, `"nope"`, "W/" + current, `garbage`, ``, `*, ` + current, current + ` "x"`} {
 		res := f.put(tok, `{"c":"3"}`, "If-Match", stale)
 		res.errors(t, http.StatusPreconditionFailed, "precondition-failed")
 	}

@@ -171,3 +171,23 @@ func TestOpenAPILinters(t *testing.T) {
 		}
 	}
 }
+
+// An API fuzzer no one here wrote, driven by the OpenAPI document alone,
+// finds no disagreement between the document and serve --dev: every check
+// of schemathesis, with the two readings of api/schemathesis.toml.
+func TestSchemathesis(t *testing.T) {
+	tools := clientTools(t)
+	dir := t.TempDir()
+	p := startServe(t, dir, nil, "--dev", "--data-dir", dir)
+	tok := mintToken(t, dir, "--sub", "fuzzed", "--data-dir", dir)
+	root, _ := filepath.Abs("../..")
+	out := runTool(t, dir, []string{"SCHEMATHESIS_HOOKS=", "NO_COLOR=1"}, tools["CLIENTS_SCHEMATHESIS"],
+		"--config-file", filepath.Join(root, "api", "schemathesis.toml"),
+		"run", filepath.Join(root, "api", "openapi.yaml"), "--url", p.url, "--checks", "all",
+		"--max-examples", "200", "-H", "Authorization: Bearer "+tok)
+	summary := out[max(0, strings.LastIndex(out, "SUMMARY")):]
+	if !strings.Contains(summary, "passed") || strings.Contains(summary, "fail") {
+		t.Fatalf("schemathesis:\n%s", summary)
+	}
+	t.Log(strings.TrimSpace(summary))
+}
