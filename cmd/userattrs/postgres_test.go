@@ -196,8 +196,8 @@ func TestDatabaseOutage(t *testing.T) {
 	}
 	url := srv.NewDatabase(t)
 	dir := t.TempDir()
-	a := startOnPostgres(t, dir, url, "--store-timeout", "2s", "--max-attributes", "1000000")
-	b := startOnPostgres(t, dir, url, "--store-timeout", "2s", "--max-attributes", "1000000")
+	a := startOnPostgres(t, dir, url, "--store-timeout", "2s", "--max-attributes", "1000000", "--max-user-bytes", "1000000000")
+	b := startOnPostgres(t, dir, url, "--store-timeout", "2s", "--max-attributes", "1000000", "--max-user-bytes", "1000000000")
 	tokens := tokensFor(t, dir, "alice", "bob")
 	load := startWriteLoad(t, func() []string { return []string{a.url, b.url} }, tokens, 100000)
 	time.Sleep(500 * time.Millisecond)
@@ -264,7 +264,7 @@ func TestDatabaseOutage(t *testing.T) {
 func TestKillInstanceUnderLoad(t *testing.T) {
 	url := pgtest.Shared(t).NewDatabase(t)
 	dir := t.TempDir()
-	a := startOnPostgres(t, dir, url, "--max-attributes", "1000000")
+	a := startOnPostgres(t, dir, url, "--max-attributes", "1000000", "--max-user-bytes", "1000000000")
 	tokens := tokensFor(t, dir, "alice", "bob")
 	load := startWriteLoad(t, func() []string { return []string{a.url} }, tokens, 100000)
 	time.Sleep(time.Second)
@@ -274,7 +274,7 @@ func TestKillInstanceUnderLoad(t *testing.T) {
 	if load.count(204) == 0 {
 		t.Fatal("no PUT succeeded before the kill")
 	}
-	b := startOnPostgres(t, dir, url, "--max-attributes", "1000000")
+	b := startOnPostgres(t, dir, url, "--max-attributes", "1000000", "--max-user-bytes", "1000000000")
 	n := load.checkAcked(t, b.url, tokens)
 	t.Logf("%d acknowledged keys present after kill -9", n)
 }

@@ -39,6 +39,7 @@ type Server struct {
 	cred    *syscall.Credential
 	port    int
 	stopped bool
+	extra   string // further server settings (-c name=value ...)
 }
 
 var (
@@ -124,6 +125,11 @@ func Start() (*Server, error) {
 // server binaries.
 func findBinaries() (string, error) {
 	if p, err := exec.LookPath("pg_ctl"); err == nil {
+		// Often a link into the version's own directory, beside the
+		// other binaries (initdb, pg_basebackup).
+		if real, err := filepath.EvalSymlinks(p); err == nil {
+			p = real
+		}
 		return filepath.Dir(p), nil
 	}
 	found, _ := filepath.Glob("/usr/lib/postgresql/*/bin/pg_ctl")
@@ -170,9 +176,12 @@ func (s *Server) Stop() error {
 // Start starts the server, listening on 127.0.0.1 only.
 func (s *Server) Start() error {
 	s.stopped = false
-	opts := fmt.Sprintf("-c listen_addresses=127.0.0.1 -c port=%d -c unix_socket_directories=%s -c max_connections=200",
-		s.port, s.dir)
-	return s.pgctl("start", "-l", filepath.Join(s.dir, "log"), "-o", opts)
+	return s.pgctl("start", "-l", filepath.Join(s.dir, "log"), "-o", s.options())
+}
+
+func (s *Server) options() string {
+	return strings.TrimSpace(fmt.Sprintf("-c listen_addresses=127.0.0.1 -c port=%d -c unix_socket_directories=%s -c max_connections=200 %s",
+		s.port, s.dir, s.extra))
 }
 
 // NewDatabase returns the URL of an empty schema of its own, so that tests
@@ -236,4 +245,115 @@ func (s *Server) NewJDBCDatabase(tb testing.TB) (jdbcURL, username string) {
 		tb.Fatalf("pgtest: create database: %v", err)
 	}
 	return fmt.Sprintf("jdbc:postgresql://127.0.0.1:%d/%s", s.port, name), "postgres"
+}
+
+// Pair is a primary and a synchronous streaming standby, each a cluster of
+// its own on loopback, as operators run PostgreSQL past one machine.
+type Pair struct {
+	Primary, Standby *Server
+}
+
+// StartPair starts a primary whose every commit waits for the standby
+// (synchronous_standby_names '*', synchronous_commit on) and a standby
+// made from it with pg_basebackup; both are removed when the test ends.
+// Without server binaries the test is skipped, except under CI=true.
+func StartPair(tb testing.TB) *Pair {
+	tb.Helper()
+	primary, err := Start()
+	if err == nil && !primary.own {
+		tb.Skipf("pgtest: %s names one server; a standby needs clusters of the tests' own", EnvURL)
+	}
+	if err != nil {
+		if os.Getenv("CI") != "true" && strings.Contains(err.Error(), "no PostgreSQL server binaries") {
+			tb.Skipf("pgtest: %v", err)
+		}
+		tb.Fatalf("pgtest: %v", err)
+	}
+	tb.Cleanup(primary.Close)
+	primary.extra = "-c wal_level=replica -c max_wal_senders=4 -c synchronous_standby_names='*' -c synchronous_commit=on"
+	if err := primary.pgctl("restart", "-m", "fast", "-l", filepath.Join(primary.dir, "log"), "-o", primary.options()); err != nil {
+		tb.Fatalf("pgtest: %v", err)
+	}
+
+	standby := &Server{own: true, bin: primary.bin, cred: primary.cred}
+	if standby.dir, err = os.MkdirTemp("", "userattrs-pg-standby-"); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(standby.Close)
+	if standby.cred != nil {
+		os.Chown(standby.dir, int(standby.cred.Uid), int(standby.cred.Gid))
+	}
+	if out, err := standby.command("pg_basebackup", "-h", "127.0.0.1", "-p", strconv.Itoa(primary.port), "-U", "postgres",
+		"-D", standby.dataDir(), "-R", "-X", "stream", "--no-sync").CombinedOutput(); err != nil {
+		tb.Fatalf("pgtest: pg_basebackup: %v\n%s", err, out)
+	}
+	if standby.port, err = testutil.FreePort(); err != nil {
+		tb.Fatal(err)
+	}
+	if err := standby.Start(); err != nil {
+		tb.Fatalf("pgtest: %v", err)
+	}
+	standby.URL = fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", standby.port)
+	// The standby counts as synchronous once it has caught up.
+	deadline := time.Now().Add(30 * time.Second)
+	for primary.query(tb, "SELECT count(*) FROM pg_stat_replication WHERE sync_state = 'sync'") != "1" {
+		if time.Now().After(deadline) {
+			tb.Fatal("pgtest: the standby never became synchronous")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return &Pair{Primary: primary, Standby: standby}
+}
+
+// URL connects to whichever of the two accepts writes, as a client given
+// both hosts does.
+func (p *Pair) URL() string {
+	return fmt.Sprintf("postgres://postgres@127.0.0.1:%d,127.0.0.1:%d/postgres?sslmode=disable&target_session_attrs=read-write",
+		p.Primary.port, p.Standby.port)
+}
+
+// Kill ends the server's postmaster with SIGKILL, as a crashed machine
+// would; its children go with it.
+func (s *Server) Kill() error {
+	pid, err := os.ReadFile(filepath.Join(s.dataDir(), "postmaster.pid"))
+	if err != nil {
+		return err
+	}
+	n, err := strconv.Atoi(strings.SplitN(string(pid), "\n", 2)[0])
+	if err != nil {
+		return err
+	}
+	s.stopped = true
+	if err := syscall.Kill(n, syscall.SIGKILL); err != nil {
+		return err
+	}
+	// The backends notice their postmaster is gone; give them a moment to
+	// let go of the port.
+	for range 50 {
+		if syscall.Kill(n, 0) != nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	exec.Command("pkill", "-9", "-f", "-u", "postgres", s.dataDir()).Run()
+	return nil
+}
+
+// Promote makes a standby the primary.
+func (s *Server) Promote() error { return s.pgctl("promote") }
+
+func (s *Server) query(tb testing.TB, q string) string {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, s.URL)
+	if err != nil {
+		tb.Fatalf("pgtest: connect: %v", err)
+	}
+	defer conn.Close(ctx)
+	var v string
+	if err := conn.QueryRow(ctx, q).Scan(&v); err != nil {
+		tb.Fatalf("pgtest: %s: %v", q, err)
+	}
+	return v
 }

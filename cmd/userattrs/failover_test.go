@@ -1,0 +1,56 @@
+package main
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/userattrs/userattrs/internal/pgtest"
+)
+
+// The service given both hosts of a primary and its synchronous standby
+// rides out the primary's crash: during the failover requests get 503
+// within the store timeout (never 501, never a hang), it serves writes
+// again by itself once the standby is promoted, and every merge
+// acknowledged with 204 is on the new primary.
+func TestPostgresFailover(t *testing.T) {
+	pair := pgtest.StartPair(t)
+	dir := t.TempDir()
+	p := startOnPostgres(t, dir, pair.URL(), "--store-timeout", "2s", "--max-attributes", "1000000", "--max-user-bytes", "1000000000")
+	tokens := tokensFor(t, dir, "alice", "bob", "carol", "dave")
+	load := startWriteLoad(t, func() []string { return []string{p.url} }, tokens, 100000)
+	time.Sleep(time.Second)
+
+	if err := pair.Primary.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * time.Second) // the outage, before an operator or a manager promotes
+	if status, took := timedCall(t, 10*time.Second, "GET", p.url+"/health/readiness", "", ""); status != 503 || took > 3*time.Second {
+		t.Errorf("readiness with the primary gone: %d after %v, want 503", status, took)
+	}
+	promoted := time.Now()
+	if err := pair.Standby.Promote(); err != nil {
+		t.Fatal(err)
+	}
+	var recovered time.Duration
+	for {
+		if status, _ := call(t, "PUT", p.url+"/user/2024-3/attributes", tokens["alice"], `{"after":"failover"}`); status == 204 {
+			recovered = time.Since(promoted)
+			break
+		}
+		if time.Since(promoted) > 60*time.Second {
+			t.Fatal("no write succeeded within 60 s of the promotion")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(time.Second) // writers succeed again
+	load.finish()
+
+	load.checkOutage(t, 4*time.Second)
+	n := load.checkAcked(t, p.url, tokens)
+	if status, body := call(t, "GET", p.url+"/user/2025-1/attributes", tokens["alice"], ""); !strings.Contains(body, `"after":"failover"`) {
+		t.Fatalf("after the failover: %d %s", status, body)
+	}
+	t.Logf("writes again %.1f s after the promotion; %d acknowledged keys present, 0 lost; statuses: 204=%d 503=%d",
+		recovered.Seconds(), n, load.count(204), load.count(503))
+}
