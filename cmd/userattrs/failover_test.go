@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/userattrs/userattrs/internal/pgtest"
+	"github.com/userattrs/userattrs/reliability"
 )
 
 // The service given both hosts of a primary and its synchronous standby
@@ -18,7 +19,7 @@ func TestPostgresFailover(t *testing.T) {
 	dir := t.TempDir()
 	p := startOnPostgres(t, dir, pair.URL(), "--store-timeout", "2s", "--max-attributes", "1000000", "--max-user-bytes", "1000000000")
 	tokens := tokensFor(t, dir, "alice", "bob", "carol", "dave")
-	load := startWriteLoad(t, func() []string { return []string{p.url} }, tokens, 100000)
+	load := reliability.StartLoad(func() []string { return []string{p.url} }, tokens, 100000, false)
 	time.Sleep(time.Second)
 
 	if err := pair.Primary.Kill(); err != nil {
@@ -44,13 +45,13 @@ func TestPostgresFailover(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	time.Sleep(time.Second) // writers succeed again
-	load.finish()
+	load.Finish()
 
-	load.checkOutage(t, 4*time.Second)
-	n := load.checkAcked(t, p.url, tokens)
+	load.CheckOutage(t, 4*time.Second)
+	n, _ := load.CheckAcked(t, p.url, tokens)
 	if status, body := call(t, "GET", p.url+"/user/2025-1/attributes", tokens["alice"], ""); !strings.Contains(body, `"after":"failover"`) {
 		t.Fatalf("after the failover: %d %s", status, body)
 	}
 	t.Logf("writes again %.1f s after the promotion; %d acknowledged keys present, 0 lost; statuses: 204=%d 503=%d",
-		recovered.Seconds(), n, load.count(204), load.count(503))
+		recovered.Seconds(), n, load.Count(204), load.Count(503))
 }

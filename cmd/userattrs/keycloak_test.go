@@ -12,6 +12,7 @@ import (
 
 	"github.com/userattrs/userattrs/internal/kctest"
 	"github.com/userattrs/userattrs/internal/pgtest"
+	"github.com/userattrs/userattrs/reliability"
 )
 
 const bothScopes = "user:attributes:read user:attributes:write"
@@ -199,7 +200,7 @@ func TestKeycloakOutage(t *testing.T) {
 	for _, tok := range tokens {
 		probe = tok
 	}
-	load := startWriteLoad(t, func() []string { return []string{p.url} }, tokens, 100000)
+	load := reliability.StartLoad(func() []string { return []string{p.url} }, tokens, 100000, false)
 	time.Sleep(500 * time.Millisecond)
 
 	expectOutage := func(what string) {
@@ -250,11 +251,11 @@ func TestKeycloakOutage(t *testing.T) {
 	}
 	waitReady("restarted")
 	time.Sleep(time.Second) // writers succeed again
-	load.finish()
+	load.Finish()
 
-	load.checkOutage(t, 4*time.Second)
-	n := load.checkAcked(t, p.url, tokens)
-	t.Logf("%d acknowledged keys present; statuses: 204=%d 503=%d", n, load.count(204), load.count(503))
+	load.CheckOutage(t, 4*time.Second)
+	n, _ := load.CheckAcked(t, p.url, tokens)
+	t.Logf("%d acknowledged keys present; statuses: 204=%d 503=%d", n, load.Count(204), load.Count(503))
 }
 
 // Two instances on one Keycloak keep the contract together: concurrent

@@ -1,130 +1,15 @@
 package main
 
 import (
-	"encoding/json"
-	"fmt"
 	"net/http"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/userattrs/userattrs/internal/pgtest"
+	"github.com/userattrs/userattrs/reliability"
 )
-
-// writeLoad is writers PUTting distinct keys through some instances until
-// stopped, remembering every key that got a 204.
-type writeLoad struct {
-	acked    sync.Map // user -> *sync.Map of key -> struct{}
-	statuses sync.Map // status -> *atomic.Int64
-	slowest  atomic.Int64
-	stop     chan struct{}
-	wg       sync.WaitGroup
-}
-
-// startWriteLoad starts one writer per (instance, user) pair. Each writer
-// sends at most maxPuts requests.
-func startWriteLoad(t *testing.T, instances func() []string, tokens map[string]string, maxPuts int) *writeLoad {
-	w := &writeLoad{stop: make(chan struct{})}
-	client := &http.Client{Timeout: 10 * time.Second}
-	writer := 0
-	for i := range len(instances()) {
-		for user, tok := range tokens {
-			writer++
-			id := writer
-			w.wg.Go(func() {
-				for n := range maxPuts {
-					select {
-					case <-w.stop:
-						return
-					default:
-					}
-					key := fmt.Sprintf("w%d-%d", id, n)
-					req, _ := http.NewRequest("PUT", instances()[i]+"/user/2024-3/attributes", strings.NewReader(`{"`+key+`":"v"}`))
-					req.Header.Set("Authorization", "Bearer "+tok)
-					start := time.Now()
-					resp, err := client.Do(req)
-					if d := time.Since(start); d.Nanoseconds() > w.slowest.Load() {
-						w.slowest.Store(d.Nanoseconds())
-					}
-					status := 0
-					if err == nil {
-						resp.Body.Close()
-						status = resp.StatusCode
-					}
-					c, _ := w.statuses.LoadOrStore(status, new(atomic.Int64))
-					c.(*atomic.Int64).Add(1)
-					if status == 204 {
-						keys, _ := w.acked.LoadOrStore(user, &sync.Map{})
-						keys.(*sync.Map).Store(key, struct{}{})
-					}
-					if err != nil || status >= 500 {
-						time.Sleep(20 * time.Millisecond)
-					}
-				}
-			})
-		}
-	}
-	return w
-}
-
-func (w *writeLoad) finish() {
-	close(w.stop)
-	w.wg.Wait()
-}
-
-// checkOutage checks the answers of a load that ran through an outage:
-// some 204s and some 503s, nothing else, none slower than bound.
-func (w *writeLoad) checkOutage(t *testing.T, bound time.Duration) {
-	t.Helper()
-	if w.count(503) == 0 || w.count(204) == 0 {
-		t.Fatalf("the load saw 204 %d times and 503 %d times", w.count(204), w.count(503))
-	}
-	w.statuses.Range(func(status, n any) bool {
-		if status != 204 && status != 503 {
-			t.Errorf("%d requests answered %d", n.(*atomic.Int64).Load(), status)
-		}
-		return true
-	})
-	if slowest := time.Duration(w.slowest.Load()); slowest > bound {
-		t.Errorf("the slowest request took %s", slowest)
-	}
-}
-
-func (w *writeLoad) count(status int) int64 {
-	if c, ok := w.statuses.Load(status); ok {
-		return c.(*atomic.Int64).Load()
-	}
-	return 0
-}
-
-// checkAcked reads every user through url and fails for any key that got a
-// 204 and is missing.
-func (w *writeLoad) checkAcked(t *testing.T, url string, tokens map[string]string) int {
-	t.Helper()
-	total := 0
-	for user, tok := range tokens {
-		status, body := call(t, "GET", url+"/user/2025-1/attributes", tok, "")
-		var got map[string]any
-		if status != 200 || json.Unmarshal([]byte(body), &got) != nil {
-			t.Fatalf("GET %s: %d %s", user, status, body)
-		}
-		keys, ok := w.acked.Load(user)
-		if !ok {
-			continue
-		}
-		keys.(*sync.Map).Range(func(k, _ any) bool {
-			total++
-			if _, ok := got[k.(string)]; !ok {
-				t.Errorf("user %s: acknowledged key %s is lost", user, k)
-			}
-			return true
-		})
-	}
-	return total
-}
 
 func tokensFor(t *testing.T, dir string, users ...string) map[string]string {
 	tokens := map[string]string{}
@@ -148,16 +33,16 @@ func TestInstancesShareOneDatabase(t *testing.T) {
 	b := startOnPostgres(t, dir, url)
 	tokens := tokensFor(t, dir, "alice", "bob", "carol")
 
-	load := startWriteLoad(t, func() []string { return []string{a.url, b.url} }, tokens, 25)
-	load.wg.Wait()
-	load.finish()
-	if n := load.count(204); n != 2*3*25 {
+	load := reliability.StartLoad(func() []string { return []string{a.url, b.url} }, tokens, 25, false)
+	load.Wait()
+	load.Finish()
+	if n := load.Count(204); n != 2*3*25 {
 		t.Fatalf("%d of %d PUTs got 204", n, 2*3*25)
 	}
-	if n := load.checkAcked(t, a.url, tokens); n != 150 {
+	if n, _ := load.CheckAcked(t, a.url, tokens); n != 150 {
 		t.Fatalf("%d acknowledged keys checked", n)
 	}
-	load.checkAcked(t, b.url, tokens)
+	load.CheckAcked(t, b.url, tokens)
 
 	tok := tokens["alice"]
 	resp, err := http.DefaultClient.Do(mustRequest(t, "GET", a.url+"/user/2025-1/attributes", tok, ""))
@@ -199,7 +84,7 @@ func TestDatabaseOutage(t *testing.T) {
 	a := startOnPostgres(t, dir, url, "--store-timeout", "2s", "--max-attributes", "1000000", "--max-user-bytes", "1000000000")
 	b := startOnPostgres(t, dir, url, "--store-timeout", "2s", "--max-attributes", "1000000", "--max-user-bytes", "1000000000")
 	tokens := tokensFor(t, dir, "alice", "bob")
-	load := startWriteLoad(t, func() []string { return []string{a.url, b.url} }, tokens, 100000)
+	load := reliability.StartLoad(func() []string { return []string{a.url, b.url} }, tokens, 100000, false)
 	time.Sleep(500 * time.Millisecond)
 
 	if err := srv.Stop(); err != nil {
@@ -248,16 +133,16 @@ func TestDatabaseOutage(t *testing.T) {
 		}
 	}
 	time.Sleep(time.Second) // writers succeed again
-	load.finish()
+	load.Finish()
 
-	load.checkOutage(t, 4*time.Second)
+	load.CheckOutage(t, 4*time.Second)
 	for _, p := range []*process{a, b} {
 		if status, body := call(t, "PUT", p.url+"/user/2024-3/attributes", tokens["bob"], `{"after":"outage"}`); status != 204 {
 			t.Fatalf("PUT after the outage: %d %s", status, body)
 		}
 	}
-	n := load.checkAcked(t, a.url, tokens)
-	t.Logf("%d acknowledged keys present; statuses: 204=%d 503=%d", n, load.count(204), load.count(503))
+	n, _ := load.CheckAcked(t, a.url, tokens)
+	t.Logf("%d acknowledged keys present; statuses: 204=%d 503=%d", n, load.Count(204), load.Count(503))
 }
 
 // kill -9 of an instance under write load loses nothing that got a 204.
@@ -266,15 +151,15 @@ func TestKillInstanceUnderLoad(t *testing.T) {
 	dir := t.TempDir()
 	a := startOnPostgres(t, dir, url, "--max-attributes", "1000000", "--max-user-bytes", "1000000000")
 	tokens := tokensFor(t, dir, "alice", "bob")
-	load := startWriteLoad(t, func() []string { return []string{a.url} }, tokens, 100000)
+	load := reliability.StartLoad(func() []string { return []string{a.url} }, tokens, 100000, false)
 	time.Sleep(time.Second)
 	a.cmd.Process.Signal(syscall.SIGKILL)
 	a.wait(t, 10*time.Second)
-	load.finish()
-	if load.count(204) == 0 {
+	load.Finish()
+	if load.Count(204) == 0 {
 		t.Fatal("no PUT succeeded before the kill")
 	}
 	b := startOnPostgres(t, dir, url, "--max-attributes", "1000000", "--max-user-bytes", "1000000000")
-	n := load.checkAcked(t, b.url, tokens)
+	n, _ := load.CheckAcked(t, b.url, tokens)
 	t.Logf("%d acknowledged keys present after kill -9", n)
 }

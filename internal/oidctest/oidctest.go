@@ -50,6 +50,9 @@ const (
 type Provider struct {
 	URL  string // the issuer
 	port int
+	// public is the issuer's address when clients reach it through a
+	// proxy; empty otherwise.
+	public string
 	dir  string
 	cmd  *exec.Cmd
 	done chan struct{}
@@ -105,6 +108,14 @@ func EncryptionKey(tb testing.TB, kid string) Key {
 // where it fails.
 func Start(tb testing.TB, keys ...Key) *Provider {
 	tb.Helper()
+	return StartBehind(tb, nil, keys...)
+}
+
+// StartBehind is Start for a provider that clients reach through a proxy:
+// proxy gets the provider's own address (host:port) and returns the
+// proxy's, which becomes the issuer URL. A nil proxy is Start.
+func StartBehind(tb testing.TB, proxy func(upstream string) string, keys ...Key) *Provider {
+	tb.Helper()
 	for _, tool := range []string{"node", "npm"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			if os.Getenv("CI") == "true" {
@@ -129,6 +140,10 @@ func Start(tb testing.TB, keys ...Key) *Provider {
 		tb.Fatal(err)
 	}
 	p := &Provider{URL: fmt.Sprintf("http://127.0.0.1:%d", port), port: port, dir: strings.TrimSpace(string(out))}
+	if proxy != nil {
+		p.public = "http://" + proxy(fmt.Sprintf("127.0.0.1:%d", port))
+		p.URL = p.public
+	}
 	p.start(tb, keys)
 	tb.Cleanup(p.stop)
 	return p
@@ -152,7 +167,7 @@ func (p *Provider) start(tb testing.TB, keys []Key) {
 	cmd := exec.Command("node", "server.mjs")
 	cmd.Dir = p.dir
 	cmd.Env = append(os.Environ(), fmt.Sprintf("PORT=%d", p.port), "KEYS="+string(set),
-		"INTROSPECTION_SECRET="+IntrospectionSecret)
+		"INTROSPECTION_SECRET="+IntrospectionSecret, "ISSUER="+p.public)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		tb.Fatal(err)

@@ -2,7 +2,8 @@
 // on 127.0.0.1: resource indicators, JWT and opaque access tokens,
 // introspection, refresh and ID tokens, client credentials.
 //
-// Environment: PORT; KEYS, a JSON array of private JWKs (the first of an
+// Environment: PORT; ISSUER, when clients reach it at another address (a
+// proxy in front of it), else http://127.0.0.1:PORT; KEYS, a JSON array of private JWKs (the first of an
 // algorithm signs; keys with "use":"enc" are published for encryption
 // only); INTROSPECTION_SECRET. It prints "ready <issuer>" once it listens.
 //
@@ -13,7 +14,7 @@
 import Provider from 'oidc-provider';
 
 const port = Number(process.env.PORT);
-const issuer = `http://127.0.0.1:${port}`;
+const issuer = process.env.ISSUER || `http://127.0.0.1:${port}`;
 const keys = JSON.parse(process.env.KEYS);
 const API = 'https://userattrs.test/api';
 const OTHER_API = 'https://other.test/api';

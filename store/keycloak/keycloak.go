@@ -650,6 +650,7 @@ func (s *Store) LinkedProviders(ctx context.Context, user string) ([]string, err
 // of its own.
 func (s *Store) Close() error {
 	s.closed.Store(true)
+	s.client.CloseIdleConnections()
 	return nil
 }
 

@@ -258,3 +258,7 @@ func mapError(err error) error {
 
 // PoolSize reports the most connections the pool opens.
 func (s *Store) PoolSize() int32 { return s.pool.Config().MaxConns }
+
+// Stat reports the connection pool: how many connections are open, and in
+// use.
+func (s *Store) Stat() *pgxpool.Stat { return s.pool.Stat() }

@@ -1,0 +1,7 @@
+package faulttest
+
+import "syscall"
+
+func parentDeathSignal() *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+}
