@@ -53,9 +53,9 @@ type Provider struct {
 	// public is the issuer's address when clients reach it through a
 	// proxy; empty otherwise.
 	public string
-	dir  string
-	cmd  *exec.Cmd
-	done chan struct{}
+	dir    string
+	cmd    *exec.Cmd
+	done   chan struct{}
 }
 
 // Key is a private key the provider publishes: signing keys sign in the
