@@ -1,6 +1,6 @@
 # The test command of the README and of CI: everything the suite needs, it
 # sets up itself.
-.PHONY: test run build fuzz bench
+.PHONY: test run build fuzz bench reliability
 
 test:
 	scripts/test-deps.sh
@@ -30,3 +30,15 @@ fuzz:
 bench:
 	scripts/test-deps.sh
 	go run ./bench
+
+# The fault, failover and overload scenarios, each a test that CI runs
+# too, here with every row of what they saw in one table (also in
+# results/reliability.jsonl).
+RELIABILITY_REPORT = $(CURDIR)/results/reliability.jsonl
+reliability:
+	scripts/test-deps.sh
+	mkdir -p results && rm -f $(RELIABILITY_REPORT)
+	USERATTRS_RELIABILITY_REPORT=$(RELIABILITY_REPORT) go test -count=1 -timeout 20m -run '^(TestFaults|TestOverload)$$' ./reliability
+	USERATTRS_RELIABILITY_REPORT=$(RELIABILITY_REPORT) go test -count=1 -timeout 20m \
+		-run '^(TestPostgresFailover|TestDatabaseOutage|TestKillInstanceUnderLoad|TestKeycloakOutage|TestStalledDisk|TestKillUnderWriteStorm)$$' ./cmd/userattrs
+	@go run ./reliability/table $(RELIABILITY_REPORT)

@@ -48,10 +48,10 @@ func TestPostgresFailover(t *testing.T) {
 	load.Finish()
 
 	load.CheckOutage(t, 4*time.Second)
-	n, _ := load.CheckAcked(t, p.url, tokens)
+	n, lost := load.CheckAcked(t, p.url, tokens)
 	if status, body := call(t, "GET", p.url+"/user/2025-1/attributes", tokens["alice"], ""); !strings.Contains(body, `"after":"failover"`) {
 		t.Fatalf("after the failover: %d %s", status, body)
 	}
-	t.Logf("writes again %.1f s after the promotion; %d acknowledged keys present, 0 lost; statuses: 204=%d 503=%d",
-		recovered.Seconds(), n, load.Count(204), load.Count(503))
+	reliability.Report(t.Logf, reliability.Row{Scenario: "PostgreSQL failover: primary killed -9, standby promoted",
+		Answers: load.Answers(), Acked: n, Lost: lost, Recovery: &recovered, Note: "recovery counted from the promotion"})
 }

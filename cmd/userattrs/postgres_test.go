@@ -120,6 +120,7 @@ func TestDatabaseOutage(t *testing.T) {
 		t.Fatal(err)
 	}
 	restarted = true
+	back := time.Now()
 	for _, p := range []*process{a, b} {
 		deadline := time.Now().Add(30 * time.Second)
 		for {
@@ -132,6 +133,7 @@ func TestDatabaseOutage(t *testing.T) {
 			time.Sleep(200 * time.Millisecond)
 		}
 	}
+	recovered := time.Since(back)
 	time.Sleep(time.Second) // writers succeed again
 	load.Finish()
 
@@ -141,8 +143,9 @@ func TestDatabaseOutage(t *testing.T) {
 			t.Fatalf("PUT after the outage: %d %s", status, body)
 		}
 	}
-	n, _ := load.CheckAcked(t, a.url, tokens)
-	t.Logf("%d acknowledged keys present; statuses: 204=%d 503=%d", n, load.Count(204), load.Count(503))
+	n, lost := load.CheckAcked(t, a.url, tokens)
+	reliability.Report(t.Logf, reliability.Row{Scenario: "PostgreSQL stopped under load, two instances", Answers: load.Answers(),
+		Acked: n, Lost: lost, Recovery: &recovered, Note: "recovery counted from the restart"})
 }
 
 // kill -9 of an instance under write load loses nothing that got a 204.
@@ -160,6 +163,7 @@ func TestKillInstanceUnderLoad(t *testing.T) {
 		t.Fatal("no PUT succeeded before the kill")
 	}
 	b := startOnPostgres(t, dir, url, "--max-attributes", "1000000", "--max-user-bytes", "1000000000")
-	n, _ := load.CheckAcked(t, b.url, tokens)
-	t.Logf("%d acknowledged keys present after kill -9", n)
+	n, lost := load.CheckAcked(t, b.url, tokens)
+	reliability.Report(t.Logf, reliability.Row{Scenario: "kill -9 of an instance under write load (PostgreSQL)", Answers: load.Answers(),
+		Acked: n, Lost: lost})
 }
