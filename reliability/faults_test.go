@@ -21,6 +21,7 @@ import (
 	"github.com/userattrs/userattrs/internal/kctest"
 	"github.com/userattrs/userattrs/internal/oidctest"
 	"github.com/userattrs/userattrs/internal/pgtest"
+	"github.com/userattrs/userattrs/internal/testutil"
 	"github.com/userattrs/userattrs/reliability"
 	"github.com/userattrs/userattrs/server"
 	"github.com/userattrs/userattrs/store/keycloak"
@@ -28,11 +29,24 @@ import (
 	"github.com/userattrs/userattrs/store/postgres"
 )
 
+// Everything the services of the suite logged, and everything secret the
+// suite sent: TestMain finds none of the latter in the former, faults or
+// not.
+var (
+	suiteLogs    testutil.SyncBuffer
+	suiteSecrets testutil.Secrets
+)
+
 func TestMain(m *testing.M) {
 	code := m.Run()
 	pgtest.Cleanup()
 	kctest.Cleanup()
 	faulttest.Cleanup()
+	if code == 0 {
+		suiteSecrets.Add(oidctest.IntrospectionSecret)
+		suiteSecrets.Add(kctest.Secrets()...)
+		code = testutil.CheckLeaks(&suiteSecrets, suiteLogs.String())
+	}
 	os.Exit(code)
 }
 
@@ -71,7 +85,7 @@ type dependency struct {
 func serve(t *testing.T, svc *userattrs.Service, verifier auth.Verifier, readiness ...server.ReadinessCheck) (string, func()) {
 	reg := prometheus.NewRegistry()
 	h := server.NewServer(server.Config{
-		Service: svc, Verifier: verifier, Logger: slog.New(slog.DiscardHandler), Metrics: reg, MaxBodyBytes: 64 << 10,
+		Service: svc, Verifier: verifier, Logger: slog.New(slog.NewJSONHandler(&suiteLogs, nil)), Metrics: reg, MaxBodyBytes: 64 << 10,
 		Readiness:    append([]server.ReadinessCheck{{Name: "store", Check: svc.Ping}}, readiness...),
 		CheckTimeout: storeTimeout,
 	})
@@ -102,6 +116,7 @@ func devTokens(t *testing.T, users ...string) (map[string]string, auth.Verifier)
 			t.Fatal(err)
 		}
 		tokens[u] = tok
+		suiteSecrets.Add(tok)
 	}
 	return tokens, key.Verifier()
 }
@@ -181,6 +196,7 @@ var dependencies = []dependency{
 			tokens := map[string]string{}
 			for _, u := range []string{"alice", "bob"} {
 				tokens[u] = op.UserTokens(t, oidctest.TokenRequest{Subject: u, Scope: "user:attributes:read user:attributes:write"}).Access
+				suiteSecrets.Add(tokens[u])
 			}
 			http.DefaultClient.CloseIdleConnections()
 			return func() *instance {
@@ -199,6 +215,7 @@ var dependencies = []dependency{
 			tokens := map[string]string{}
 			for _, u := range []string{"alice", "bob"} {
 				tokens[u] = op.UserTokens(t, oidctest.TokenRequest{Subject: u, Scope: "user:attributes:read user:attributes:write", Opaque: true}).Access
+				suiteSecrets.Add(tokens[u])
 			}
 			http.DefaultClient.CloseIdleConnections()
 			// No cache: every request asks the endpoint, so that its fault

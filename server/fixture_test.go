@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -53,6 +54,21 @@ type options struct {
 	maxStoreOps  int
 }
 
+// Everything every fixture of the suite logs, and everything secret the
+// suite sent: TestMain finds none of the latter in the former.
+var (
+	suiteLogs    testutil.SyncBuffer
+	suiteSecrets testutil.Secrets
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if code == 0 {
+		code = testutil.CheckLeaks(&suiteSecrets, suiteLogs.String())
+	}
+	os.Exit(code)
+}
+
 func newFixture(t testing.TB, edit ...func(*options)) *fixture {
 	t.Helper()
 	o := options{limits: userattrs.DefaultLimits, maxBody: 64 << 10}
@@ -81,7 +97,7 @@ func newFixture(t testing.TB, edit ...func(*options)) *fixture {
 	}
 	h := server.NewServer(server.Config{
 		Service: svc, Verifier: o.verifier, Metrics: reg, MaxBodyBytes: o.maxBody, CheckTimeout: o.checkTimeout, RateLimits: o.rateLimits,
-		Logger:              slog.New(slog.NewJSONHandler(logs, nil)),
+		Logger:              slog.New(slog.NewJSONHandler(io.MultiWriter(logs, &suiteLogs), nil)),
 		Readiness:           append([]server.ReadinessCheck{{Name: "store", Check: svc.Ping}}, o.readiness...),
 		LinkedIdentityRules: o.rules,
 		LinkedIdentities:    o.links,
@@ -102,6 +118,7 @@ func (f *fixture) clientToken(client, sub string, scopes ...string) string {
 	if err != nil {
 		f.t.Fatal(err)
 	}
+	suiteSecrets.Add(tok)
 	return tok
 }
 
@@ -138,7 +155,11 @@ func (f *fixture) do(method, path, body string, headers ...string) response {
 	}
 	for i := 0; i < len(headers); i += 2 {
 		req.Header.Add(headers[i], headers[i+1])
+		if strings.EqualFold(headers[i], "Authorization") {
+			suiteSecrets.Add(strings.TrimPrefix(headers[i+1], "Bearer "))
+		}
 	}
+	suiteSecrets.AddBody(body)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		f.t.Fatal(err)

@@ -382,3 +382,12 @@ func (k *Keycloak) UserRepresentation(tb testing.TB, id string) map[string]any {
 	}
 	return rep
 }
+
+// Secrets are the client secrets and the admin password of the Keycloak
+// this test binary used, if any: what its logs must never hold.
+func Secrets() []string {
+	if shared == nil {
+		return nil
+	}
+	return []string{shared.ClientSecret, shared.AppClientSecret, shared.AdminPassword}
+}

@@ -3,10 +3,13 @@ package testutil
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 )
 
@@ -55,4 +58,82 @@ func RepoRoot() (string, error) {
 		}
 		dir = parent
 	}
+}
+
+// Secrets collects what a test suite sends that must never be logged:
+// tokens, client secrets and attribute values. Strings shorter than
+// MinSecretBytes are not collected: "true" or "v" turn up in any log by
+// chance, while a leak of real data shows with the longer values.
+type Secrets struct {
+	mu   sync.Mutex
+	seen map[string]bool
+}
+
+// MinSecretBytes is the shortest string Secrets collects.
+const MinSecretBytes = 8
+
+// Add collects s.
+func (s *Secrets) Add(values ...string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.seen == nil {
+		s.seen = map[string]bool{}
+	}
+	for _, v := range values {
+		if len(v) >= MinSecretBytes {
+			s.seen[v] = true
+		}
+	}
+}
+
+// AddBody collects the string values of a JSON body's members.
+func (s *Secrets) AddBody(body string) {
+	var members map[string]any
+	if json.Unmarshal([]byte(body), &members) != nil {
+		return
+	}
+	for _, v := range members {
+		switch v := v.(type) {
+		case string:
+			s.Add(v)
+		case []any:
+			for _, e := range v {
+				if str, ok := e.(string); ok {
+					s.Add(str)
+				}
+			}
+		}
+	}
+}
+
+// Leaks returns the collected strings that logs hold, and how many were
+// collected.
+func (s *Secrets) Leaks(logs string) (leaked []string, collected int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for v := range s.seen {
+		if strings.Contains(logs, v) {
+			leaked = append(leaked, v)
+		}
+	}
+	return leaked, len(s.seen)
+}
+
+// CheckLeaks is what a TestMain runs after the suite: it reports every
+// collected secret the logs hold, and returns the exit code (1 with any,
+// or with too little collected or logged for the check to mean anything).
+func CheckLeaks(secrets *Secrets, logs string) int {
+	leaked, collected := secrets.Leaks(logs)
+	switch {
+	case len(leaked) > 0:
+		for _, v := range leaked {
+			fmt.Fprintf(os.Stderr, "FAIL: a token, secret or attribute value sent by the tests was logged (%d bytes, starting %.4q)\n", len(v), v)
+		}
+		return 1
+	case collected < 10 || len(logs) < 1000:
+		fmt.Fprintf(os.Stderr, "FAIL: the log scan collected %d secrets and %d bytes of logs: too little to check\n", collected, len(logs))
+		return 1
+	}
+	fmt.Fprintf(os.Stderr, "log scan: %d tokens, secrets and attribute values sent, %d bytes logged, none found in the logs\n", collected, len(logs))
+	return 0
 }
