@@ -32,21 +32,16 @@ import (
 // Everything the services of the suite logged, and everything secret the
 // suite sent: TestMain finds none of the latter in the former, faults or
 // not.
-var (
-	suiteLogs    testutil.SyncBuffer
-	suiteSecrets testutil.Secrets
-)
+var scan testutil.LogScan
 
 func TestMain(m *testing.M) {
 	code := m.Run()
 	pgtest.Cleanup()
 	kctest.Cleanup()
 	faulttest.Cleanup()
-	if code == 0 {
-		suiteSecrets.Add(oidctest.IntrospectionSecret)
-		suiteSecrets.Add(kctest.Secrets()...)
-		code = testutil.CheckLeaks(&suiteSecrets, suiteLogs.String())
-	}
+	scan.Secrets.Add(oidctest.IntrospectionSecret)
+	scan.Secrets.Add(kctest.Secrets()...)
+	code = scan.Check(code)
 	os.Exit(code)
 }
 
@@ -85,7 +80,7 @@ type dependency struct {
 func serve(t *testing.T, svc *userattrs.Service, verifier auth.Verifier, readiness ...server.ReadinessCheck) (string, func()) {
 	reg := prometheus.NewRegistry()
 	h := server.NewServer(server.Config{
-		Service: svc, Verifier: verifier, Logger: slog.New(slog.NewJSONHandler(&suiteLogs, nil)), Metrics: reg, MaxBodyBytes: 64 << 10,
+		Service: svc, Verifier: verifier, Logger: slog.New(slog.NewJSONHandler(&scan.Logs, nil)), Metrics: reg, MaxBodyBytes: 64 << 10,
 		Readiness:    append([]server.ReadinessCheck{{Name: "store", Check: svc.Ping}}, readiness...),
 		CheckTimeout: storeTimeout,
 	})
@@ -116,7 +111,7 @@ func devTokens(t *testing.T, users ...string) (map[string]string, auth.Verifier)
 			t.Fatal(err)
 		}
 		tokens[u] = tok
-		suiteSecrets.Add(tok)
+		scan.Secrets.Add(tok)
 	}
 	return tokens, key.Verifier()
 }
@@ -196,7 +191,7 @@ var dependencies = []dependency{
 			tokens := map[string]string{}
 			for _, u := range []string{"alice", "bob"} {
 				tokens[u] = op.UserTokens(t, oidctest.TokenRequest{Subject: u, Scope: "user:attributes:read user:attributes:write"}).Access
-				suiteSecrets.Add(tokens[u])
+				scan.Secrets.Add(tokens[u])
 			}
 			http.DefaultClient.CloseIdleConnections()
 			return func() *instance {
@@ -215,7 +210,7 @@ var dependencies = []dependency{
 			tokens := map[string]string{}
 			for _, u := range []string{"alice", "bob"} {
 				tokens[u] = op.UserTokens(t, oidctest.TokenRequest{Subject: u, Scope: "user:attributes:read user:attributes:write", Opaque: true}).Access
-				suiteSecrets.Add(tokens[u])
+				scan.Secrets.Add(tokens[u])
 			}
 			http.DefaultClient.CloseIdleConnections()
 			// No cache: every request asks the endpoint, so that its fault
@@ -325,23 +320,18 @@ func runFault(t *testing.T, dep dependency, proxy *faulttest.Proxy, fault faultt
 
 var probe = &http.Client{Timeout: 10 * time.Second}
 
-func status(t *testing.T, url, token string) int {
-	req, _ := http.NewRequest("GET", url, nil)
+func status(t *testing.T, url, token string) int { return send(t, "GET", url, token, "") }
+
+func put(t *testing.T, base, token, user string) int {
+	return send(t, "PUT", base+"/user/2024-3/attributes", token, fmt.Sprintf(`{"recovered_%s":"yes"}`, user))
+}
+
+// send returns the status of one request, 0 for no answer.
+func send(t *testing.T, method, url, token, body string) int {
+	req, _ := http.NewRequest(method, url, strings.NewReader(body))
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
-	resp, err := probe.Do(req)
-	if err != nil {
-		return 0
-	}
-	resp.Body.Close()
-	defer probe.CloseIdleConnections()
-	return resp.StatusCode
-}
-
-func put(t *testing.T, base, token, user string) int {
-	req, _ := http.NewRequest("PUT", base+"/user/2024-3/attributes", strings.NewReader(fmt.Sprintf(`{"recovered_%s":"yes"}`, user)))
-	req.Header.Set("Authorization", "Bearer "+token)
 	resp, err := probe.Do(req)
 	if err != nil {
 		return 0

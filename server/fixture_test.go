@@ -56,16 +56,11 @@ type options struct {
 
 // Everything every fixture of the suite logs, and everything secret the
 // suite sent: TestMain finds none of the latter in the former.
-var (
-	suiteLogs    testutil.SyncBuffer
-	suiteSecrets testutil.Secrets
-)
+var scan testutil.LogScan
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if code == 0 {
-		code = testutil.CheckLeaks(&suiteSecrets, suiteLogs.String())
-	}
+	code = scan.Check(code)
 	os.Exit(code)
 }
 
@@ -97,7 +92,7 @@ func newFixture(t testing.TB, edit ...func(*options)) *fixture {
 	}
 	h := server.NewServer(server.Config{
 		Service: svc, Verifier: o.verifier, Metrics: reg, MaxBodyBytes: o.maxBody, CheckTimeout: o.checkTimeout, RateLimits: o.rateLimits,
-		Logger:              slog.New(slog.NewJSONHandler(io.MultiWriter(logs, &suiteLogs), nil)),
+		Logger:              slog.New(slog.NewJSONHandler(io.MultiWriter(logs, &scan.Logs), nil)),
 		Readiness:           append([]server.ReadinessCheck{{Name: "store", Check: svc.Ping}}, o.readiness...),
 		LinkedIdentityRules: o.rules,
 		LinkedIdentities:    o.links,
@@ -118,7 +113,7 @@ func (f *fixture) clientToken(client, sub string, scopes ...string) string {
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	suiteSecrets.Add(tok)
+	scan.Secrets.Add(tok)
 	return tok
 }
 
@@ -156,10 +151,10 @@ func (f *fixture) do(method, path, body string, headers ...string) response {
 	for i := 0; i < len(headers); i += 2 {
 		req.Header.Add(headers[i], headers[i+1])
 		if strings.EqualFold(headers[i], "Authorization") {
-			suiteSecrets.Add(strings.TrimPrefix(headers[i+1], "Bearer "))
+			scan.Secrets.Add(strings.TrimPrefix(headers[i+1], "Bearer "))
 		}
 	}
-	suiteSecrets.AddBody(body)
+	scan.Secrets.AddBody(body)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		f.t.Fatal(err)

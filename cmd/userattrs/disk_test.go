@@ -107,12 +107,20 @@ func TestStalledDisk(t *testing.T) {
 // embedded store.
 func TestKillUnderWriteStorm(t *testing.T) {
 	dir := t.TempDir()
-	p := startServe(t, dir, nil, "--dev", "--data-dir", dir, "--max-attributes", "1000000", "--max-user-bytes", "1000000000")
 	users := make([]string, 16)
 	for i := range users {
 		users[i] = fmt.Sprintf("user%d", i)
 	}
-	tokens := tokensFor(t, dir, users...)
+	killUnderLoad(t, "kill -9 under 16 writers (SQLite)", tokensFor(t, dir, users...), func() *process {
+		return startServe(t, dir, nil, "--dev", "--data-dir", dir, "--max-attributes", "1000000", "--max-user-bytes", "1000000000")
+	})
+}
+
+// killUnderLoad starts an instance, kills it with SIGKILL a second into a
+// write load, starts another and finds every write acknowledged before
+// the kill.
+func killUnderLoad(t *testing.T, scenario string, tokens map[string]string, start func() *process) {
+	p := start()
 	load := reliability.StartLoad(func() []string { return []string{p.url} }, tokens, 100000, false)
 	time.Sleep(time.Second)
 	p.cmd.Process.Signal(syscall.SIGKILL)
@@ -121,7 +129,6 @@ func TestKillUnderWriteStorm(t *testing.T) {
 	if load.Count(204) == 0 {
 		t.Fatal("no PUT succeeded before the kill")
 	}
-	again := startServe(t, dir, nil, "--dev", "--data-dir", dir)
-	acked, lost := load.CheckAcked(t, again.url, tokens)
-	reliability.Report(t.Logf, reliability.Row{Scenario: "kill -9 under 16 writers (SQLite)", Answers: load.Answers(), Acked: acked, Lost: lost})
+	acked, lost := load.CheckAcked(t, start().url, tokens)
+	reliability.Report(t.Logf, reliability.Row{Scenario: scenario, Answers: load.Answers(), Acked: acked, Lost: lost})
 }

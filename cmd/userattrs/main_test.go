@@ -25,20 +25,15 @@ import (
 
 // Everything every process of the suite logged, and everything secret the
 // suite sent: TestMain finds none of the latter in the former.
-var (
-	suiteLogs    testutil.SyncBuffer
-	suiteSecrets testutil.Secrets
-)
+var scan testutil.LogScan
 
 func TestMain(m *testing.M) {
 	code := m.Run()
 	pgtest.Cleanup()
 	kctest.Cleanup()
-	if code == 0 {
-		suiteSecrets.Add(oidctest.IntrospectionSecret)
-		suiteSecrets.Add(kctest.Secrets()...)
-		code = testutil.CheckLeaks(&suiteSecrets, suiteLogs.String())
-	}
+	scan.Secrets.Add(oidctest.IntrospectionSecret)
+	scan.Secrets.Add(kctest.Secrets()...)
+	code = scan.Check(code)
 	if binary != "" && buildErr == nil {
 		os.RemoveAll(filepath.Dir(binary))
 	}
@@ -116,7 +111,7 @@ func startServe(t *testing.T, dir string, env []string, args ...string) *process
 		for sc.Scan() {
 			line := sc.Text()
 			p.logs.Write([]byte(line + "\n"))
-			suiteLogs.Write([]byte(line + "\n"))
+			scan.Logs.Write([]byte(line + "\n"))
 			var entry struct{ Msg, Addr string }
 			if json.Unmarshal([]byte(line), &entry) == nil && entry.Msg == "listening" {
 				addr <- entry.Addr
@@ -148,7 +143,7 @@ func mintToken(t *testing.T, dir string, args ...string) string {
 	if err != nil {
 		t.Fatalf("token: %v", err)
 	}
-	suiteSecrets.Add(strings.TrimSpace(string(out)))
+	scan.Secrets.Add(strings.TrimSpace(string(out)))
 	return strings.TrimSpace(string(out))
 }
 
@@ -158,8 +153,8 @@ func call(t *testing.T, method, url, token, body string, headers ...string) (int
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
-	suiteSecrets.Add(token)
-	suiteSecrets.AddBody(body)
+	scan.Secrets.Add(token)
+	scan.Secrets.AddBody(body)
 	for i := 0; i < len(headers); i += 2 {
 		req.Header.Set(headers[i], headers[i+1])
 	}

@@ -3,7 +3,6 @@ package main
 import (
 	"net/http"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -152,18 +151,7 @@ func TestDatabaseOutage(t *testing.T) {
 func TestKillInstanceUnderLoad(t *testing.T) {
 	url := pgtest.Shared(t).NewDatabase(t)
 	dir := t.TempDir()
-	a := startOnPostgres(t, dir, url, "--max-attributes", "1000000", "--max-user-bytes", "1000000000")
-	tokens := tokensFor(t, dir, "alice", "bob")
-	load := reliability.StartLoad(func() []string { return []string{a.url} }, tokens, 100000, false)
-	time.Sleep(time.Second)
-	a.cmd.Process.Signal(syscall.SIGKILL)
-	a.wait(t, 10*time.Second)
-	load.Finish()
-	if load.Count(204) == 0 {
-		t.Fatal("no PUT succeeded before the kill")
-	}
-	b := startOnPostgres(t, dir, url, "--max-attributes", "1000000", "--max-user-bytes", "1000000000")
-	n, lost := load.CheckAcked(t, b.url, tokens)
-	reliability.Report(t.Logf, reliability.Row{Scenario: "kill -9 of an instance under write load (PostgreSQL)", Answers: load.Answers(),
-		Acked: n, Lost: lost})
+	killUnderLoad(t, "kill -9 of an instance under write load (PostgreSQL)", tokensFor(t, dir, "alice", "bob"), func() *process {
+		return startOnPostgres(t, dir, url, "--max-attributes", "1000000", "--max-user-bytes", "1000000000")
+	})
 }

@@ -119,11 +119,22 @@ func (s *Secrets) Leaks(logs string) (leaked []string, collected int) {
 	return leaked, len(s.seen)
 }
 
-// CheckLeaks is what a TestMain runs after the suite: it reports every
-// collected secret the logs hold, and returns the exit code (1 with any,
-// or with too little collected or logged for the check to mean anything).
-func CheckLeaks(secrets *Secrets, logs string) int {
-	leaked, collected := secrets.Leaks(logs)
+// LogScan is what a test suite logged and what it sent that must never be
+// logged: its TestMain ends with os.Exit(scan.Check(m.Run())).
+type LogScan struct {
+	Logs    SyncBuffer
+	Secrets Secrets
+}
+
+// Check returns the suite's exit code: code, unless the logs hold a
+// collected secret (each reported), or too little was collected or logged
+// for the scan to mean anything.
+func (l *LogScan) Check(code int) int {
+	if code != 0 {
+		return code
+	}
+	logs := l.Logs.String()
+	leaked, collected := l.Secrets.Leaks(logs)
 	switch {
 	case len(leaked) > 0:
 		for _, v := range leaked {
