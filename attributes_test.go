@@ -128,7 +128,8 @@ func TestNextRecoversPanics(t *testing.T) {
 
 // FuzzValidate checks the key and value rules against their definition:
 // whatever the input, Validate accepts exactly the changes the contract
-// allows.
+// allows, within the bound on a user's total bytes, which a change alone
+// may break.
 func FuzzValidate(f *testing.F) {
 	for _, s := range []string{"tos_accepted", "", "a\x00", "\xff", "é", strings.Repeat("k", 256), "a/b~c"} {
 		f.Add(s, "value", 1)
@@ -148,8 +149,9 @@ func FuzzValidate(f *testing.F) {
 		err := l.Validate(userattrs.Patch{{Key: key, Values: values, BadIndex: -1}})
 		keyOK := len(key) >= 1 && len(key) <= 255 && utf8.ValidString(key) && !strings.ContainsFunc(key, isControl)
 		valuesOK := n <= 64 && (n == 0 || (len(value) <= 2048 && utf8.ValidString(value)))
-		if (err == nil) != (keyOK && valuesOK) {
-			t.Fatalf("Validate(%q, %d×%d bytes) = %v; key ok %v, values ok %v", key, n, len(value), err, keyOK, valuesOK)
+		sizeOK := n == 0 || len(key)+n*len(value) <= l.MaxUserBytes
+		if (err == nil) != (keyOK && valuesOK && sizeOK) {
+			t.Fatalf("Validate(%q, %d×%d bytes) = %v; key ok %v, values ok %v, size ok %v", key, n, len(value), err, keyOK, valuesOK, sizeOK)
 		}
 	})
 }
