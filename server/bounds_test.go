@@ -3,6 +3,7 @@ package server_test
 import (
 	"bufio"
 	"context"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -36,18 +37,25 @@ func serveReal(t *testing.T, f *fixture, limits server.ConnLimits, edit func(*ht
 	return addr
 }
 
-// statusLine sends raw on a new connection and returns the status line of
-// the answer, or "" when the connection ends without one.
+// statusLine sends raw on the connection and returns the status line of
+// the answer, having read the whole answer, or "" when the connection ends
+// without one.
 func statusLine(t *testing.T, c net.Conn, raw string) string {
 	t.Helper()
 	c.SetDeadline(time.Now().Add(5 * time.Second))
+	defer c.SetDeadline(time.Time{})
 	if raw != "" {
 		if _, err := c.Write([]byte(raw)); err != nil {
 			return ""
 		}
 	}
-	line, _ := bufio.NewReader(c).ReadString('\n')
-	return strings.TrimSpace(line)
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		return ""
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.Proto + " " + resp.Status
 }
 
 func dial(t *testing.T, addr string) net.Conn {

@@ -111,16 +111,18 @@ func TestKillUnderWriteStorm(t *testing.T) {
 	for i := range users {
 		users[i] = fmt.Sprintf("user%d", i)
 	}
-	killUnderLoad(t, "kill -9 under 16 writers (SQLite)", tokensFor(t, dir, users...), func() *process {
+	killUnderLoad(t, "kill -9 under 16 writers (SQLite)", dir, users, func() *process {
 		return startServe(t, dir, nil, "--dev", "--data-dir", dir, "--max-attributes", "1000000", "--max-user-bytes", "1000000000")
 	})
 }
 
-// killUnderLoad starts an instance, kills it with SIGKILL a second into a
-// write load, starts another and finds every write acknowledged before
-// the kill.
-func killUnderLoad(t *testing.T, scenario string, tokens map[string]string, start func() *process) {
+// killUnderLoad starts an instance, kills it with SIGKILL a second into
+// the writes of users, starts another and finds every write acknowledged
+// before the kill. The users' tokens are minted by the key in dir, which
+// the first start creates.
+func killUnderLoad(t *testing.T, scenario, dir string, users []string, start func() *process) {
 	p := start()
+	tokens := tokensFor(t, dir, users...)
 	load := reliability.StartLoad(func() []string { return []string{p.url} }, tokens, 100000, false)
 	time.Sleep(time.Second)
 	p.cmd.Process.Signal(syscall.SIGKILL)

@@ -151,7 +151,7 @@ func TestDatabaseOutage(t *testing.T) {
 func TestKillInstanceUnderLoad(t *testing.T) {
 	url := pgtest.Shared(t).NewDatabase(t)
 	dir := t.TempDir()
-	killUnderLoad(t, "kill -9 of an instance under write load (PostgreSQL)", tokensFor(t, dir, "alice", "bob"), func() *process {
+	killUnderLoad(t, "kill -9 of an instance under write load (PostgreSQL)", dir, []string{"alice", "bob"}, func() *process {
 		return startOnPostgres(t, dir, url, "--max-attributes", "1000000", "--max-user-bytes", "1000000000")
 	})
 }

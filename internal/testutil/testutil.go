@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"net"
 	"os"
@@ -127,8 +128,8 @@ type LogScan struct {
 }
 
 // Check returns the suite's exit code: code, unless the logs hold a
-// collected secret (each reported), or too little was collected or logged
-// for the scan to mean anything.
+// collected secret (each reported), or, when the whole suite ran (no
+// -run), too little was collected or logged for the scan to mean anything.
 func (l *LogScan) Check(code int) int {
 	if code != 0 {
 		return code
@@ -141,10 +142,16 @@ func (l *LogScan) Check(code int) int {
 			fmt.Fprintf(os.Stderr, "FAIL: a token, secret or attribute value sent by the tests was logged (%d bytes, starting %.4q)\n", len(v), v)
 		}
 		return 1
-	case collected < 10 || len(logs) < 1000:
+	case (collected < 10 || len(logs) < 1000) && wholeSuite():
 		fmt.Fprintf(os.Stderr, "FAIL: the log scan collected %d secrets and %d bytes of logs: too little to check\n", collected, len(logs))
 		return 1
 	}
 	fmt.Fprintf(os.Stderr, "log scan: %d tokens, secrets and attribute values sent, %d bytes logged, none found in the logs\n", collected, len(logs))
 	return 0
+}
+
+// wholeSuite reports whether the test binary runs every test (no -run).
+func wholeSuite() bool {
+	f := flag.Lookup("test.run")
+	return f == nil || f.Value.String() == ""
 }
