@@ -117,8 +117,11 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 	var readOnly *userattrs.ReadOnlyError
 	switch {
 	case errors.As(err, &invalid):
-		errs := make([]apiError, 0, len(invalid.Violations))
-		for _, v := range invalid.Violations {
+		// Only what the response lists is built: a body of thousands of
+		// bad members must not cost thousands of pointers.
+		violations := invalid.Violations[:min(len(invalid.Violations), maxErrors)]
+		errs := make([]apiError, 0, len(violations))
+		for _, v := range violations {
 			errs = append(errs, newError(http.StatusUnprocessableEntity, codeInvalidAttribute, v.Detail).at(pointer(v.Key, v.Index)))
 		}
 		writeErrors(w, r, errs...)
