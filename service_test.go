@@ -85,18 +85,24 @@ func TestBodiesThatCannotFitNeverReachTheStore(t *testing.T) {
 // whose callers gave up hold their slots until the store returns.
 func TestStoreOperationsBound(t *testing.T) {
 	st := &stuckStore{Store: memory.New(), release: make(chan struct{})}
-	svc := userattrs.NewService(st, userattrs.ServiceConfig{Limits: userattrs.DefaultLimits, StoreTimeout: 50 * time.Millisecond,
+	svc := userattrs.NewService(st, userattrs.ServiceConfig{Limits: userattrs.DefaultLimits, StoreTimeout: 5 * time.Second,
 		MaxStoreOperations: 2})
 	for range 2 {
-		if _, _, err := svc.Get(context.Background(), "u"); !errors.Is(err, userattrs.ErrUnavailable) || errors.Is(err, userattrs.ErrOverloaded) {
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		_, _, err := svc.Get(ctx, "u")
+		cancel()
+		if !errors.Is(err, userattrs.ErrUnavailable) || errors.Is(err, userattrs.ErrOverloaded) {
 			t.Fatalf("Get on a stuck store: %v, want a timeout", err)
 		}
 	}
+	// Shed at once: long before the 5 s store timeout.
 	start := time.Now()
-	if _, _, err := svc.Get(context.Background(), "u"); !errors.Is(err, userattrs.ErrOverloaded) || time.Since(start) > 20*time.Millisecond {
+	if _, _, err := svc.Get(context.Background(), "u"); !errors.Is(err, userattrs.ErrOverloaded) || time.Since(start) > time.Second {
 		t.Fatalf("Get beyond the bound: %v after %v, want ErrOverloaded at once", err, time.Since(start))
 	}
-	if err := svc.Ping(context.Background()); errors.Is(err, userattrs.ErrOverloaded) {
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if err := svc.Ping(ctx); errors.Is(err, userattrs.ErrOverloaded) {
 		t.Fatal("readiness was shed")
 	}
 	close(st.release)

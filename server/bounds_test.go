@@ -186,12 +186,12 @@ func TestRateLimits(t *testing.T) {
 // A store busy beyond the instance's bound sheds requests at once, 503
 // with Retry-After: 1.
 func TestOverloadIsShed(t *testing.T) {
-	st := &blockingStore{Store: memory.New(), release: make(chan struct{})}
+	st := &blockingStore{Store: memory.New(), release: make(chan struct{}), entered: make(chan struct{})}
 	defer close(st.release)
 	f := newFixture(t, func(o *options) { o.store = st; o.maxStoreOps = 1 })
 	tok := f.token("alice", read, write)
 	go f.put(tok, `{"a":"1"}`) // holds the one slot until released
-	time.Sleep(100 * time.Millisecond)
+	<-st.entered
 	start := time.Now()
 	res := f.get(f.token("bob", read))
 	res.errors(t, 503, "store-unavailable")
@@ -202,10 +202,11 @@ func TestOverloadIsShed(t *testing.T) {
 
 type blockingStore struct {
 	userattrs.Store
-	release chan struct{}
+	release, entered chan struct{}
 }
 
 func (s *blockingStore) Update(ctx context.Context, user string, update func(userattrs.Attributes) (userattrs.Attributes, error)) error {
+	close(s.entered)
 	<-s.release
 	return s.Store.Update(ctx, user, update)
 }
