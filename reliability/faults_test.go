@@ -80,7 +80,7 @@ type dependency struct {
 func serve(t *testing.T, svc *userattrs.Service, verifier auth.Verifier, readiness ...server.ReadinessCheck) (string, func()) {
 	reg := prometheus.NewRegistry()
 	h := server.NewServer(server.Config{
-		Service: svc, Verifier: verifier, Logger: slog.New(slog.NewJSONHandler(&scan.Logs, nil)), Metrics: reg, MaxBodyBytes: 64 << 10,
+		Service: svc, Verifier: verifier, Logger: slog.New(slog.NewJSONHandler(scan.Writer(), nil)), Metrics: reg, MaxBodyBytes: 64 << 10,
 		Readiness:    append([]server.ReadinessCheck{{Name: "store", Check: svc.Ping}}, readiness...),
 		CheckTimeout: storeTimeout,
 	})

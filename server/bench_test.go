@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -49,5 +50,68 @@ func BenchmarkPut(b *testing.B) {
 		if w.Code != 204 {
 			b.Fatalf("status %d", w.Code)
 		}
+	}
+}
+
+// sizedUser returns a user's token, after giving the user n attributes of
+// a realistic size (a 20-byte name, a 16-byte value).
+func sizedUser(b *testing.B, f *fixture, n int) string {
+	tok := f.token(fmt.Sprintf("sized-%d", n), read, write)
+	var body strings.Builder
+	body.WriteString("{")
+	for i := range n {
+		if i > 0 {
+			body.WriteString(",")
+		}
+		fmt.Fprintf(&body, `"onboarding_step_%04d":"completed-%06d"`, i, i)
+	}
+	body.WriteString("}")
+	if res := f.put(tok, body.String()); res.status != 204 {
+		b.Fatalf("seeding %d attributes: %d", n, res.status)
+	}
+	return tok
+}
+
+// BenchmarkPutSized is BenchmarkPut for users that hold 2, 20 and 100
+// attributes, each PUT changing one: what a merge costs as users grow.
+func BenchmarkPutSized(b *testing.B) {
+	for _, n := range []int{2, 20, 100} {
+		b.Run(fmt.Sprintf("attrs=%d", n), func(b *testing.B) {
+			f := newFixture(b, func(o *options) { o.cache.Enabled = true })
+			tok := sizedUser(b, f, n)
+			bodies := []string{`{"onboarding_step_0000":"a"}`, `{"onboarding_step_0000":"b"}`}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; b.Loop(); i++ {
+				req := httptest.NewRequest("PUT", "/user/2024-3/attributes", strings.NewReader(bodies[i%2]))
+				req.Header.Set("Authorization", "Bearer "+tok)
+				w := httptest.NewRecorder()
+				f.handler.ServeHTTP(w, req)
+				if w.Code != 204 {
+					b.Fatalf("status %d", w.Code)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkGetSized is a GET of a cached user that holds 2, 20 and 100
+// attributes: what a read costs as users grow.
+func BenchmarkGetSized(b *testing.B) {
+	for _, n := range []int{2, 20, 100} {
+		b.Run(fmt.Sprintf("attrs=%d", n), func(b *testing.B) {
+			f := newFixture(b, func(o *options) { o.cache.Enabled = true })
+			req := httptest.NewRequest("GET", "/user/2025-1/attributes", nil)
+			req.Header.Set("Authorization", "Bearer "+sizedUser(b, f, n))
+			b.ReportAllocs()
+			b.ResetTimer()
+			for b.Loop() {
+				w := httptest.NewRecorder()
+				f.handler.ServeHTTP(w, req)
+				if w.Code != 200 {
+					b.Fatalf("status %d", w.Code)
+				}
+			}
+		})
 	}
 }

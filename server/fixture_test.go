@@ -92,7 +92,7 @@ func newFixture(t testing.TB, edit ...func(*options)) *fixture {
 	}
 	h := server.NewServer(server.Config{
 		Service: svc, Verifier: o.verifier, Metrics: reg, MaxBodyBytes: o.maxBody, CheckTimeout: o.checkTimeout, RateLimits: o.rateLimits,
-		Logger:              slog.New(slog.NewJSONHandler(io.MultiWriter(logs, &scan.Logs), nil)),
+		Logger:              slog.New(slog.NewJSONHandler(io.MultiWriter(logs, scan.Writer()), nil)),
 		Readiness:           append([]server.ReadinessCheck{{Name: "store", Check: svc.Ping}}, o.readiness...),
 		LinkedIdentityRules: o.rules,
 		LinkedIdentities:    o.links,

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -131,7 +132,7 @@ type LogScan struct {
 // collected secret (each reported), or, when the whole suite ran (no
 // -run), too little was collected or logged for the scan to mean anything.
 func (l *LogScan) Check(code int) int {
-	if code != 0 {
+	if code != 0 || benchmarking() {
 		return code
 	}
 	logs := l.Logs.String()
@@ -148,6 +149,21 @@ func (l *LogScan) Check(code int) int {
 	}
 	fmt.Fprintf(os.Stderr, "log scan: %d tokens, secrets and attribute values sent, %d bytes logged, none found in the logs\n", collected, len(logs))
 	return 0
+}
+
+// Writer is where the suite's services log: the scanned buffer, or nowhere
+// when the binary runs benchmarks, whose millions of requests would only
+// fill memory (Check then skips the scan).
+func (l *LogScan) Writer() io.Writer {
+	if benchmarking() {
+		return io.Discard
+	}
+	return &l.Logs
+}
+
+func benchmarking() bool {
+	f := flag.Lookup("test.bench")
+	return f != nil && f.Value.String() != ""
 }
 
 // wholeSuite reports whether the test binary runs every test (no -run).
