@@ -188,24 +188,23 @@ func (l Limits) checkTotals(p Patch, before, after Attributes) error {
 // tooMany reports the members of p that add an attribute the user did not
 // have: removing any of them makes the body acceptable.
 func (l Limits) tooMany(p Patch, before Attributes, count int) error {
-	detail := fmt.Sprintf("a user may have at most %d attributes, this change would leave %d", l.MaxAttributes, count)
-	var violations []Violation
-	for _, c := range p {
-		if _, existed := before[c.Key]; !existed && !c.Remove() {
-			violations = append(violations, Violation{Key: c.Key, Index: -1, Detail: detail})
-		}
-	}
-	return &InvalidError{Violations: violations}
+	return blame(p, fmt.Sprintf("a user may have at most %d attributes, this change would leave %d", l.MaxAttributes, count),
+		func(c Change) bool { _, existed := before[c.Key]; return !existed })
 }
 
 // tooLarge reports the members of p that set a value when the user's
 // attributes would exceed MaxUserBytes.
 func (l Limits) tooLarge(p Patch, total int) error {
-	detail := fmt.Sprintf("a user's attributes may hold at most %d bytes of names and values together, this change would leave %d",
-		l.MaxUserBytes, total)
+	return blame(p, fmt.Sprintf("a user's attributes may hold at most %d bytes of names and values together, this change would leave %d",
+		l.MaxUserBytes, total), func(Change) bool { return true })
+}
+
+// blame is a per-user bound broken by p: one violation with detail for
+// each member that sets a value and is one of those counted.
+func blame(p Patch, detail string, counted func(Change) bool) error {
 	var violations []Violation
 	for _, c := range p {
-		if !c.Remove() {
+		if !c.Remove() && counted(c) {
 			violations = append(violations, Violation{Key: c.Key, Index: -1, Detail: detail})
 		}
 	}

@@ -20,10 +20,14 @@ type ReadCacheConfig struct {
 	// MaxEntries bounds the number of users kept (default 50000).
 	MaxEntries int
 	// MaxBytes bounds the names and values kept, over all users (default
-	// 64 MiB): users near the size limit must not multiply it by
-	// MaxEntries.
+	// DefaultReadCacheBytes): users near the size limit must not multiply
+	// it by MaxEntries.
 	MaxBytes int
 }
+
+// DefaultReadCacheBytes is the read cache's bound in bytes unless one is
+// configured.
+const DefaultReadCacheBytes = 64 << 20
 
 // readCache holds the visible attributes of recently read or written users
 // with their entity tags.
@@ -70,7 +74,7 @@ func newReadCache(cfg ReadCacheConfig) *readCache {
 		cfg.MaxEntries = 50000
 	}
 	if cfg.MaxBytes <= 0 {
-		cfg.MaxBytes = 64 << 20
+		cfg.MaxBytes = DefaultReadCacheBytes
 	}
 	c := &readCache{ttl: cfg.TTL, seed: maphash.MakeSeed()}
 	for i := range c.shards {

@@ -171,9 +171,9 @@ func within[T any](ctx context.Context, ops chan struct{}, op func() (T, error))
 
 // update runs a merge in the store and keeps the read cache in step with
 // its outcome, whenever that comes: after the caller of Merge may have
-// given up waiting.
+// given up waiting. Merge runs it through within, which recovers its
+// panics.
 func (s *Service) update(ctx context.Context, user string, patch Patch, cond Precondition) (err error) {
-	defer RecoverPanic(&err)
 	var result Attributes
 	var seq uint64
 	err = s.store.Update(ctx, user, func(current Attributes) (Attributes, error) {

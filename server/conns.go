@@ -114,10 +114,16 @@ func (g *connGate) closeOldestIdle() {
 	}
 	if oldest != nil {
 		delete(g.idle, oldest)
-		g.reaped.Inc()
-		oldest.(*gatedConn).release()
-		oldest.(*gatedConn).Conn.Close() // not Close: mu is held
+		g.reap(oldest.(*gatedConn))
 	}
+}
+
+// reap closes an idle connection to keep within the bounds; its slot is
+// free at once. The caller holds mu, so not c.Close, which takes it.
+func (g *connGate) reap(c *gatedConn) {
+	g.reaped.Inc()
+	c.release()
+	c.Conn.Close()
 }
 
 func (g *connGate) track(c net.Conn, state http.ConnState) {
@@ -130,9 +136,7 @@ func (g *connGate) track(c net.Conn, state http.ConnState) {
 	switch state {
 	case http.StateIdle:
 		if len(g.idle) >= g.limits.MaxIdle {
-			g.reaped.Inc()
-			gc.release()
-			gc.Conn.Close() // not Close: mu is held
+			g.reap(gc)
 			return
 		}
 		g.idle[c] = time.Now()

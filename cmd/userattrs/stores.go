@@ -51,7 +51,7 @@ func (c *storeConfig) flags(fs *flag.FlagSet) {
 	c.specFlags(fs)
 	fs.DurationVar(&c.timeout, "store-timeout", 5*time.Second, "bound on one store operation; slower is 503")
 	fs.BoolVar(&c.readCache, "read-cache", true, "keep recently read and written users in memory, where the store allows it")
-	fs.IntVar(&c.readCacheMaxBytes, "read-cache-max-bytes", 64<<20, "most bytes of attribute names and values the read cache keeps, over all users")
+	fs.IntVar(&c.readCacheMaxBytes, "read-cache-max-bytes", userattrs.DefaultReadCacheBytes, "most bytes of attribute names and values the read cache keeps, over all users")
 	c.readCacheTTL = positiveDuration(2 * time.Second)
 	fs.Var(&c.readCacheTTL, "read-cache-ttl", "with a store that others write too (Keycloak), how long a cached user is served (changes made elsewhere show after at most this)")
 	c.openers = map[string]store.Opener{}

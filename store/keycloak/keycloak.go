@@ -259,6 +259,17 @@ func (s *Store) getJSON(ctx context.Context, base, path string, v any) error {
 	return nil
 }
 
+// putUser PUTs v as JSON to user's resource under base (the Admin API or
+// the extension) and returns the answer as it is.
+func (s *Store) putUser(ctx context.Context, base, user string, v any) (int, []byte, error) {
+	body, err := json.Marshal(v)
+	if err != nil {
+		return 0, nil, err
+	}
+	path, _ := userPath(user)
+	return s.call(ctx, http.MethodPut, base, path, body)
+}
+
 // versioned is a user's attributes as the extension reads them.
 type versioned struct {
 	Version    string               `json:"version"`
@@ -416,12 +427,7 @@ func (s *Store) writeExtension(ctx context.Context, user, version string, curren
 			change.Remove = append(change.Remove, k)
 		}
 	}
-	body, err := json.Marshal(change)
-	if err != nil {
-		return nil, err
-	}
-	path, _ := userPath(user)
-	status, answer, err := s.call(ctx, http.MethodPut, s.extension, path, body)
+	status, answer, err := s.putUser(ctx, s.extension, user, change)
 	if err != nil {
 		s.hints.forget(user)
 		return nil, err
@@ -532,12 +538,7 @@ func (s *Store) writeAdminAPI(ctx context.Context, user string, rep map[string]j
 	if rep["attributes"], err = json.Marshal(written); err != nil {
 		return false, err
 	}
-	body, err := json.Marshal(rep)
-	if err != nil {
-		return false, err
-	}
-	path, _ := userPath(user)
-	status, _, err := s.call(ctx, http.MethodPut, s.admin, path, body)
+	status, _, err := s.putUser(ctx, s.admin, user, rep)
 	if err != nil {
 		return false, err
 	}

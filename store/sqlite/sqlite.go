@@ -49,10 +49,10 @@ type Store struct {
 	close   sync.Once
 
 	// What readiness reads of the writer without writing: since when its
-	// transaction has been running (0: none), and the error of its last
-	// transaction, nil once one succeeded.
+	// transaction has been running (0: none), and whether its last
+	// transaction failed.
 	committing atomic.Int64 // Unix nanoseconds
-	writeErr   atomic.Pointer[error]
+	lastFailed atomic.Bool
 }
 
 // merge is one Update waiting for the writer. Its state decides, once,
@@ -275,11 +275,12 @@ func (s *Store) Ping(ctx context.Context) error {
 	if err := s.sameFile(); err != nil {
 		return err
 	}
-	if since := s.committing.Load(); since != 0 && time.Since(time.Unix(0, since)) > s.stallAt {
-		return fmt.Errorf("%w: sqlite: a write has not finished for %v", userattrs.ErrUnavailable,
-			time.Since(time.Unix(0, since)).Round(time.Second))
+	if since := s.committing.Load(); since != 0 {
+		if running := time.Since(time.Unix(0, since)); running > s.stallAt {
+			return fmt.Errorf("%w: sqlite: a write has not finished for %v", userattrs.ErrUnavailable, running.Round(time.Second))
+		}
 	}
-	if failed := s.writeErr.Load(); failed != nil {
+	if s.lastFailed.Load() {
 		if err := s.enqueue(ctx, &merge{done: make(chan error, 1)}); err != nil {
 			return err
 		}
@@ -452,11 +453,7 @@ func (s *Store) commit(batch []*merge) {
 		}
 		return mapError(tx.Commit())
 	}()
-	if err != nil {
-		s.writeErr.Store(&err)
-	} else {
-		s.writeErr.Store(nil)
-	}
+	s.lastFailed.Store(err != nil)
 	for i, m := range batch {
 		if err != nil {
 			m.done <- err
