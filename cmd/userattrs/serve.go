@@ -157,6 +157,9 @@ func (c *serveConfig) validate() error {
 	if l.MaxAttributes < 1 || l.MaxKeyBytes < 1 || l.MaxValueBytes < 1 || l.MaxValues < 1 || l.MaxUserBytes < 1 {
 		return errors.New("--max-attributes, --max-key-bytes, --max-value-bytes, --max-values and --max-user-bytes must be positive")
 	}
+	if c.store.readCacheMaxBytes < 1 {
+		return errors.New("--read-cache-max-bytes must be positive")
+	}
 	if c.store.timeout <= 0 || c.shutdownTimeout <= 0 || c.auth.introspectionCacheTTL < 0 {
 		return errors.New("--store-timeout and --shutdown-timeout must be positive, --introspection-cache-ttl not negative")
 	}

@@ -71,6 +71,13 @@ func TestNonsensicalSettings(t *testing.T) {
 		{"--read-cache-ttl", "0s"},
 		{"--read-cache-ttl", "-1s"},
 		{"--shutdown-delay", "-1s"},
+		{"--max-user-bytes", "0"},
+		{"--read-cache-max-bytes", "-1"},
+		{"--max-connections", "0"},
+		{"--max-idle-connections", "-1"},
+		{"--max-store-operations", "0"},
+		{"--rate-limit-per-user", "-1"},
+		{"--rate-limit-per-client", "-0.5"},
 		{"--oidc-issuer", "not-a-url", "--store", "memory:"},
 		{"--oidc-issuer", "ftp://issuer.example", "--store", "memory:"},
 		{"--oidc-issuer", "https://issuer.example", "--store", "memory:"}, // no audience
