@@ -2,6 +2,8 @@ package userattrs
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"unicode"
 	"unicode/utf8"
 )
@@ -38,6 +40,29 @@ func (p Patch) ApplyTo(a Attributes) {
 			a[c.Key] = c.Values
 		}
 	}
+}
+
+// Merged returns a with the patch applied, leaving a as it is. The values
+// are shared with a and with the patch, not copied: no attribute's values
+// are ever changed in place, only replaced, so a merge costs what it
+// changes plus a copy of the map.
+func (p Patch) Merged(a Attributes) Attributes {
+	next := make(Attributes, len(a)+len(p))
+	maps.Copy(next, a)
+	p.ApplyTo(next)
+	return next
+}
+
+// Changes reports whether applying the patch to a would change it, at the
+// cost of the patch, not of a.
+func (p Patch) Changes(a Attributes) bool {
+	for _, c := range p {
+		old, ok := a[c.Key]
+		if c.Remove() && ok || !c.Remove() && !slices.Equal(old, c.Values) {
+			return true
+		}
+	}
+	return false
 }
 
 // Limits bound what one user may store. They protect the stores and every

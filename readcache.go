@@ -5,6 +5,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/userattrs/userattrs/internal/bounded"
 )
 
 // ReadCacheConfig configures the per-instance read cache of a Service.
@@ -29,8 +31,7 @@ type ReadCacheConfig struct {
 // configured.
 const DefaultReadCacheBytes = 64 << 20
 
-// readCache holds the visible attributes of recently read or written users
-// with their entity tags.
+// readCache holds the views of recently read or written users.
 type readCache struct {
 	ttl    time.Duration
 	seed   maphash.Seed
@@ -41,29 +42,27 @@ type readCache struct {
 const readCacheShards = 64
 
 type readShard struct {
-	mu       sync.Mutex
-	max      int
-	maxBytes int
-	bytes    int    // the sizes of the entries held
-	epoch    uint64 // counts writes, so that a read that raced one does not fill in stale data
-	entries  map[string]readEntry
+	mu      sync.Mutex
+	epoch   uint64 // counts writes, so that a read that raced one does not fill in stale data
+	entries *bounded.Map[readEntry]
 }
 
 type readEntry struct {
-	visible Attributes // never modified once cached
-	etag    string
-	seq     uint64 // of the write that set it; 0 for a read
-	until   time.Time
-	size    int // what it counts against the shard's bytes
+	view  *View
+	seq   uint64 // of the write that set it; 0 for a read
+	until time.Time
 }
 
 // entryOverhead is roughly what an entry costs beyond its names and values:
-// the map slot, the user id's header, the tag.
-const entryOverhead = 128
+// the map slot, the user id's header, the view and its tag.
+const entryOverhead = 192
 
-func newEntry(visible Attributes, etag string, seq uint64, until time.Time) readEntry {
-	return readEntry{visible: visible, etag: etag, seq: seq, until: until,
-		size: entryOverhead + visible.Size() + len(etag) + 24*len(visible)}
+// size counts the names and values twice, once in the attributes and once
+// in the encoded body the view keeps after its first read, and the map's
+// slots and headers of each attribute.
+func (e readEntry) size() int {
+	attrs := e.view.Attributes()
+	return entryOverhead + 2*attrs.Size() + 56*len(attrs)
 }
 
 func newReadCache(cfg ReadCacheConfig) *readCache {
@@ -78,8 +77,7 @@ func newReadCache(cfg ReadCacheConfig) *readCache {
 	}
 	c := &readCache{ttl: cfg.TTL, seed: maphash.MakeSeed()}
 	for i := range c.shards {
-		c.shards[i] = readShard{max: max(cfg.MaxEntries/readCacheShards, 1), maxBytes: max(cfg.MaxBytes/readCacheShards, 1),
-			entries: map[string]readEntry{}}
+		c.shards[i] = readShard{entries: bounded.New[readEntry](cfg.MaxEntries/readCacheShards, cfg.MaxBytes/readCacheShards)}
 	}
 	return c
 }
@@ -101,7 +99,7 @@ func (c *readCache) get(user string, now time.Time) (readEntry, uint64, bool) {
 	s := c.shard(user)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	e, ok := s.entries[user]
+	e, ok := s.entries.Get(user)
 	if ok && (e.until.IsZero() || now.Before(e.until)) {
 		return e, s.epoch, true
 	}
@@ -110,27 +108,27 @@ func (c *readCache) get(user string, now time.Time) (readEntry, uint64, bool) {
 
 // fill caches what a read found, unless a write of the shard came between
 // the miss and now: the read may then hold data older than that write.
-func (c *readCache) fill(user string, epoch uint64, visible Attributes, etag string, now time.Time) {
+func (c *readCache) fill(user string, epoch uint64, view *View, now time.Time) {
 	s := c.shard(user)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.epoch != epoch {
 		return
 	}
-	s.put(user, newEntry(visible, etag, 0, c.expiry(now)))
+	s.put(user, readEntry{view: view, until: c.expiry(now)})
 }
 
 // written caches the result of an acknowledged write, unless a later write
 // of the user is cached already.
-func (c *readCache) written(user string, seq uint64, visible Attributes, etag string, now time.Time) {
+func (c *readCache) written(user string, seq uint64, view *View, now time.Time) {
 	s := c.shard(user)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.epoch++
-	if e, ok := s.entries[user]; ok && e.seq > seq {
+	if e, ok := s.entries.Get(user); ok && e.seq > seq {
 		return
 	}
-	s.put(user, newEntry(visible, etag, seq, c.expiry(now)))
+	s.put(user, readEntry{view: view, seq: seq, until: c.expiry(now)})
 }
 
 // forget drops user after a write whose outcome is unknown.
@@ -139,30 +137,7 @@ func (c *readCache) forget(user string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.epoch++
-	s.remove(user)
+	s.entries.Remove(user)
 }
 
-// put keeps e for user within the shard's bounds, dropping arbitrary
-// entries to make room; it is only a cache. An entry larger than the
-// shard's bytes is not kept at all, and any older one of the user goes.
-func (s *readShard) put(user string, e readEntry) {
-	s.remove(user)
-	if e.size > s.maxBytes {
-		return
-	}
-	for k := range s.entries {
-		if len(s.entries) < s.max && s.bytes+e.size <= s.maxBytes {
-			break
-		}
-		s.remove(k)
-	}
-	s.entries[user] = e
-	s.bytes += e.size
-}
-
-func (s *readShard) remove(user string) {
-	if e, ok := s.entries[user]; ok {
-		s.bytes -= e.size
-		delete(s.entries, user)
-	}
-}
+func (s *readShard) put(user string, e readEntry) { s.entries.Put(user, e, e.size()) }

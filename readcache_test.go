@@ -13,26 +13,22 @@ func TestReadCacheBytes(t *testing.T) {
 	c := newReadCache(ReadCacheConfig{Enabled: true, MaxEntries: 1 << 20, MaxBytes: 64 * 10000})
 	big := Attributes{"v": {strings.Repeat("x", 4000)}}
 	for i := range 10000 {
-		c.written("user"+strconv.Itoa(i), uint64(i+1), big, `"t"`, time.Now())
+		c.written("user"+strconv.Itoa(i), uint64(i+1), NewView(big), time.Now())
 	}
 	total, entries := 0, 0
 	for i := range c.shards {
 		s := &c.shards[i]
-		sum := 0
-		for _, e := range s.entries {
-			sum += e.size
+		if s.entries.Bytes() > 64*10000/readCacheShards {
+			t.Fatalf("shard %d holds %d bytes", i, s.entries.Bytes())
 		}
-		if sum != s.bytes || s.bytes > s.maxBytes {
-			t.Fatalf("shard %d counts %d bytes, holds %d, may hold %d", i, s.bytes, sum, s.maxBytes)
-		}
-		total += sum
-		entries += len(s.entries)
+		total += s.entries.Bytes()
+		entries += s.entries.Len()
 	}
 	if total > 64*10000 || entries == 0 {
 		t.Fatalf("%d entries of %d bytes cached, bound %d", entries, total, 64*10000)
 	}
 	huge := Attributes{"v": {strings.Repeat("x", 20000)}}
-	c.written("user1", 1<<40, huge, `"h"`, time.Now())
+	c.written("user1", 1<<40, NewView(huge), time.Now())
 	if _, _, ok := c.get("user1", time.Now()); ok {
 		t.Fatal("an entry larger than its shard's bytes was kept")
 	}

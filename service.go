@@ -26,11 +26,12 @@ func IfMatch(any bool, etags []string) Precondition {
 // Holds reports whether the precondition holds for a representation with
 // the given entity tag.
 func (p Precondition) Holds(etag string) bool {
-	if !p.present || p.any {
-		return true
-	}
-	return slices.Contains(p.etags, etag)
+	return !p.needsTag() || slices.Contains(p.etags, etag)
 }
+
+// needsTag reports whether the precondition depends on the representation's
+// entity tag: a merge without one does not hash the user's attributes.
+func (p Precondition) needsTag() bool { return p.present && !p.any }
 
 // Service reads and merges the attributes of users: it applies the policy,
 // the limits and the merge rules, and leaves keeping the data to a Store.
@@ -81,14 +82,13 @@ func NewService(store Store, cfg ServiceConfig) *Service {
 	return s
 }
 
-// Get returns the attributes of user that clients may see, and the entity
-// tag of that representation. The caller must not modify the attributes.
-func (s *Service) Get(ctx context.Context, user string) (Attributes, string, error) {
+// Get returns the view of the attributes of user that clients may see.
+func (s *Service) Get(ctx context.Context, user string) (*View, error) {
 	var epoch uint64
 	if s.cache != nil {
 		e, ep, ok := s.cache.get(user, time.Now())
 		if ok {
-			return e.visible, e.etag, nil
+			return e.view, nil
 		}
 		epoch = ep
 	}
@@ -96,14 +96,13 @@ func (s *Service) Get(ctx context.Context, user string) (Attributes, string, err
 	defer cancel()
 	current, err := within(ctx, s.ops, func() (Attributes, error) { return s.store.Get(ctx, user) })
 	if err != nil {
-		return nil, "", s.storeError(err)
+		return nil, s.storeError(err)
 	}
-	visible := s.policy.Visible(current)
-	etag := visible.ETag()
+	view := NewView(s.policy.Visible(current))
 	if s.cache != nil {
-		s.cache.fill(user, epoch, visible, etag, time.Now())
+		s.cache.fill(user, epoch, view, time.Now())
 	}
-	return visible, etag, nil
+	return view, nil
 }
 
 // Merge applies patch to the attributes of user if the precondition holds
@@ -177,11 +176,14 @@ func (s *Service) update(ctx context.Context, user string, patch Patch, cond Pre
 	var result Attributes
 	var seq uint64
 	err = s.store.Update(ctx, user, func(current Attributes) (Attributes, error) {
-		if !cond.Holds(s.policy.Visible(current).ETag()) {
+		if cond.needsTag() && !cond.Holds(s.policy.Visible(current).ETag()) {
 			return nil, ErrPreconditionFailed
 		}
-		next := current.Clone()
-		patch.ApplyTo(next)
+		if !patch.Changes(current) {
+			result = current
+			return current, nil
+		}
+		next := patch.Merged(current)
 		if err := s.limits.checkTotals(patch, current, next); err != nil {
 			return nil, err
 		}
@@ -196,8 +198,7 @@ func (s *Service) update(ctx context.Context, user string, patch Patch, cond Pre
 	if s.cache != nil {
 		switch {
 		case err == nil:
-			visible := s.policy.Visible(result)
-			s.cache.written(user, seq, visible, visible.ETag(), time.Now())
+			s.cache.written(user, seq, NewView(s.policy.Visible(result)), time.Now())
 		case result != nil:
 			// The store failed after the updater ran: the write may or may
 			// not have landed.

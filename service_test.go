@@ -42,7 +42,7 @@ func TestStuckStoreCostsTheTimeout(t *testing.T) {
 	defer close(st.release)
 	svc := userattrs.NewService(st, userattrs.ServiceConfig{Limits: userattrs.DefaultLimits, StoreTimeout: 50 * time.Millisecond})
 	for name, call := range map[string]func() error{
-		"Get": func() error { _, _, err := svc.Get(context.Background(), "u"); return err },
+		"Get": func() error { _, err := svc.Get(context.Background(), "u"); return err },
 		"Merge": func() error {
 			return svc.Merge(context.Background(), "u", userattrs.Patch{{Key: "a", Values: []string{"1"}}}, userattrs.Precondition{})
 		},
@@ -89,7 +89,7 @@ func TestStoreOperationsBound(t *testing.T) {
 		MaxStoreOperations: 2})
 	for range 2 {
 		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
-		_, _, err := svc.Get(ctx, "u")
+		_, err := svc.Get(ctx, "u")
 		cancel()
 		if !errors.Is(err, userattrs.ErrUnavailable) || errors.Is(err, userattrs.ErrOverloaded) {
 			t.Fatalf("Get on a stuck store: %v, want a timeout", err)
@@ -97,7 +97,7 @@ func TestStoreOperationsBound(t *testing.T) {
 	}
 	// Shed at once: long before the 5 s store timeout.
 	start := time.Now()
-	if _, _, err := svc.Get(context.Background(), "u"); !errors.Is(err, userattrs.ErrOverloaded) || time.Since(start) > time.Second {
+	if _, err := svc.Get(context.Background(), "u"); !errors.Is(err, userattrs.ErrOverloaded) || time.Since(start) > time.Second {
 		t.Fatalf("Get beyond the bound: %v after %v, want ErrOverloaded at once", err, time.Since(start))
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
@@ -108,7 +108,7 @@ func TestStoreOperationsBound(t *testing.T) {
 	close(st.release)
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		_, _, err := svc.Get(context.Background(), "u")
+		_, err := svc.Get(context.Background(), "u")
 		if err == nil {
 			break
 		}

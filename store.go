@@ -3,6 +3,7 @@ package userattrs
 import (
 	"context"
 	"fmt"
+	"reflect"
 	"runtime/debug"
 )
 
@@ -110,14 +111,20 @@ func (e *PanicError) Error() string { return "panic in a store update" }
 
 // Next runs an updater of Store.Update on current and reports whether the
 // attributes it returns differ, so that stores skip writes that change
-// nothing. A panic in update is returned as a *PanicError.
+// nothing: an updater that changes nothing may say so in O(1) by returning
+// current itself. A panic in update is returned as a *PanicError.
 func Next(current Attributes, update func(Attributes) (Attributes, error)) (next Attributes, changed bool, err error) {
 	defer RecoverPanic(&err)
 	next, err = update(current)
 	if err != nil {
 		return nil, false, err
 	}
-	return next, !next.Equal(current), nil
+	return next, !same(next, current) && !next.Equal(current), nil
+}
+
+// same reports whether a and b are one map.
+func same(a, b Attributes) bool {
+	return reflect.ValueOf(a).UnsafePointer() == reflect.ValueOf(b).UnsafePointer()
 }
 
 // RecoverPanic turns a panic into a *PanicError in *err, for stores that

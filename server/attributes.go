@@ -44,7 +44,7 @@ func knownVersion(versions map[string]bool, next http.Handler) http.Handler {
 // send and all of them expect this object.
 func getAttributes(svc *userattrs.Service) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		attrs, etag, err := svc.Get(r.Context(), identity(r.Context()).Subject)
+		view, err := svc.Get(r.Context(), identity(r.Context()).Subject)
 		if err != nil {
 			writeError(w, r, err)
 			return
@@ -53,6 +53,7 @@ func getAttributes(svc *userattrs.Service) http.Handler {
 		// Header values are set as slices rather than with Set, which
 		// allocates one per header: the fixed ones are shared, the others
 		// share one array. net/http never modifies them.
+		etag := view.ETag()
 		values := [2]string{etag}
 		h["Cache-Control"] = noStore
 		// Spelled as RFC 9110 spells it, not in Go's canonical "Etag":
@@ -62,7 +63,9 @@ func getAttributes(svc *userattrs.Service) http.Handler {
 			w.WriteHeader(http.StatusNotModified)
 			return
 		}
-		body := encodeAttributes(attrs)
+		// The view keeps its body: a user read again from the read
+		// cache costs no encoding, however many attributes they hold.
+		body := view.Body(encodeAttributes)
 		values[1] = strconv.Itoa(len(body))
 		h["Content-Type"] = applicationJSON
 		h["Content-Length"] = values[1:2:2]
@@ -76,8 +79,7 @@ func getAttributes(svc *userattrs.Service) http.Handler {
 // encodeAttributes renders attributes in the contract's shape: one value as
 // a string, several as an array of strings, members in key order. It
 // writes the object itself, which is many times faster than encoding/json
-// over a map of interfaces, and leaves every string that needs escaping to
-// encoding/json.
+// over a map of interfaces.
 func encodeAttributes(attrs userattrs.Attributes) []byte {
 	keys := attrs.Keys()
 	size := 2
@@ -93,11 +95,11 @@ func encodeAttributes(attrs userattrs.Attributes) []byte {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = appendString(b, k)
+		b = jsontext.AppendString(b, k)
 		b = append(b, ':')
 		vs := attrs[k]
 		if len(vs) == 1 {
-			b = appendString(b, vs[0])
+			b = jsontext.AppendString(b, vs[0])
 			continue
 		}
 		b = append(b, '[')
@@ -105,28 +107,11 @@ func encodeAttributes(attrs userattrs.Attributes) []byte {
 			if j > 0 {
 				b = append(b, ',')
 			}
-			b = appendString(b, v)
+			b = jsontext.AppendString(b, v)
 		}
 		b = append(b, ']')
 	}
 	return append(b, '}')
-}
-
-// appendString appends s as a JSON string: verbatim between quotes when it
-// holds nothing to escape, through encoding/json otherwise.
-func appendString(b []byte, s string) []byte {
-	for i := 0; i < len(s); i++ {
-		// Control characters, quote and backslash must be escaped, and
-		// encoding/json escapes U+2028/U+2029 (lead byte 0xE2), whose output
-		// this keeps byte for byte. <, > and & need no escape in JSON.
-		if c := s[i]; c < 0x20 || c == '"' || c == '\\' || c == 0xE2 {
-			quoted, _ := jsontext.Marshal(s) // a string always encodes
-			return append(b, quoted...)
-		}
-	}
-	b = append(b, '"')
-	b = append(b, s...)
-	return append(b, '"')
 }
 
 // acceptedContentType reports whether a PUT may carry a body of this type.

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -58,8 +59,8 @@ func benchPuts(b *testing.B, f *fixture, tok string, bodies ...string) {
 
 // sizedUser returns a user's token, after giving the user n attributes of
 // a realistic size (a 20-byte name, a 16-byte value).
-func sizedUser(b *testing.B, f *fixture, n int) string {
-	tok := f.token(fmt.Sprintf("sized-%d", n), read, write)
+func sizedUser(b *testing.B, f *fixture, name string, n int) string {
+	tok := f.token(name, read, write)
 	var body strings.Builder
 	body.WriteString("{")
 	for i := range n {
@@ -75,13 +76,35 @@ func sizedUser(b *testing.B, f *fixture, n int) string {
 	return tok
 }
 
-// BenchmarkPutSized is BenchmarkPut for users that hold 2, 20 and 100
-// attributes, each PUT changing one: what a merge costs as users grow.
+// BenchmarkPutSized is PUTs of 32 users at once that hold 2, 20 and 100
+// attributes, each PUT changing one: what a merge costs as users grow, with
+// the writer's batches as full as under load.
 func BenchmarkPutSized(b *testing.B) {
 	for _, n := range []int{2, 20, 100} {
 		b.Run(fmt.Sprintf("attrs=%d", n), func(b *testing.B) {
 			f := newFixture(b, func(o *options) { o.cache.Enabled = true })
-			benchPuts(b, f, sizedUser(b, f, n), `{"onboarding_step_0000":"a"}`, `{"onboarding_step_0000":"b"}`)
+			const users = 32
+			tokens := make(chan string, users)
+			for i := range users {
+				tokens <- sizedUser(b, f, fmt.Sprintf("sized-%d", i), n)
+			}
+			bodies := []string{`{"onboarding_step_0000":"a"}`, `{"onboarding_step_0000":"b"}`}
+			b.ReportAllocs()
+			b.SetParallelism(users / runtime.GOMAXPROCS(0))
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				tok := <-tokens
+				for i := 0; pb.Next(); i++ {
+					req := httptest.NewRequest("PUT", "/user/2024-3/attributes", strings.NewReader(bodies[i%2]))
+					req.Header.Set("Authorization", "Bearer "+tok)
+					w := httptest.NewRecorder()
+					f.handler.ServeHTTP(w, req)
+					if w.Code != 204 {
+						b.Errorf("status %d", w.Code)
+						return
+					}
+				}
+			})
 		})
 	}
 }
@@ -93,7 +116,7 @@ func BenchmarkGetSized(b *testing.B) {
 		b.Run(fmt.Sprintf("attrs=%d", n), func(b *testing.B) {
 			f := newFixture(b, func(o *options) { o.cache.Enabled = true })
 			req := httptest.NewRequest("GET", "/user/2025-1/attributes", nil)
-			req.Header.Set("Authorization", "Bearer "+sizedUser(b, f, n))
+			req.Header.Set("Authorization", "Bearer "+sizedUser(b, f, "sized", n))
 			b.ReportAllocs()
 			b.ResetTimer()
 			for b.Loop() {

@@ -93,11 +93,11 @@ func begin(t *testing.T, newHarness func(t *testing.T) Harness, cache userattrs.
 
 func mustGet(t *testing.T, svc *userattrs.Service, user string) (userattrs.Attributes, string) {
 	t.Helper()
-	attrs, etag, err := svc.Get(context.Background(), user)
+	view, err := svc.Get(context.Background(), user)
 	if err != nil {
 		t.Fatalf("Get(%s): %v", user, err)
 	}
-	return attrs, etag
+	return view.Attributes(), view.ETag()
 }
 
 func mustMerge(t *testing.T, svc *userattrs.Service, user string, p userattrs.Patch) {
@@ -305,7 +305,7 @@ func RunSemanticTests(t *testing.T, newHarness func(t *testing.T) Harness, cache
 		t.Run("unknown user", func(t *testing.T) {
 			h := newHarness(t)
 			svc := newService(h.Store, cache)
-			if _, _, err := svc.Get(context.Background(), h.UnknownUser); !errors.Is(err, userattrs.ErrUserNotFound) {
+			if _, err := svc.Get(context.Background(), h.UnknownUser); !errors.Is(err, userattrs.ErrUserNotFound) {
 				t.Fatalf("Get: %v, want ErrUserNotFound", err)
 			}
 			if err := svc.Merge(context.Background(), h.UnknownUser, patch("a", "1"), userattrs.Precondition{}); !errors.Is(err, userattrs.ErrUserNotFound) {
@@ -371,11 +371,12 @@ func RunConcurrencyTests(t *testing.T, newHarness func(t *testing.T) Harness, ca
 						t.Errorf("%s: %v", key, err)
 						return
 					}
-					got, _, err := svc.Get(context.Background(), user)
+					view, err := svc.Get(context.Background(), user)
 					if err != nil {
 						t.Errorf("Get: %v", err)
 						return
 					}
+					got := view.Attributes()
 					for j := 0; j <= i; j++ {
 						if k := fmt.Sprintf("own%d-%d", w, j); got[k] == nil {
 							t.Errorf("after its merge of %s, writer %d reads no %s", key, w, k)

@@ -3,14 +3,15 @@
 package postgres
 
 import (
+	"cmp"
 	"context"
 	"embed"
 	"errors"
 	"flag"
 	"fmt"
 	"io/fs"
+	"slices"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -30,9 +31,17 @@ var migrations embed.FS
 
 // Store keeps attributes in a PostgreSQL database through a connection
 // pool.
+//
+// Merges are group-committed: a few writers each apply the merges waiting
+// in one transaction (see sqlstore.Batcher), which locks the batch's rows
+// in one statement, in the order of their user ids. Every instance locks
+// rows in that same order, so batches on any instances wait for each other
+// but never deadlock, and a merge on one instance and a merge of the same
+// user on another still take turns on the row lock.
 type Store struct {
-	pool   *pgxpool.Pool
-	closed atomic.Bool
+	pool    *pgxpool.Pool
+	writes  *sqlstore.Batcher
+	timeout time.Duration // of one batch's transaction
 }
 
 var _ userattrs.Store = (*Store)(nil)
@@ -40,6 +49,14 @@ var _ userattrs.Store = (*Store)(nil)
 // DefaultMaxConns is the pool size when neither Config nor the URL's
 // pool_max_conns sets one.
 const DefaultMaxConns = 10
+
+// DefaultWriters is how many batches of merges one instance commits at
+// once: enough that a batch fills while another waits for its commit, few
+// enough to leave the pool's other connections to reads.
+const DefaultWriters = 4
+
+// maxBatch bounds how many merges share one transaction.
+const maxBatch = 128
 
 // Kind is the PostgreSQL store's row in the program's table of stores.
 func Kind() store.Kind {
@@ -52,8 +69,8 @@ func Kind() store.Kind {
 			fs.Var(&maxConns, "postgres-max-conns", fmt.Sprintf(
 				"size of the PostgreSQL connection pool (default: the URL's pool_max_conns, else %d)", DefaultMaxConns))
 			migrate := fs.Bool("auto-migrate", true, "apply pending schema migrations at start (else: userattrs migrate)")
-			return func(ctx context.Context, spec string, _ store.Env) (userattrs.Store, error) {
-				return Open(ctx, Config{URL: spec, MaxConns: int32(maxConns), Migrate: *migrate})
+			return func(ctx context.Context, spec string, env store.Env) (userattrs.Store, error) {
+				return Open(ctx, Config{URL: spec, MaxConns: int32(maxConns), Migrate: *migrate, Timeout: env.Timeout})
 			}
 		},
 		Migrate: Migrate,
@@ -71,6 +88,12 @@ type Config struct {
 	// Migrate applies pending schema migrations at Open. Without it, Open
 	// fails while migrations are pending: run `userattrs migrate` first.
 	Migrate bool
+	// Writers is how many batches of merges commit at once (default
+	// DefaultWriters, at most the pool's size).
+	Writers int
+	// Timeout bounds one batch's transaction (default 5s): a batch serves
+	// many requests, so no one request's context may end it.
+	Timeout time.Duration
 }
 
 // Open connects to the database and checks (or brings up to date) its
@@ -99,11 +122,12 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("postgres: %w", mapError(err))
 	}
-	s := &Store{pool: pool}
+	s := &Store{pool: pool, timeout: cmp.Or(cfg.Timeout, 5*time.Second)}
 	if err := s.migrate(ctx, cfg.Migrate); err != nil {
 		pool.Close()
 		return nil, err
 	}
+	s.writes = sqlstore.NewBatcher(min(cmp.Or(cfg.Writers, DefaultWriters), int(pcfg.MaxConns)), maxBatch, s.commit)
 	return s, nil
 }
 
@@ -149,9 +173,10 @@ func (s *Store) migrate(ctx context.Context, apply bool) error {
 	return nil
 }
 
-// Close waits for the connections in use, then closes the pool.
+// Close lets the writers finish the batches they took, then closes the
+// pool once the connections in use are back.
 func (s *Store) Close() error {
-	s.closed.Store(true)
+	s.writes.Close()
 	s.pool.Close()
 	return nil
 }
@@ -163,7 +188,7 @@ func (s *Store) Capabilities() userattrs.Capabilities {
 
 // Ping checks that the database answers.
 func (s *Store) Ping(ctx context.Context) error {
-	if s.closed.Load() {
+	if s.writes.Closed() {
 		return userattrs.ErrClosed
 	}
 	return mapError(s.pool.Ping(ctx))
@@ -186,7 +211,7 @@ func load(ctx context.Context, q queryer, query, user string) ([]byte, error) {
 
 // Get returns the attributes of user; a user never written has none.
 func (s *Store) Get(ctx context.Context, user string) (userattrs.Attributes, error) {
-	if s.closed.Load() {
+	if s.writes.Closed() {
 		return nil, userattrs.ErrClosed
 	}
 	column, err := load(ctx, s.pool, selectAttributes, user)
@@ -196,41 +221,125 @@ func (s *Store) Get(ctx context.Context, user string) (userattrs.Attributes, err
 	return sqlstore.Decode(column)
 }
 
-// Update runs update in one transaction that holds the user's row lock from
-// the read to the commit, so that merges on every instance take turns.
+// Update hands the merge to a writer and returns once the transaction
+// that applied it has committed (see sqlstore.Batcher).
 func (s *Store) Update(ctx context.Context, user string, update func(userattrs.Attributes) (userattrs.Attributes, error)) error {
-	if s.closed.Load() {
-		return userattrs.ErrClosed
-	}
-	tx, err := s.pool.Begin(ctx)
-	if err != nil {
-		return mapError(err)
-	}
-	defer tx.Rollback(context.WithoutCancel(ctx))
-	if err := sqlstore.Apply(ctx, row{tx}, user, update); err != nil {
-		return err
-	}
-	return mapError(tx.Commit(ctx))
+	return s.writes.Do(ctx, user, update)
 }
 
-type row struct{ tx pgx.Tx }
+const (
+	// lockRows locks the rows of a batch's users in the order of their
+	// ids: the order every batch on every instance takes its locks in.
+	lockRows = "SELECT user_id, attributes FROM user_attributes WHERE user_id = ANY($1) ORDER BY user_id FOR UPDATE"
+	// createRows gives users their first row, so that there is a row to
+	// lock; it commits on its own, holding no other lock, and leaves rows
+	// another instance created as they are.
+	createRows = `INSERT INTO user_attributes (user_id, attributes)
+		SELECT id, '{}' FROM unnest($1::text[]) AS id ORDER BY id ON CONFLICT (user_id) DO NOTHING`
+	saveRows = `UPDATE user_attributes AS u SET attributes = v.attributes, updated_at = now()
+		FROM unnest($1::text[], $2::text[]) AS v(user_id, attributes) WHERE u.user_id = v.user_id`
+)
 
-// LoadForUpdate makes sure the user has a row, so that there is a row to
-// lock even for a user's first merge, and locks it. When two first merges
-// race, the second insert waits for the first and then finds its row.
-func (r row) LoadForUpdate(ctx context.Context, user string) ([]byte, error) {
-	if _, err := r.tx.Exec(ctx, `INSERT INTO user_attributes (user_id, attributes) VALUES ($1, '{}')
-		ON CONFLICT (user_id) DO NOTHING`, user); err != nil {
+// commit applies a batch in one transaction. Users without a row get one
+// first, in a transaction of its own: inserting inside the batch's would
+// take their locks out of order. Rows are never deleted (an empty user
+// keeps an empty row), so a second attempt finds them all.
+func (s *Store) commit(batch []*sqlstore.Merge) ([]error, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
+	defer cancel()
+	users := make([]string, 0, len(batch))
+	for _, m := range batch {
+		users = append(users, m.User)
+	}
+	slices.Sort(users)
+	users = slices.Compact(users)
+	outcomes := make([]error, len(batch))
+	for attempt := 0; ; attempt++ {
+		missing, err := s.apply(ctx, batch, users, outcomes)
+		if err != nil || len(missing) == 0 {
+			return outcomes, err
+		}
+		if attempt > 0 {
+			return nil, fmt.Errorf("%w: postgres: the rows of %d users vanished while a merge ran", userattrs.ErrUnavailable, len(missing))
+		}
+		if _, err := s.pool.Exec(ctx, createRows, missing); err != nil {
+			return nil, mapError(err)
+		}
+	}
+}
+
+// apply runs the batch in a transaction that locks the rows of users, or
+// returns the users that have none without changing anything.
+func (s *Store) apply(ctx context.Context, batch []*sqlstore.Merge, users []string, outcomes []error) (missing []string, err error) {
+	// Updaters' panics are their merges' errors (userattrs.Next); one
+	// anywhere else fails the batch, not the process.
+	defer userattrs.RecoverPanic(&err)
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
 		return nil, mapError(err)
 	}
-	return load(ctx, r.tx, selectAttributes+" FOR UPDATE", user)
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	locked := &lockedRows{current: make(map[string]lockedRow, len(users))}
+	rows, _ := tx.Query(ctx, lockRows, users)
+	var user string
+	var column []byte
+	if _, err := pgx.ForEachRow(rows, []any{&user, &column}, func() error {
+		attrs, err := sqlstore.Decode(column)
+		locked.current[user] = lockedRow{attrs: attrs, err: err}
+		return nil
+	}); err != nil {
+		return nil, mapError(err)
+	}
+	for _, u := range users {
+		if _, ok := locked.current[u]; !ok {
+			missing = append(missing, u)
+		}
+	}
+	if len(missing) > 0 {
+		return missing, nil
+	}
+	for i, m := range batch {
+		outcomes[i] = sqlstore.Apply(ctx, locked, m.User, m.Update)
+	}
+	if len(locked.saved) > 0 {
+		ids, columns := make([]string, 0, len(locked.saved)), make([]string, 0, len(locked.saved))
+		for _, u := range locked.saved {
+			ids = append(ids, u)
+			columns = append(columns, string(sqlstore.Encode(locked.current[u].attrs)))
+		}
+		if _, err := tx.Exec(ctx, saveRows, ids, columns); err != nil {
+			return nil, mapError(err)
+		}
+	}
+	return nil, mapError(tx.Commit(ctx))
+}
+
+// lockedRows are the rows a batch's transaction holds locked; merges of
+// one user in one batch see the batch's earlier ones.
+type lockedRows struct {
+	current map[string]lockedRow
+	saved   []string // users whose rows the transaction writes, once each
+}
+
+type lockedRow struct {
+	attrs userattrs.Attributes
+	err   error // a column that did not decode: that user's merges fail
+	saved bool
+}
+
+func (r *lockedRows) LoadForUpdate(_ context.Context, user string) (userattrs.Attributes, error) {
+	row := r.current[user]
+	return row.attrs, row.err
 }
 
 // Save keeps the row of a user whose attributes are now empty: deleting it
 // would let a merge waiting on its lock find no row at all.
-func (r row) Save(ctx context.Context, user string, column []byte, _ bool) error {
-	_, err := r.tx.Exec(ctx, "UPDATE user_attributes SET attributes = $2, updated_at = now() WHERE user_id = $1", user, column)
-	return mapError(err)
+func (r *lockedRows) Save(_ context.Context, user string, next userattrs.Attributes) error {
+	if !r.current[user].saved {
+		r.saved = append(r.saved, user)
+	}
+	r.current[user] = lockedRow{attrs: next, saved: true}
+	return nil
 }
 
 // mapError reports what says the database cannot serve now, rather than

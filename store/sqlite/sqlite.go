@@ -3,6 +3,7 @@
 package sqlite
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"embed"
@@ -23,6 +24,7 @@ import (
 	sqlite3 "modernc.org/sqlite/lib"
 
 	"github.com/userattrs/userattrs"
+	"github.com/userattrs/userattrs/internal/bounded"
 	"github.com/userattrs/userattrs/store"
 	"github.com/userattrs/userattrs/store/sqlstore"
 )
@@ -43,10 +45,13 @@ type Store struct {
 	write   *sql.DB
 	read    *sql.DB
 	get     *sql.Stmt // on the read pool
-	merges  chan *merge
-	closing chan struct{} // closed by Close: no more merges are taken
-	stopped chan struct{} // closed when the writer has finished
-	close   sync.Once
+	// The writer's statements, prepared once on its connection.
+	lockRow, upsert, remove, probe *sql.Stmt
+	// The attributes of users as the writer last committed or read them
+	// (only the writer touches it).
+	known  *bounded.Map[userattrs.Attributes]
+	writes *sqlstore.Batcher // one writer: SQLite has one write lock
+	close  sync.Once
 
 	// What readiness reads of the writer without writing: since when its
 	// transaction has been running (0: none), and whether its last
@@ -54,23 +59,6 @@ type Store struct {
 	committing atomic.Int64 // Unix nanoseconds
 	lastFailed atomic.Bool
 }
-
-// merge is one Update waiting for the writer. Its state decides, once,
-// whether the writer takes it or its caller gives it up: a merge whose
-// caller gave up is never applied, and one the writer took is always
-// answered.
-type merge struct {
-	user   string
-	update func(userattrs.Attributes) (userattrs.Attributes, error) // nil: a probe write of readiness
-	state  atomic.Int32
-	done   chan error
-}
-
-const (
-	pending int32 = iota
-	taken
-	abandoned
-)
 
 // maxBatch bounds how many merges share one transaction.
 const maxBatch = 128
@@ -115,6 +103,11 @@ type Config struct {
 	// StalledAfter is how long a transaction may run before readiness says
 	// that writes have stalled (default 5s): a frozen or failing disk.
 	StalledAfter time.Duration
+	// KnownUsers and KnownBytes bound how many users' committed attributes
+	// the writer keeps decoded (default 16384 users, 16 MiB of names and
+	// values), so that a merge of a user merged recently neither reads nor
+	// decodes their row.
+	KnownUsers, KnownBytes int
 }
 
 // Open opens (creating if needed) the database at cfg.Path and brings its
@@ -214,10 +207,18 @@ func open(ctx context.Context, cfg Config) (*Store, error) {
 		write.Close()
 		return nil, fmt.Errorf("sqlite: prepare: %w", mapError(err))
 	}
-	s.merges = make(chan *merge, maxBatch)
-	s.closing = make(chan struct{})
-	s.stopped = make(chan struct{})
-	go s.writer()
+	for _, p := range []struct {
+		stmt  **sql.Stmt
+		query string
+	}{{&s.lockRow, selectAttributes}, {&s.upsert, upsertAttributes}, {&s.remove, deleteAttributes}, {&s.probe, probeWrite}} {
+		if *p.stmt, err = write.PrepareContext(ctx, p.query); err != nil {
+			s.read.Close()
+			write.Close()
+			return nil, fmt.Errorf("sqlite: prepare: %w", mapError(err))
+		}
+	}
+	s.known = bounded.New[userattrs.Attributes](cmp.Or(cfg.KnownUsers, 16384), cmp.Or(cfg.KnownBytes, 16<<20))
+	s.writes = sqlstore.NewBatcher(1, maxBatch, s.commit)
 	return s, nil
 }
 
@@ -242,21 +243,14 @@ func (s *Store) migrate(ctx context.Context) error {
 func (s *Store) Close() error {
 	var err error
 	s.close.Do(func() {
-		close(s.closing)
-		<-s.stopped
-		err = errors.Join(s.get.Close(), s.read.Close(), s.write.Close(), s.lock.Close())
+		s.writes.Close()
+		err = errors.Join(s.get.Close(), s.lockRow.Close(), s.upsert.Close(), s.remove.Close(), s.probe.Close(),
+			s.read.Close(), s.write.Close(), s.lock.Close())
 	})
 	return err
 }
 
-func (s *Store) isClosed() bool {
-	select {
-	case <-s.closing:
-		return true
-	default:
-		return false
-	}
-}
+func (s *Store) isClosed() bool { return s.writes.Closed() }
 
 // Capabilities: one process, durable.
 func (s *Store) Capabilities() userattrs.Capabilities {
@@ -281,7 +275,7 @@ func (s *Store) Ping(ctx context.Context) error {
 		}
 	}
 	if s.lastFailed.Load() {
-		if err := s.enqueue(ctx, &merge{done: make(chan error, 1)}); err != nil {
+		if err := s.writes.Do(ctx, "", nil); err != nil {
 			return err
 		}
 	}
@@ -314,41 +308,9 @@ func load(row *sql.Row) ([]byte, error) {
 }
 
 // Update hands the merge to the writer and returns once the transaction
-// that applied it is committed and on disk. When ctx ends first, the merge
-// is given up and never applied, unless the writer has taken it already: its
-// outcome is then a commit away, and Update waits for it.
+// that applied it is committed and on disk (see sqlstore.Batcher).
 func (s *Store) Update(ctx context.Context, user string, update func(userattrs.Attributes) (userattrs.Attributes, error)) error {
-	return s.enqueue(ctx, &merge{user: user, update: update, done: make(chan error, 1)})
-}
-
-// enqueue hands m to the writer and waits for its outcome, as Update says.
-func (s *Store) enqueue(ctx context.Context, m *merge) error {
-	select {
-	case <-s.closing:
-		return userattrs.ErrClosed
-	default:
-	}
-	select {
-	case s.merges <- m:
-	case <-s.closing:
-		return userattrs.ErrClosed
-	case <-ctx.Done():
-		return mapError(ctx.Err())
-	}
-	select {
-	case err := <-m.done:
-		return err
-	case <-ctx.Done():
-		if m.state.CompareAndSwap(pending, abandoned) {
-			return mapError(ctx.Err())
-		}
-	case <-s.stopped:
-		// The writer is gone; it answered every merge it took.
-		if m.state.CompareAndSwap(pending, abandoned) {
-			return userattrs.ErrClosed
-		}
-	}
-	return <-m.done
+	return s.writes.Do(ctx, user, update)
 }
 
 // sameFile reports a database file deleted or replaced under the running
@@ -363,68 +325,18 @@ func (s *Store) sameFile() error {
 	return nil
 }
 
-// writer applies merges until the store closes: it takes the first one
-// waiting and every other already queued, up to maxBatch, and commits them
-// together. Once closing, it answers what is still queued with ErrClosed.
-func (s *Store) writer() {
-	defer close(s.stopped)
-	batch := make([]*merge, 0, maxBatch)
-	for {
-		batch = batch[:0]
-		select {
-		case m := <-s.merges:
-			batch = s.take(batch, m)
-		case <-s.closing:
-			s.giveUpQueued()
-			return
-		}
-	fill:
-		for len(batch) < maxBatch {
-			select {
-			case m := <-s.merges:
-				batch = s.take(batch, m)
-			default:
-				break fill
-			}
-		}
-		if len(batch) > 0 {
-			s.commit(batch)
-		}
-	}
-}
-
-// take adds m to the batch unless its caller gave it up.
-func (s *Store) take(batch []*merge, m *merge) []*merge {
-	if m.state.CompareAndSwap(pending, taken) {
-		return append(batch, m)
-	}
-	return batch
-}
-
-func (s *Store) giveUpQueued() {
-	for {
-		select {
-		case m := <-s.merges:
-			if m.state.CompareAndSwap(pending, taken) {
-				m.done <- userattrs.ErrClosed
-			}
-		default:
-			return
-		}
-	}
-}
-
 // commit applies a batch in one IMMEDIATE transaction. A merge whose
 // updater refuses (limits, If-Match) gets its error and changes nothing;
 // the others are acknowledged only after the commit. A database error fails
 // the whole batch, since its transaction is rolled back.
-func (s *Store) commit(batch []*merge) {
+func (s *Store) commit(batch []*sqlstore.Merge) ([]error, error) {
 	// The batch outlives any one request: no request's context may cancel
 	// the others' merges.
 	ctx := context.Background()
-	results := make([]error, len(batch))
+	outcomes := make([]error, len(batch))
 	s.committing.Store(time.Now().UnixNano())
 	defer s.committing.Store(0)
+	row := &batchRow{s: s, pending: map[string]userattrs.Attributes{}}
 	err := func() (err error) {
 		// Updaters' panics are their merges' errors (userattrs.Next); one
 		// anywhere else fails the batch, not the process.
@@ -437,30 +349,25 @@ func (s *Store) commit(batch []*merge) {
 			return mapError(err)
 		}
 		defer tx.Rollback()
-		row := &batchRow{tx: tx, pending: map[string][]byte{}}
+		row.tx = tx
 		for i, m := range batch {
-			if m.update == nil {
-				if _, err := tx.ExecContext(ctx, probeWrite, time.Now().UnixMilli()); err != nil {
+			if m.Update == nil {
+				if _, err := tx.StmtContext(ctx, s.probe).ExecContext(ctx, time.Now().UnixMilli()); err != nil {
 					return mapError(err)
 				}
 				continue
 			}
-			err := sqlstore.Apply(ctx, row, m.user, m.update)
+			err := sqlstore.Apply(ctx, row, m.User, m.Update)
 			if row.failed != nil {
 				return row.failed
 			}
-			results[i] = err
+			outcomes[i] = err
 		}
 		return mapError(tx.Commit())
 	}()
+	row.settle(err)
 	s.lastFailed.Store(err != nil)
-	for i, m := range batch {
-		if err != nil {
-			m.done <- err
-		} else {
-			m.done <- results[i]
-		}
-	}
+	return outcomes, err
 }
 
 // batchRow is a user's row inside the writer's transaction: a user merged
@@ -468,36 +375,67 @@ func (s *Store) commit(batch []*merge) {
 // began IMMEDIATE and holds the database's write lock, which keeps every
 // other writer out.
 type batchRow struct {
+	s       *Store
 	tx      *sql.Tx
-	pending map[string][]byte // attributes column written in this batch; nil when deleted
-	failed  error             // a database error, which aborts the batch
+	pending map[string]userattrs.Attributes // written in this batch, not yet committed
+	failed  error                           // a database error, which aborts the batch
 }
 
-func (r *batchRow) LoadForUpdate(ctx context.Context, user string) ([]byte, error) {
-	if column, ok := r.pending[user]; ok {
-		return column, nil
+// LoadForUpdate reads what the batch wrote, or else what the writer knows
+// is committed, or else the row. This process is the file's only writer
+// (see lockFile), so what it committed last is what the row holds.
+func (r *batchRow) LoadForUpdate(ctx context.Context, user string) (userattrs.Attributes, error) {
+	if attrs, ok := r.pending[user]; ok {
+		return attrs, nil
 	}
-	column, err := load(r.tx.QueryRowContext(ctx, selectAttributes, user))
+	if attrs, ok := r.s.known.Get(user); ok {
+		return attrs, nil
+	}
+	column, err := load(r.tx.StmtContext(ctx, r.s.lockRow).QueryRowContext(ctx, user))
 	if err != nil {
 		r.failed = err
+		return nil, err
 	}
-	return column, err
+	attrs, err := sqlstore.Decode(column)
+	if err == nil {
+		r.s.known.Put(user, attrs, knownSize(user, attrs))
+	}
+	return attrs, err
 }
 
-func (r *batchRow) Save(ctx context.Context, user string, column []byte, empty bool) error {
+func (r *batchRow) Save(ctx context.Context, user string, next userattrs.Attributes) error {
 	var err error
-	if empty {
-		_, err = r.tx.ExecContext(ctx, deleteAttributes, user)
-		column = nil
+	if len(next) == 0 {
+		_, err = r.tx.StmtContext(ctx, r.s.remove).ExecContext(ctx, user)
 	} else {
-		_, err = r.tx.ExecContext(ctx, upsertAttributes, user, column, time.Now().UnixMilli())
+		_, err = r.tx.StmtContext(ctx, r.s.upsert).ExecContext(ctx, user, sqlstore.Encode(next), time.Now().UnixMilli())
 	}
 	if err != nil {
 		r.failed = mapError(err)
 		return r.failed
 	}
-	r.pending[user] = column
+	r.pending[user] = next
 	return nil
+}
+
+// settle tells the writer's knowledge what became of the batch: what it
+// wrote is committed, or, when the transaction failed, unknown, so the
+// next merge of those users reads their rows.
+func (r *batchRow) settle(err error) {
+	for user, attrs := range r.pending {
+		if err == nil {
+			r.s.known.Put(user, attrs, knownSize(user, attrs))
+		} else {
+			r.s.known.Remove(user)
+		}
+	}
+}
+
+// knownSize is what a user's entry in the writer's knowledge counts against
+// its bytes: names and values, and roughly the map slots and headers
+// around them.
+func knownSize(user string, attrs userattrs.Attributes) int {
+	return 64 + len(user) + attrs.Size() + 56*len(attrs)
 }
 
 // mapError reports a database that is busy, locked or gone as

@@ -14,12 +14,13 @@ import (
 
 // Row is one user's row, read and written inside a store's transaction.
 type Row interface {
-	// LoadForUpdate returns the stored attributes column of user, nil when
-	// the user has no row, and keeps the row locked against other writers
-	// until the transaction ends.
-	LoadForUpdate(ctx context.Context, user string) ([]byte, error)
-	// Save writes the attributes column of user.
-	Save(ctx context.Context, user string, column []byte, empty bool) error
+	// LoadForUpdate returns the current attributes of user, empty when the
+	// user has no row, and keeps the row locked against other writers until
+	// the transaction ends. The caller does not modify them.
+	LoadForUpdate(ctx context.Context, user string) (userattrs.Attributes, error)
+	// Save writes the attributes of user, which the store may keep: nobody
+	// modifies them from now on.
+	Save(ctx context.Context, user string, next userattrs.Attributes) error
 }
 
 // Decode reads an attributes column: a JSON object of arrays of strings. No
@@ -35,20 +36,41 @@ func Decode(column []byte) (userattrs.Attributes, error) {
 	return attrs, nil
 }
 
-// Encode writes an attributes column.
-func Encode(attrs userattrs.Attributes) ([]byte, error) {
-	return jsontext.Marshal(attrs)
+// Encode writes an attributes column, members in no particular order: it
+// is written on every merge, and sorting the keys would be most of its
+// cost.
+func Encode(attrs userattrs.Attributes) []byte {
+	size := 2
+	for k, vs := range attrs {
+		size += len(k) + 6
+		for _, v := range vs {
+			size += len(v) + 3
+		}
+	}
+	b := make([]byte, 0, size)
+	b = append(b, '{')
+	for k, vs := range attrs {
+		if len(b) > 1 {
+			b = append(b, ',')
+		}
+		b = jsontext.AppendString(b, k)
+		b = append(b, ':', '[')
+		for i, v := range vs {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = jsontext.AppendString(b, v)
+		}
+		b = append(b, ']')
+	}
+	return append(b, '}')
 }
 
 // Apply runs the updater of a Store.Update against row, inside the caller's
 // transaction: it loads the current attributes under a lock, asks update
 // for the next ones and saves them if they changed. The caller commits.
 func Apply(ctx context.Context, row Row, user string, update func(userattrs.Attributes) (userattrs.Attributes, error)) error {
-	column, err := row.LoadForUpdate(ctx, user)
-	if err != nil {
-		return err
-	}
-	current, err := Decode(column)
+	current, err := row.LoadForUpdate(ctx, user)
 	if err != nil {
 		return err
 	}
@@ -56,9 +78,5 @@ func Apply(ctx context.Context, row Row, user string, update func(userattrs.Attr
 	if err != nil || !changed {
 		return err
 	}
-	encoded, err := Encode(next)
-	if err != nil {
-		return fmt.Errorf("encode attributes: %w", err)
-	}
-	return row.Save(ctx, user, encoded, len(next) == 0)
+	return row.Save(ctx, user, next)
 }
