@@ -15,7 +15,7 @@ func chart(r Report, path string) error {
 	var labels []string
 	index := map[string]int{}
 	for _, x := range r.Results {
-		label := x.Target + "\n" + x.Method
+		label := x.label()
 		if _, ok := index[label]; !ok {
 			index[label] = len(labels)
 			labels = append(labels, label)
@@ -28,7 +28,7 @@ func chart(r Report, path string) error {
 			byConns[x.Conns] = make(plotter.Values, len(labels))
 			conns = append(conns, x.Conns)
 		}
-		byConns[x.Conns][index[x.Target+"\n"+x.Method]] = x.RPS
+		byConns[x.Conns][index[x.label()]] = x.RPS
 	}
 
 	p := plot.New()
@@ -55,3 +55,5 @@ func chart(r Report, path string) error {
 	p.X.Tick.Label.YAlign = -1
 	return p.Save(8*vg.Centimeter+3*vg.Centimeter*vg.Length(len(labels)), 16*vg.Centimeter, path)
 }
+
+func (r Result) label() string { return r.Target + " " + r.Method + "\n" + r.Scenario.label() }

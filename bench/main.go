@@ -32,8 +32,9 @@ import (
 
 // Result is one measured scenario at one connection count.
 type Result struct {
-	Target     string        `json:"target"` // what was measured, e.g. "userattrs sqlite"
-	Method     string        `json:"method"`
+	Target string `json:"target"` // what was measured, e.g. "userattrs sqlite"
+	Method string `json:"method"`
+	Scenario
 	Conns      int           `json:"connections"`
 	Requests   uint64        `json:"requests"`
 	RPS        float64       `json:"requests_per_second"` // successful requests per second
@@ -44,13 +45,45 @@ type Result struct {
 	PeakRSSMiB float64       `json:"peak_rss_mib,omitempty"` // of the measured userattrs process
 }
 
+// Scenario is whom a measurement's requests are for.
+type Scenario struct {
+	Users      int    `json:"users"`
+	Attributes int    `json:"attributes_per_user"`
+	Pattern    string `json:"pattern"` // which user each request is for, and with which token
+}
+
+// The access patterns.
+const (
+	roundRobin  = "round robin, tokens reused"
+	firstSeen   = "uniform random, first-seen tokens"
+	reusedFour  = "uniform random, each token 4 times"
+	limitBodies = "fixed body"
+)
+
+// label names a scenario in the table and the chart.
+func (s Scenario) label() string {
+	if s.Users == 0 { // the limit's
+		if s.Attributes == 0 {
+			return s.Pattern
+		}
+		return fmt.Sprintf("body of a user of %d attrs", s.Attributes)
+	}
+	users := strconv.Itoa(s.Users)
+	switch {
+	case s.Users%1000000 == 0:
+		users = strconv.Itoa(s.Users/1000000) + "M"
+	case s.Users%1000 == 0:
+		users = strconv.Itoa(s.Users/1000) + "k"
+	}
+	return fmt.Sprintf("%s users x %d attrs, %s", users, s.Attributes, s.Pattern)
+}
+
 // Report is what a run writes.
 type Report struct {
 	Date     time.Time `json:"date"`
 	Cores    int       `json:"cores"`
 	Duration string    `json:"duration"`
 	Warmup   string    `json:"warmup"`
-	Users    int       `json:"users"`
 	Notes    []string  `json:"notes,omitempty"`
 	Results  []Result  `json:"results"`
 }
@@ -59,6 +92,7 @@ type config struct {
 	duration, warmup time.Duration
 	conns            []int
 	users, kcUsers   int
+	million          int
 	stores           map[string]bool
 	out              string
 }
@@ -71,6 +105,7 @@ func main() {
 	flag.StringVar(&conns, "conns", "1,32", "connection counts")
 	flag.IntVar(&c.users, "users", 1000, "users (one token each) for the SQL stores")
 	flag.IntVar(&c.kcUsers, "keycloak-users", 100, "users (one token each) created in Keycloak")
+	flag.IntVar(&c.million, "large-store-users", 1000000, "users seeded into the large SQLite store (0: not measured)")
 	flag.StringVar(&stores, "stores", "sqlite,postgres,keycloak", "stores to measure, where available")
 	flag.StringVar(&c.out, "out", "results", "folder for the JSON and PNG results")
 	flag.Parse()
@@ -121,7 +156,7 @@ func run(c config) error {
 		os.RemoveAll(tmp)
 	}()
 	b.report = Report{Date: time.Now().UTC(), Cores: runtime.NumCPU(), Duration: c.duration.String(),
-		Warmup: c.warmup.String(), Users: c.users}
+		Warmup: c.warmup.String()}
 
 	for name, pkg := range map[string]string{"userattrs": "./cmd/userattrs", "bare": "./bench/bare"} {
 		b.bins[name] = filepath.Join(tmp, name)
@@ -135,6 +170,11 @@ func run(c config) error {
 	}
 	if c.stores["sqlite"] {
 		if err := b.measureSQL("sqlite", "sqlite:"+filepath.Join(tmp, "bench.db")); err != nil {
+			return err
+		}
+	}
+	if c.stores["sqlite"] && c.million > 0 {
+		if err := b.measureMillion(); err != nil {
 			return err
 		}
 	}
@@ -217,12 +257,16 @@ func rssMiB(pid int) float64 {
 }
 
 // attack sends targets round robin over conns connections as fast as the
-// server answers, for d, and returns vegeta's metrics and the peak RSS of
-// the process pid (0: not watched).
-func attack(targets []vegeta.Target, conns int, d time.Duration, pid int) (vegeta.Metrics, float64) {
+// server answers, for d (or, once, until each was sent once), and returns
+// vegeta's metrics and the peak RSS of the process pid (0: not watched).
+func attack(targets []vegeta.Target, conns int, d time.Duration, pid int, once bool) (vegeta.Metrics, float64) {
 	var next atomic.Uint64
 	targeter := func(t *vegeta.Target) error {
-		*t = targets[(next.Add(1)-1)%uint64(len(targets))]
+		i := next.Add(1) - 1
+		if once && i >= uint64(len(targets)) {
+			return vegeta.ErrNoTargets
+		}
+		*t = targets[i%uint64(len(targets))]
 		return nil
 	}
 	attacker := vegeta.NewAttacker(
@@ -244,6 +288,9 @@ func attack(targets []vegeta.Target, conns int, d time.Duration, pid int) (veget
 	}
 	var m vegeta.Metrics
 	for res := range attacker.Attack(targeter, vegeta.Rate{Freq: 0}, d, "") {
+		if once && res.Error == vegeta.ErrNoTargets.Error() {
+			continue // a worker that found every target sent: no request
+		}
 		m.Add(res)
 	}
 	m.Close()
@@ -251,33 +298,50 @@ func attack(targets []vegeta.Target, conns int, d time.Duration, pid int) (veget
 }
 
 // measure warms a target up, then measures it at every connection count.
-func (b *bench) measure(target, method string, targets []vegeta.Target, pid int) {
-	logf("%s %s: warm-up", target, method)
-	attack(targets, b.conns[len(b.conns)-1], b.warmup, 0)
+func (b *bench) measure(target, method string, sc Scenario, targets []vegeta.Target, pid int) {
+	logf("%s %s (%s): warm-up", target, method, sc.label())
+	attack(targets, b.conns[len(b.conns)-1], b.warmup, 0, false)
 	for _, conns := range b.conns {
-		m, peak := attack(targets, conns, b.duration, pid)
-		success := uint64(float64(m.Requests)*m.Success + 0.5)
-		r := Result{Target: target, Method: method, Conns: conns, Requests: m.Requests, RPS: m.Throughput,
-			P50: m.Latencies.P50, P99: m.Latencies.P99, Errors: m.Requests - success, PeakRSSMiB: peak}
-		if len(m.Errors) > 0 {
-			logf("%s %s: errors, e.g. %s", target, method, m.Errors[0])
-		}
-		logf("%s %s, %d conns: %.0f req/s, p50 %s, p99 %s, %d errors", target, method, conns, r.RPS, r.P50, r.P99, r.Errors)
-		b.report.Results = append(b.report.Results, r)
+		b.measureOnce(target, method, sc, targets, pid, conns, false)
 	}
 }
 
+// measureOnce measures targets at conns connections, without a warm-up;
+// once: each target is sent at most once, for the patterns whose tokens
+// must be first seen.
+func (b *bench) measureOnce(target, method string, sc Scenario, targets []vegeta.Target, pid, conns int, once bool) Result {
+	m, peak := attack(targets, conns, b.duration, pid, once)
+	success := uint64(float64(m.Requests)*m.Success + 0.5)
+	r := Result{Target: target, Method: method, Scenario: sc, Conns: conns, Requests: m.Requests, RPS: m.Throughput,
+		P50: m.Latencies.P50, P99: m.Latencies.P99, Errors: m.Requests - success, PeakRSSMiB: peak}
+	if len(m.Errors) > 0 {
+		logf("%s %s: errors, e.g. %s", target, method, m.Errors[0])
+	}
+	if once && m.Requests >= uint64(len(targets)) {
+		b.note("%s %s (%s): all %d prepared requests sent before %s ended", target, method, sc.label(), len(targets), b.duration)
+	}
+	logf("%s %s (%s), %d conns: %.0f req/s, p50 %s, p99 %s, %d errors", target, method, sc.label(), conns, r.RPS, r.P50, r.P99, r.Errors)
+	b.report.Results = append(b.report.Results, r)
+	return r
+}
+
 // ratios relates every result to the bare handler's at the same method and
-// connection count.
+// connection count, and for a GET, the same body: that of a user of as many
+// attributes where the limit was measured for that size.
 func (b *bench) ratios() {
 	limit := map[string]float64{}
+	key := func(r Result, attrs int) string { return fmt.Sprint(r.Method, r.Conns, attrs) }
 	for _, r := range b.report.Results {
 		if r.Target == limitTarget {
-			limit[r.Method+strconv.Itoa(r.Conns)] = r.RPS
+			limit[key(r, r.Attributes)] = r.RPS
 		}
 	}
 	for i, r := range b.report.Results {
-		if l := limit[r.Method+strconv.Itoa(r.Conns)]; l > 0 {
+		l, ok := limit[key(r, r.Attributes)]
+		if !ok {
+			l = limit[key(r, 0)]
+		}
+		if l > 0 {
 			b.report.Results[i].RatioLimit = r.RPS / l
 		}
 	}
@@ -306,8 +370,8 @@ func (b *bench) write() error {
 
 func printTable(w io.Writer, r Report) {
 	fmt.Fprintf(w, "\n%d cores, %s, %s per measurement after %s warm-up\n\n", r.Cores, r.Date.Format(time.RFC3339), r.Duration, r.Warmup)
-	fmt.Fprintf(w, "| %-32s | %-6s | %5s | %10s | %9s | %9s | %6s | %8s | %8s |\n", "target", "method", "conns", "req/s", "p50", "p99", "errors", "vs limit", "RSS MiB")
-	fmt.Fprintf(w, "|%s|%s|%s|%s|%s|%s|%s|%s|%s|\n", strings.Repeat("-", 34), strings.Repeat("-", 8), strings.Repeat("-", 7),
+	fmt.Fprintf(w, "| %-32s | %-6s | %-56s | %5s | %10s | %9s | %9s | %6s | %8s | %8s |\n", "target", "method", "scenario", "conns", "req/s", "p50", "p99", "errors", "vs limit", "RSS MiB")
+	fmt.Fprintf(w, "|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|\n", strings.Repeat("-", 34), strings.Repeat("-", 8), strings.Repeat("-", 58), strings.Repeat("-", 7),
 		strings.Repeat("-", 12), strings.Repeat("-", 11), strings.Repeat("-", 11), strings.Repeat("-", 8), strings.Repeat("-", 10), strings.Repeat("-", 10))
 	for _, x := range r.Results {
 		ratio, rss := "", ""
@@ -317,7 +381,7 @@ func printTable(w io.Writer, r Report) {
 		if x.PeakRSSMiB > 0 {
 			rss = fmt.Sprintf("%.1f", x.PeakRSSMiB)
 		}
-		fmt.Fprintf(w, "| %-32s | %-6s | %5d | %10.0f | %9s | %9s | %6d | %8s | %8s |\n", x.Target, x.Method, x.Conns, x.RPS,
+		fmt.Fprintf(w, "| %-32s | %-6s | %-56s | %5d | %10.0f | %9s | %9s | %6d | %8s | %8s |\n", x.Target, x.Method, x.Scenario.label(), x.Conns, x.RPS,
 			x.P50.Round(time.Microsecond), x.P99.Round(time.Microsecond), x.Errors, ratio, rss)
 	}
 	for _, n := range r.Notes {

@@ -12,6 +12,7 @@ import (
 	vegeta "github.com/tsenart/vegeta/v12/lib"
 
 	"github.com/userattrs/userattrs/auth"
+	"github.com/userattrs/userattrs/bench/workload"
 	"github.com/userattrs/userattrs/internal/kctest"
 	"github.com/userattrs/userattrs/internal/pgtest"
 )
@@ -47,34 +48,101 @@ func (b *bench) measureLimit() error {
 	}
 	defer s.stop()
 	get, put := attributeTargets(s.url, make([]string, b.users))
-	b.measure(limitTarget, "GET", get, 0)
-	b.measure(limitTarget, "PUT", put, 0)
+	b.measure(limitTarget, "GET", Scenario{Pattern: limitBodies}, get, 0)
+	b.measure(limitTarget, "PUT", Scenario{Pattern: limitBodies}, put, 0)
+	if b.stores["sqlite"] {
+		for _, n := range workload.Sizes {
+			for i := range get {
+				get[i].Header = http.Header{workload.SizeHeader: {strconv.Itoa(n)}}
+			}
+			b.measure(limitTarget, "GET", Scenario{Attributes: n, Pattern: limitBodies}, get, 0)
+		}
+	}
 	return nil
 }
 
 // measureSQL measures userattrs on a SQL store, with development tokens
-// that the service verifies like any other JWT.
-func (b *bench) measureSQL(kind, store string) error {
+// that the service verifies like any other JWT: the benchmark of record
+// (users of 3 attributes, read and written in turn), then, on SQLite,
+// users of every size.
+func (b *bench) measureSQL(kind, store string, flags ...string) error {
 	dir := filepath.Join(b.tmp, kind)
 	key, err := auth.LoadOrCreateDevKey(dir)
 	if err != nil {
 		return err
 	}
-	tokens := make([]string, b.users)
-	for i := range tokens {
-		if tokens[i], err = key.Sign(auth.TokenRequest{Subject: fmt.Sprintf("user-%04d", i), ClientID: "bench",
-			Scopes: []string{"user:attributes:read", "user:attributes:write"}, TTL: 2 * time.Hour}); err != nil {
-			return err
-		}
+	tokens, err := signTokens(key, "user", b.users)
+	if err != nil {
+		return err
 	}
-	s, err := b.start(b.bins["userattrs"], nil, "serve", "--dev", "--data-dir", dir, "--store", store)
+	s, err := b.start(b.bins["userattrs"], nil, append([]string{"serve", "--dev", "--data-dir", dir, "--store", store}, flags...)...)
 	if err != nil {
 		return err
 	}
 	defer s.stop()
+	target := "userattrs " + kind
+	if len(flags) > 0 {
+		target += " " + strings.Join(flags, " ")
+	}
+	record := Scenario{Users: b.users, Attributes: 3, Pattern: roundRobin}
 	get, put := attributeTargets(s.url, tokens)
-	b.measure("userattrs "+kind, "PUT", put, s.cmd.Process.Pid) // PUT first: GET then reads real rows
-	b.measure("userattrs "+kind, "GET", get, s.cmd.Process.Pid)
+	b.measure(target, "PUT", record, put, s.cmd.Process.Pid) // PUT first: GET then reads real rows
+	b.measure(target, "GET", record, get, s.cmd.Process.Pid)
+	if kind != "sqlite" {
+		return nil
+	}
+	for _, n := range workload.Sizes {
+		if err := b.measureSized(s, target, key, n); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// signTokens signs a development token for each of n users named
+// prefix-NNNN.
+func signTokens(key *auth.DevKey, prefix string, n int) ([]string, error) {
+	tokens := make([]string, n)
+	for i := range tokens {
+		var err error
+		if tokens[i], err = sign(key, fmt.Sprintf("%s-%04d", prefix, i)); err != nil {
+			return nil, err
+		}
+	}
+	return tokens, nil
+}
+
+func sign(key *auth.DevKey, user string) (string, error) {
+	return key.Sign(auth.TokenRequest{Subject: user, ClientID: "bench",
+		Scopes: []string{"user:attributes:read", "user:attributes:write"}, TTL: 2 * time.Hour})
+}
+
+// measureSized gives b.users users n attributes each, then measures PUTs
+// that change one of them and GETs.
+func (b *bench) measureSized(s *server, target string, key *auth.DevKey, n int) error {
+	tokens, err := signTokens(key, fmt.Sprintf("sized%d", n), b.users)
+	if err != nil {
+		return err
+	}
+	body := workload.SizedBody(n)
+	var seed, get, put []vegeta.Target
+	for round, value := range []string{"a", "b"} {
+		for _, tok := range tokens {
+			h := http.Header{"Authorization": {"Bearer " + tok}, "Content-Type": {"application/json"}}
+			if round == 0 {
+				seed = append(seed, vegeta.Target{Method: "PUT", URL: s.url + "/user/2024-3/attributes", Header: h, Body: body})
+				get = append(get, vegeta.Target{Method: "GET", URL: s.url + "/user/2025-1/attributes", Header: h})
+			}
+			put = append(put, vegeta.Target{Method: "PUT", URL: s.url + "/user/2024-3/attributes", Header: h,
+				Body: []byte(`{"onboarding_step_0000":"` + value + `"}`)})
+		}
+	}
+	if m, _ := attack(seed, 32, time.Minute, 0, true); m.Success < 1 {
+		return fmt.Errorf("seeding users of %d attributes: %d of %d failed", n, m.Requests-uint64(float64(m.Requests)*m.Success), m.Requests)
+	}
+	sc := Scenario{Users: b.users, Attributes: n, Pattern: roundRobin}
+	b.measure(target, "PUT", sc, put, s.cmd.Process.Pid)
+	b.measure(target, "GET", sc, get, s.cmd.Process.Pid)
 	return nil
 }
 
@@ -141,8 +209,9 @@ func (b *bench) measureKeycloak() error {
 			return err
 		}
 		get, put := attributeTargets(s.url, tokens)
-		b.measure(mode.target, "PUT", put, s.cmd.Process.Pid)
-		b.measure(mode.target, "GET", get, s.cmd.Process.Pid)
+		sc := Scenario{Users: len(tokens), Attributes: 3, Pattern: roundRobin}
+		b.measure(mode.target, "PUT", sc, put, s.cmd.Process.Pid)
+		b.measure(mode.target, "GET", sc, get, s.cmd.Process.Pid)
 		s.stop()
 	}
 
@@ -154,7 +223,8 @@ func (b *bench) measureKeycloak() error {
 	if err := check(account[0], 200); err != nil {
 		return fmt.Errorf("account API: %w", err)
 	}
-	b.measure("keycloak account API", "GET", account, 0)
+	kcScenario := Scenario{Users: len(tokens), Attributes: 3, Pattern: roundRobin}
+	b.measure("keycloak account API", "GET", kcScenario, account, 0)
 
 	svcToken, err := kc.ServiceToken()
 	if err != nil {
@@ -168,7 +238,7 @@ func (b *bench) measureKeycloak() error {
 	if err := check(admin[0], 200); err != nil {
 		return fmt.Errorf("admin API: %w", err)
 	}
-	b.measure("keycloak admin API user read", "GET", admin, 0)
+	b.measure("keycloak admin API user read", "GET", kcScenario, admin, 0)
 
 	// What a client of the Admin API does to write attributes: PUT the
 	// user's whole representation, changed.
@@ -192,7 +262,7 @@ func (b *bench) measureKeycloak() error {
 	if err := check(adminPut[0], 204); err != nil {
 		return fmt.Errorf("admin API: %w", err)
 	}
-	b.measure("keycloak admin API user write", "PUT", adminPut, 0)
+	b.measure("keycloak admin API user write", "PUT", Scenario{Users: len(users), Attributes: 2, Pattern: roundRobin}, adminPut, 0)
 	return nil
 }
 
@@ -225,8 +295,8 @@ func (b *bench) warmKeycloak(kc *kctest.Keycloak, tokens []string) error {
 			return err
 		}
 		get, put := attributeTargets(s.url, tokens)
-		attack(put, 32, 10*time.Second, 0)
-		attack(get, 32, 5*time.Second, 0)
+		attack(put, 32, 10*time.Second, 0, false)
+		attack(get, 32, 5*time.Second, 0, false)
 		s.stop()
 	}
 	return nil
