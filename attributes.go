@@ -51,12 +51,14 @@ func (a Attributes) Equal(b Attributes) bool {
 func (a Attributes) Size() int {
 	n := 0
 	for k, vs := range a {
-		n += sizeOf(k, vs)
+		n += SizeOf(k, vs)
 	}
 	return n
 }
 
-func sizeOf(key string, values []string) int {
+// SizeOf is what one attribute adds to Attributes.Size, for those who keep
+// a size up to date as attributes change rather than count it again.
+func SizeOf(key string, values []string) int {
 	n := len(key)
 	for _, v := range values {
 		n += len(v)

@@ -174,20 +174,22 @@ func within[T any](ctx context.Context, ops chan struct{}, op func() (T, error))
 // panics.
 func (s *Service) update(ctx context.Context, user string, patch Patch, cond Precondition) (err error) {
 	var result Attributes
+	size := -1 // of result, when known
 	var seq uint64
 	err = s.store.Update(ctx, user, func(current Attributes) (Attributes, error) {
 		if cond.needsTag() && !cond.Holds(s.policy.Visible(current).ETag()) {
 			return nil, ErrPreconditionFailed
 		}
 		if !patch.Changes(current) {
-			result = current
+			result, size = current, -1
 			return current, nil
 		}
 		next := patch.Merged(current)
-		if err := s.limits.checkTotals(patch, current, next); err != nil {
+		total, err := s.limits.checkTotals(patch, current, next)
+		if err != nil {
 			return nil, err
 		}
-		result = next
+		result, size = next, total
 		if s.cache != nil {
 			// The store runs the updaters of one user one at a time, in
 			// the order their writes land: the sequence orders them.
@@ -198,7 +200,12 @@ func (s *Service) update(ctx context.Context, user string, patch Patch, cond Pre
 	if s.cache != nil {
 		switch {
 		case err == nil:
-			s.cache.written(user, seq, NewView(s.policy.Visible(result)), time.Now())
+			visible := s.policy.Visible(result)
+			view := &View{attrs: visible, size: size}
+			if size < 0 || len(visible) != len(result) {
+				view.size = visible.Size()
+			}
+			s.cache.written(user, seq, view, time.Now())
 		case result != nil:
 			// The store failed after the updater ran: the write may or may
 			// not have landed.

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sync"
 	"time"
+	"unique"
 	"unsafe"
 )
 
@@ -94,8 +95,32 @@ func (c *Cache) Verify(ctx context.Context, token string) (Identity, error) {
 	if c.ttl > 0 && now.Add(c.ttl).Before(until) {
 		until = now.Add(c.ttl)
 	}
-	shard.put(key, cacheEntry{id: id, until: until}, now)
+	shard.put(key, cacheEntry{id: interned(id), until: until}, now)
 	return id, nil
+}
+
+// interned returns id with the strings that most identities share (the
+// client, the scopes, the key id, the providers) as one copy each: the
+// cache holds up to MaxEntries identities, and their own copies of the same
+// few strings would be most of its memory. Only the subject is each
+// identity's own.
+func interned(id Identity) Identity {
+	id.ClientID = unique.Make(id.ClientID).Value()
+	id.KeyID = unique.Make(id.KeyID).Value()
+	id.Scopes = internAll(id.Scopes)
+	id.LinkedProviders = internAll(id.LinkedProviders)
+	return id
+}
+
+func internAll(ss []string) []string {
+	if ss == nil {
+		return nil
+	}
+	out := make([]string, len(ss))
+	for i, s := range ss {
+		out[i] = unique.Make(s).Value()
+	}
+	return out
 }
 
 func (s *cacheShard) put(key [sha256.Size]byte, e cacheEntry, now time.Time) {

@@ -93,29 +93,26 @@ type config struct {
 	conns            []int
 	users, kcUsers   int
 	million          int
+	pgPools          []int
 	stores           map[string]bool
 	out              string
 }
 
 func main() {
 	var c config
-	var conns, stores string
+	var conns, stores, pools string
 	flag.DurationVar(&c.duration, "duration", 10*time.Second, "how long each measurement runs")
 	flag.DurationVar(&c.warmup, "warmup", 3*time.Second, "warm-up before each target, not measured")
 	flag.StringVar(&conns, "conns", "1,32", "connection counts")
 	flag.IntVar(&c.users, "users", 1000, "users (one token each) for the SQL stores")
 	flag.IntVar(&c.kcUsers, "keycloak-users", 100, "users (one token each) created in Keycloak")
 	flag.IntVar(&c.million, "large-store-users", 1000000, "users seeded into the large SQLite store (0: not measured)")
+	flag.StringVar(&pools, "postgres-pools", "4,10", "PostgreSQL connection pool sizes to measure")
 	flag.StringVar(&stores, "stores", "sqlite,postgres,keycloak", "stores to measure, where available")
 	flag.StringVar(&c.out, "out", "results", "folder for the JSON and PNG results")
 	flag.Parse()
-	for _, s := range strings.Split(conns, ",") {
-		n, err := strconv.Atoi(strings.TrimSpace(s))
-		if err != nil || n < 1 {
-			fatal(fmt.Errorf("-conns: %q", s))
-		}
-		c.conns = append(c.conns, n)
-	}
+	c.conns = counts("conns", conns)
+	c.pgPools = counts("postgres-pools", pools)
 	c.stores = map[string]bool{}
 	for _, s := range strings.Split(stores, ",") {
 		c.stores[strings.TrimSpace(s)] = true
@@ -123,6 +120,19 @@ func main() {
 	if err := run(c); err != nil {
 		fatal(err)
 	}
+}
+
+// counts parses a flag's comma-separated positive numbers.
+func counts(name, list string) []int {
+	var ns []int
+	for _, s := range strings.Split(list, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n < 1 {
+			fatal(fmt.Errorf("-%s: %q", name, s))
+		}
+		ns = append(ns, n)
+	}
+	return ns
 }
 
 func fatal(err error) {
@@ -155,6 +165,9 @@ func run(c config) error {
 		}
 		os.RemoveAll(tmp)
 	}()
+	if err := os.MkdirAll(c.out, 0o755); err != nil {
+		return err
+	}
 	b.report = Report{Date: time.Now().UTC(), Cores: runtime.NumCPU(), Duration: c.duration.String(),
 		Warmup: c.warmup.String()}
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net/http"
 	"os"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/userattrs/userattrs"
 	"github.com/userattrs/userattrs/auth"
+	"github.com/userattrs/userattrs/internal/testutil"
 	"github.com/userattrs/userattrs/store/sqlstore"
 )
 
@@ -82,7 +84,12 @@ func (b *bench) measureMillion() error {
 		return err
 	}
 
-	s, err := b.start(b.bins["userattrs"], nil, "serve", "--dev", "--data-dir", dir, "--store", "sqlite:"+path)
+	debugPort, err := testutil.FreePort()
+	if err != nil {
+		return err
+	}
+	debug := fmt.Sprintf("127.0.0.1:%d", debugPort)
+	s, err := b.start(b.bins["userattrs"], nil, "serve", "--dev", "--data-dir", dir, "--store", "sqlite:"+path, "--debug-addr", debug)
 	if err != nil {
 		return err
 	}
@@ -116,14 +123,43 @@ func (b *bench) measureMillion() error {
 
 	const target = "userattrs sqlite"
 	conns, pid := b.conns[len(b.conns)-1], s.cmd.Process.Pid
+	// The profiles of the first-seen reads, and the heap once every
+	// cache has filled, say where the time and the memory go.
+	cpu := b.profile(debug, fmt.Sprintf("profile?seconds=%d", int(b.duration.Seconds())), "million-get-cpu")
 	b.measureOnce(target, "GET", Scenario{Users: b.million, Attributes: 3, Pattern: firstSeen}, firstGets, pid, conns, true)
+	<-cpu
 	b.measureOnce(target, "GET", Scenario{Users: b.million, Attributes: 3, Pattern: reusedFour}, reusedGets, pid, conns, true)
 	b.measureOnce(target, "PUT", Scenario{Users: b.million, Attributes: 3, Pattern: firstSeen}, puts, pid, conns, true)
+	<-b.profile(debug, "heap", "million-heap")
 	return nil
 }
 
+// profile fetches a pprof profile of the server at debug into the results
+// folder, in the background; the channel closes when it is written.
+func (b *bench) profile(debug, query, name string) <-chan struct{} {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		path := filepath.Join(b.out, "bench-"+b.report.Date.Format("20060102-150405")+"-"+name+".pprof")
+		resp, err := http.Get("http://" + debug + "/debug/pprof/" + query)
+		if err == nil {
+			defer resp.Body.Close()
+			var data []byte
+			if data, err = io.ReadAll(resp.Body); err == nil {
+				err = os.WriteFile(path, data, 0o644)
+			}
+		}
+		if err != nil {
+			logf("profile %s: %v", name, err)
+			return
+		}
+		logf("wrote %s", path)
+	}()
+	return done
+}
+
 // seedSQLite writes users m-0000000 ... with millionAttributes into the
-// store's table in one transaction.
+// store's table, a row per attribute, in one transaction.
 func seedSQLite(path string, users int) error {
 	logf("seeding %d users", users)
 	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=journal_mode(WAL)&_pragma=synchronous(OFF)")
@@ -137,14 +173,18 @@ func seedSQLite(path string, users int) error {
 		return err
 	}
 	defer tx.Rollback()
-	insert, err := tx.PrepareContext(ctx, "INSERT INTO user_attributes (user_id, attributes, updated_at) VALUES (?, ?, ?)")
+	insert, err := tx.PrepareContext(ctx, `INSERT INTO user_attribute (user_id, name, "values", updated_at) VALUES (?, ?, ?, ?)`)
 	if err != nil {
 		return err
 	}
-	column, now := sqlstore.Encode(millionAttributes), time.Now().UnixMilli()
+	now := time.Now().UnixMilli()
+	names := millionAttributes.Keys()
 	for i := range users {
-		if _, err := insert.ExecContext(ctx, fmt.Sprintf("m-%07d", i), column, now); err != nil {
-			return err
+		user := fmt.Sprintf("m-%07d", i)
+		for _, name := range names {
+			if _, err := insert.ExecContext(ctx, user, name, string(sqlstore.AppendValues(nil, millionAttributes[name])), now); err != nil {
+				return err
+			}
 		}
 	}
 	if err := tx.Commit(); err != nil {

@@ -152,11 +152,18 @@ func (b *bench) measurePostgres() error {
 		return err
 	}
 	b.cleanup = append(b.cleanup, pg.Close)
-	url, err := pg.CreateSchema()
-	if err != nil {
-		return err
+	// Each pool size on a schema of its own, so that every run starts
+	// from the same empty table.
+	for _, pool := range b.pgPools {
+		url, err := pg.CreateSchema()
+		if err != nil {
+			return err
+		}
+		if err := b.measureSQL("postgres", url, "--postgres-max-conns", strconv.Itoa(pool)); err != nil {
+			return err
+		}
 	}
-	return b.measureSQL("postgres", url)
+	return nil
 }
 
 // measureKeycloak measures userattrs on the Keycloak store against what a

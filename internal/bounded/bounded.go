@@ -29,6 +29,12 @@ func (m *Map[V]) Get(k string) (V, bool) {
 	return e.v, ok
 }
 
+// Lookup returns the value of k and the size it was put with.
+func (m *Map[V]) Lookup(k string) (V, int, bool) {
+	e, ok := m.entries[k]
+	return e.v, e.size, ok
+}
+
 // Put keeps v for k, counted as size bytes, dropping other entries to make
 // room. A value larger than the whole bound is not kept, and any older
 // value of k goes.

@@ -334,7 +334,7 @@ func (r *lockedRows) LoadForUpdate(_ context.Context, user string) (userattrs.At
 
 // Save keeps the row of a user whose attributes are now empty: deleting it
 // would let a merge waiting on its lock find no row at all.
-func (r *lockedRows) Save(_ context.Context, user string, next userattrs.Attributes) error {
+func (r *lockedRows) Save(_ context.Context, user string, _, next userattrs.Attributes) error {
 	if !r.current[user].saved {
 		r.saved = append(r.saved, user)
 	}

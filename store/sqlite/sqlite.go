@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -64,11 +65,11 @@ type Store struct {
 const maxBatch = 128
 
 const (
-	selectAttributes = "SELECT attributes FROM user_attributes WHERE user_id = ?"
-	deleteAttributes = "DELETE FROM user_attributes WHERE user_id = ?"
-	upsertAttributes = `INSERT INTO user_attributes (user_id, attributes, updated_at) VALUES (?, ?, ?)
-		ON CONFLICT (user_id) DO UPDATE SET attributes = excluded.attributes, updated_at = excluded.updated_at`
-	probeWrite = "INSERT OR REPLACE INTO store_probe (id, checked_at) VALUES (1, ?)"
+	selectAttributes = `SELECT name, "values" FROM user_attribute WHERE user_id = ?`
+	upsertAttribute  = `INSERT INTO user_attribute (user_id, name, "values", updated_at) VALUES (?, ?, ?, ?)
+		ON CONFLICT (user_id, name) DO UPDATE SET "values" = excluded."values", updated_at = excluded.updated_at`
+	deleteAttribute = "DELETE FROM user_attribute WHERE user_id = ? AND name = ?"
+	probeWrite      = "INSERT OR REPLACE INTO store_probe (id, checked_at) VALUES (1, ?)"
 )
 
 var _ userattrs.Store = (*Store)(nil)
@@ -210,7 +211,7 @@ func open(ctx context.Context, cfg Config) (*Store, error) {
 	for _, p := range []struct {
 		stmt  **sql.Stmt
 		query string
-	}{{&s.lockRow, selectAttributes}, {&s.upsert, upsertAttributes}, {&s.remove, deleteAttributes}, {&s.probe, probeWrite}} {
+	}{{&s.lockRow, selectAttributes}, {&s.upsert, upsertAttribute}, {&s.remove, deleteAttribute}, {&s.probe, probeWrite}} {
 		if *p.stmt, err = write.PrepareContext(ctx, p.query); err != nil {
 			s.read.Close()
 			write.Close()
@@ -291,20 +292,27 @@ func (s *Store) Get(ctx context.Context, user string) (userattrs.Attributes, err
 	if s.isClosed() {
 		return nil, userattrs.ErrClosed
 	}
-	column, err := load(s.get.QueryRowContext(ctx, user))
-	if err != nil {
-		return nil, err
-	}
-	return sqlstore.Decode(column)
+	return load(ctx, s.get, user)
 }
 
-func load(row *sql.Row) ([]byte, error) {
-	var column []byte
-	err := row.Scan(&column)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, nil
+// load reads the attribute rows of user through stmt.
+func load(ctx context.Context, stmt *sql.Stmt, user string) (userattrs.Attributes, error) {
+	rows, err := stmt.QueryContext(ctx, user)
+	if err != nil {
+		return nil, mapError(err)
 	}
-	return column, mapError(err)
+	defer rows.Close()
+	attrs := userattrs.Attributes{}
+	var name, values string
+	for rows.Next() {
+		if err := rows.Scan(&name, &values); err != nil {
+			return nil, mapError(err)
+		}
+		if attrs[name], err = sqlstore.DecodeValues(values); err != nil {
+			return nil, err
+		}
+	}
+	return attrs, mapError(rows.Err())
 }
 
 // Update hands the merge to the writer and returns once the transaction
@@ -336,7 +344,7 @@ func (s *Store) commit(batch []*sqlstore.Merge) ([]error, error) {
 	outcomes := make([]error, len(batch))
 	s.committing.Store(time.Now().UnixNano())
 	defer s.committing.Store(0)
-	row := &batchRow{s: s, pending: map[string]userattrs.Attributes{}}
+	row := &batchRow{s: s, pending: map[string]known{}}
 	err := func() (err error) {
 		// Updaters' panics are their merges' errors (userattrs.Next); one
 		// anywhere else fails the batch, not the process.
@@ -377,54 +385,99 @@ func (s *Store) commit(batch []*sqlstore.Merge) ([]error, error) {
 type batchRow struct {
 	s       *Store
 	tx      *sql.Tx
-	pending map[string]userattrs.Attributes // written in this batch, not yet committed
-	failed  error                           // a database error, which aborts the batch
+	pending map[string]known // written in this batch, not yet committed
+	failed  error            // a database error, which aborts the batch
+}
+
+// known is a user's attributes as the writer knows them, and their size in
+// the writer's knowledge (see knownSize), kept up to date by each merge
+// instead of counted again.
+type known struct {
+	attrs userattrs.Attributes
+	size  int
 }
 
 // LoadForUpdate reads what the batch wrote, or else what the writer knows
-// is committed, or else the row. This process is the file's only writer
-// (see lockFile), so what it committed last is what the row holds.
+// is committed, or else the rows. This process is the file's only writer
+// (see lockFile), so what it committed last is what the rows hold.
 func (r *batchRow) LoadForUpdate(ctx context.Context, user string) (userattrs.Attributes, error) {
-	if attrs, ok := r.pending[user]; ok {
-		return attrs, nil
-	}
-	if attrs, ok := r.s.known.Get(user); ok {
-		return attrs, nil
-	}
-	column, err := load(r.tx.StmtContext(ctx, r.s.lockRow).QueryRowContext(ctx, user))
-	if err != nil {
-		r.failed = err
-		return nil, err
-	}
-	attrs, err := sqlstore.Decode(column)
-	if err == nil {
-		r.s.known.Put(user, attrs, knownSize(user, attrs))
-	}
-	return attrs, err
+	k, err := r.current(ctx, user)
+	return k.attrs, err
 }
 
-func (r *batchRow) Save(ctx context.Context, user string, next userattrs.Attributes) error {
-	var err error
-	if len(next) == 0 {
-		_, err = r.tx.StmtContext(ctx, r.s.remove).ExecContext(ctx, user)
-	} else {
-		_, err = r.tx.StmtContext(ctx, r.s.upsert).ExecContext(ctx, user, sqlstore.Encode(next), time.Now().UnixMilli())
+func (r *batchRow) current(ctx context.Context, user string) (known, error) {
+	if k, ok := r.pending[user]; ok {
+		return k, nil
 	}
+	if attrs, size, ok := r.s.known.Lookup(user); ok {
+		return known{attrs, size}, nil
+	}
+	attrs, err := load(ctx, r.tx.StmtContext(ctx, r.s.lockRow), user)
 	if err != nil {
-		r.failed = mapError(err)
-		return r.failed
+		if !errors.Is(err, sqlstore.ErrUndecodable) {
+			r.failed = err
+		}
+		return known{}, err
 	}
-	r.pending[user] = next
+	k := known{attrs, knownSize(user, attrs)}
+	r.s.known.Put(user, attrs, k.size)
+	return k, nil
+}
+
+// Save writes the rows of the attributes that differ between current and
+// next, and only those.
+func (r *batchRow) Save(ctx context.Context, user string, current, next userattrs.Attributes) error {
+	was, err := r.current(ctx, user) // what LoadForUpdate returned: no read
+	if err != nil {
+		return err
+	}
+	size := was.size + (len(next)-len(current))*knownAttributeOverhead
+	now := time.Now().UnixMilli()
+	upsert, remove := r.tx.StmtContext(ctx, r.s.upsert), r.tx.StmtContext(ctx, r.s.remove)
+	for name, values := range next {
+		old, ok := current[name]
+		if ok && sameValues(old, values) {
+			continue
+		}
+		if ok {
+			size -= userattrs.SizeOf(name, old)
+		}
+		size += userattrs.SizeOf(name, values)
+		// As a string, which SQLite keeps as TEXT, what its JSON
+		// functions read as JSON text.
+		text := string(sqlstore.AppendValues(nil, values))
+		if _, err := upsert.ExecContext(ctx, user, name, text, now); err != nil {
+			r.failed = mapError(err)
+			return r.failed
+		}
+	}
+	for name, old := range current {
+		if _, ok := next[name]; ok {
+			continue
+		}
+		size -= userattrs.SizeOf(name, old)
+		if _, err := remove.ExecContext(ctx, user, name); err != nil {
+			r.failed = mapError(err)
+			return r.failed
+		}
+	}
+	r.pending[user] = known{next, size}
 	return nil
+}
+
+// sameValues reports whether an attribute's values are unchanged: mostly
+// they are the very same slice, which a merge leaves in place.
+func sameValues(a, b []string) bool {
+	return len(a) == len(b) && (len(a) == 0 || &a[0] == &b[0] || slices.Equal(a, b))
 }
 
 // settle tells the writer's knowledge what became of the batch: what it
 // wrote is committed, or, when the transaction failed, unknown, so the
 // next merge of those users reads their rows.
 func (r *batchRow) settle(err error) {
-	for user, attrs := range r.pending {
+	for user, k := range r.pending {
 		if err == nil {
-			r.s.known.Put(user, attrs, knownSize(user, attrs))
+			r.s.known.Put(user, k.attrs, k.size)
 		} else {
 			r.s.known.Remove(user)
 		}
@@ -435,8 +488,10 @@ func (r *batchRow) settle(err error) {
 // its bytes: names and values, and roughly the map slots and headers
 // around them.
 func knownSize(user string, attrs userattrs.Attributes) int {
-	return 64 + len(user) + attrs.Size() + 56*len(attrs)
+	return 64 + len(user) + attrs.Size() + knownAttributeOverhead*len(attrs)
 }
+
+const knownAttributeOverhead = 56
 
 // mapError reports a database that is busy, locked or gone as
 // ErrUnavailable: the request may succeed later.

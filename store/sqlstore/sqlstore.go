@@ -4,24 +4,33 @@
 package sqlstore
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/userattrs/userattrs"
 	"github.com/userattrs/userattrs/internal/jsontext"
 )
 
-// Row is one user's row, read and written inside a store's transaction.
+// Row is one user's stored attributes, read and written inside a store's
+// transaction.
 type Row interface {
 	// LoadForUpdate returns the current attributes of user, empty when the
-	// user has no row, and keeps the row locked against other writers until
-	// the transaction ends. The caller does not modify them.
+	// user has none stored, and keeps them locked against other writers
+	// until the transaction ends. The caller does not modify them.
 	LoadForUpdate(ctx context.Context, user string) (userattrs.Attributes, error)
-	// Save writes the attributes of user, which the store may keep: nobody
-	// modifies them from now on.
-	Save(ctx context.Context, user string, next userattrs.Attributes) error
+	// Save replaces the attributes of user, current as LoadForUpdate
+	// returned them, with next, which the store may keep: nobody modifies
+	// either from now on.
+	Save(ctx context.Context, user string, current, next userattrs.Attributes) error
 }
+
+// ErrUndecodable is stored data that does not decode: a fault of that
+// user's data, which fails their merges and reads, and no one else's.
+var ErrUndecodable = errors.New("the stored attributes do not decode")
 
 // Decode reads an attributes column: a JSON object of arrays of strings. No
 // row means no attributes.
@@ -31,7 +40,7 @@ func Decode(column []byte) (userattrs.Attributes, error) {
 		return attrs, nil
 	}
 	if err := json.Unmarshal(column, &attrs); err != nil {
-		return nil, fmt.Errorf("decode stored attributes: %w", err)
+		return nil, fmt.Errorf("%w: %w", ErrUndecodable, err)
 	}
 	return attrs, nil
 }
@@ -54,16 +63,38 @@ func Encode(attrs userattrs.Attributes) []byte {
 			b = append(b, ',')
 		}
 		b = jsontext.AppendString(b, k)
-		b = append(b, ':', '[')
-		for i, v := range vs {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = jsontext.AppendString(b, v)
-		}
-		b = append(b, ']')
+		b = append(b, ':')
+		b = AppendValues(b, vs)
 	}
 	return append(b, '}')
+}
+
+// AppendValues appends an attribute's values as a JSON array of strings.
+func AppendValues(b []byte, values []string) []byte {
+	b = append(b, '[')
+	for i, v := range values {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = jsontext.AppendString(b, v)
+	}
+	return append(b, ']')
+}
+
+// DecodeValues reads what AppendValues wrote. One value with nothing
+// escaped, what almost every attribute holds, is read without
+// encoding/json.
+func DecodeValues(text string) ([]string, error) {
+	if len(text) >= 4 && text[0] == '[' && text[1] == '"' && text[len(text)-2] == '"' && text[len(text)-1] == ']' {
+		if v := text[2 : len(text)-2]; !strings.ContainsAny(v, `"\`) {
+			return []string{v}, nil
+		}
+	}
+	var values []string
+	if err := json.Unmarshal([]byte(text), &values); err != nil || len(values) == 0 {
+		return nil, fmt.Errorf("%w: %w", ErrUndecodable, cmp.Or(err, errors.New("an attribute without values")))
+	}
+	return values, nil
 }
 
 // Apply runs the updater of a Store.Update against row, inside the caller's
@@ -78,5 +109,5 @@ func Apply(ctx context.Context, row Row, user string, update func(userattrs.Attr
 	if err != nil || !changed {
 		return err
 	}
-	return row.Save(ctx, user, next)
+	return row.Save(ctx, user, current, next)
 }
