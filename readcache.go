@@ -28,8 +28,10 @@ type ReadCacheConfig struct {
 }
 
 // DefaultReadCacheBytes is the read cache's bound in bytes unless one is
-// configured.
-const DefaultReadCacheBytes = 64 << 20
+// configured: about 30,000 users of a few attributes, or 2,000 of 100.
+// With the token cache and the stores' own, it keeps an instance within
+// 100 MiB of memory however many users it serves.
+const DefaultReadCacheBytes = 24 << 20
 
 // readCache holds the views of recently read or written users.
 type readCache struct {

@@ -119,11 +119,12 @@ func Next(current Attributes, update func(Attributes) (Attributes, error)) (next
 	if err != nil {
 		return nil, false, err
 	}
-	return next, !same(next, current) && !next.Equal(current), nil
+	return next, !Same(next, current) && !next.Equal(current), nil
 }
 
-// same reports whether a and b are one map.
-func same(a, b Attributes) bool {
+// Same reports whether a and b are one map, not two equal ones: what a
+// store that keeps the attributes it last saw checks them against.
+func Same(a, b Attributes) bool {
 	return reflect.ValueOf(a).UnsafePointer() == reflect.ValueOf(b).UnsafePointer()
 }
 

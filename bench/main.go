@@ -93,6 +93,8 @@ type config struct {
 	conns            []int
 	users, kcUsers   int
 	million          int
+	largeOnly        bool
+	profiles         bool
 	pgPools          []int
 	stores           map[string]bool
 	out              string
@@ -107,6 +109,8 @@ func main() {
 	flag.IntVar(&c.users, "users", 1000, "users (one token each) for the SQL stores")
 	flag.IntVar(&c.kcUsers, "keycloak-users", 100, "users (one token each) created in Keycloak")
 	flag.IntVar(&c.million, "large-store-users", 1000000, "users seeded into the large SQLite store (0: not measured)")
+	flag.BoolVar(&c.profiles, "profiles", false, "write a CPU profile of userattrs for each row at the highest connection count")
+	flag.BoolVar(&c.largeOnly, "large-store-only", false, "measure only the large SQLite store (to profile it)")
 	flag.StringVar(&pools, "postgres-pools", "4,10", "PostgreSQL connection pool sizes to measure")
 	flag.StringVar(&stores, "stores", "sqlite,postgres,keycloak", "stores to measure, where available")
 	flag.StringVar(&c.out, "out", "results", "folder for the JSON and PNG results")
@@ -178,7 +182,12 @@ func run(c config) error {
 		}
 	}
 
-	if err := b.measureLimit(); err != nil {
+	if c.largeOnly {
+		c.stores = map[string]bool{}
+		if err := b.measureMillion(); err != nil {
+			return err
+		}
+	} else if err := b.measureLimit(); err != nil {
 		return err
 	}
 	if c.stores["sqlite"] {
@@ -214,8 +223,9 @@ func (b *bench) note(format string, args ...any) {
 
 // server is a process under measurement.
 type server struct {
-	cmd *exec.Cmd
-	url string
+	cmd   *exec.Cmd
+	url   string
+	debug string // where it serves pprof profiles; "" for none
 }
 
 // start runs a server binary with args on a free port and waits until it
@@ -226,13 +236,23 @@ func (b *bench) start(bin string, env []string, args ...string) (*server, error)
 		return nil, err
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	cmd := exec.Command(bin, append(args, "--addr", addr)...)
+	args = append(args, "--addr", addr)
+	var debug string
+	if bin == b.bins["userattrs"] {
+		debugPort, err := testutil.FreePort()
+		if err != nil {
+			return nil, err
+		}
+		debug = fmt.Sprintf("127.0.0.1:%d", debugPort)
+		args = append(args, "--debug-addr", debug)
+	}
+	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), env...)
 	cmd.Stderr = io.Discard
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	s := &server{cmd: cmd, url: "http://" + addr}
+	s := &server{cmd: cmd, url: "http://" + addr, debug: debug}
 	b.cleanup = append(b.cleanup, func() { s.stop() })
 	for deadline := time.Now().Add(30 * time.Second); ; {
 		resp, err := http.Get(s.url + "/health/liveness")
@@ -311,19 +331,33 @@ func attack(targets []vegeta.Target, conns int, d time.Duration, pid int, once b
 }
 
 // measure warms a target up, then measures it at every connection count.
-func (b *bench) measure(target, method string, sc Scenario, targets []vegeta.Target, pid int) {
+// s is the userattrs process measured, nil for others.
+func (b *bench) measure(target, method string, sc Scenario, targets []vegeta.Target, s *server) {
 	logf("%s %s (%s): warm-up", target, method, sc.label())
 	attack(targets, b.conns[len(b.conns)-1], b.warmup, 0, false)
 	for _, conns := range b.conns {
-		b.measureOnce(target, method, sc, targets, pid, conns, false)
+		b.measureOnce(target, method, sc, targets, s, conns, false)
 	}
 }
 
 // measureOnce measures targets at conns connections, without a warm-up;
 // once: each target is sent at most once, for the patterns whose tokens
-// must be first seen.
-func (b *bench) measureOnce(target, method string, sc Scenario, targets []vegeta.Target, pid, conns int, once bool) Result {
+// must be first seen. With -profiles, a CPU profile of s is taken at the
+// highest connection count.
+func (b *bench) measureOnce(target, method string, sc Scenario, targets []vegeta.Target, s *server, conns int, once bool) Result {
+	pid := 0
+	var profiled <-chan struct{}
+	if s != nil {
+		pid = s.cmd.Process.Pid
+		if b.profiles && conns == b.conns[len(b.conns)-1] {
+			name := strings.NewReplacer(" ", "-", ",", "", "/", "").Replace(fmt.Sprintf("%s-%s-%d-%d-%s", target, method, sc.Users, sc.Attributes, sc.Pattern))
+			profiled = b.profile(s, fmt.Sprintf("profile?seconds=%d", max(1, int(b.duration.Seconds())-1)), name)
+		}
+	}
 	m, peak := attack(targets, conns, b.duration, pid, once)
+	if profiled != nil {
+		<-profiled
+	}
 	success := uint64(float64(m.Requests)*m.Success + 0.5)
 	r := Result{Target: target, Method: method, Scenario: sc, Conns: conns, Requests: m.Requests, RPS: m.Throughput,
 		P50: m.Latencies.P50, P99: m.Latencies.P99, Errors: m.Requests - success, PeakRSSMiB: peak}
@@ -336,6 +370,30 @@ func (b *bench) measureOnce(target, method string, sc Scenario, targets []vegeta
 	logf("%s %s (%s), %d conns: %.0f req/s, p50 %s, p99 %s, %d errors", target, method, sc.label(), conns, r.RPS, r.P50, r.P99, r.Errors)
 	b.report.Results = append(b.report.Results, r)
 	return r
+}
+
+// profile fetches a pprof profile of s into the results folder, in the
+// background; the channel closes when it is written.
+func (b *bench) profile(s *server, query, name string) <-chan struct{} {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		path := filepath.Join(b.out, "bench-"+b.report.Date.Format("20060102-150405")+"-"+name+".pprof")
+		resp, err := http.Get("http://" + s.debug + "/debug/pprof/" + query)
+		if err == nil {
+			defer resp.Body.Close()
+			var data []byte
+			if data, err = io.ReadAll(resp.Body); err == nil {
+				err = os.WriteFile(path, data, 0o644)
+			}
+		}
+		if err != nil {
+			logf("profile %s: %v", name, err)
+			return
+		}
+		logf("wrote %s", path)
+	}()
+	return done
 }
 
 // ratios relates every result to the bare handler's at the same method and

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"time"
 
@@ -19,7 +20,6 @@ import (
 
 	"github.com/userattrs/userattrs"
 	"github.com/userattrs/userattrs/auth"
-	"github.com/userattrs/userattrs/internal/testutil"
 	"github.com/userattrs/userattrs/store/sqlstore"
 )
 
@@ -28,12 +28,15 @@ import (
 // is the same size in both.
 var millionAttributes = userattrs.Attributes{"referred": {"false"}, "theme": {"dark"}, "tos_accepted": {"true"}}
 
+// reuses is how often each token of the reused-token pattern is sent.
+const reuses = 4
+
 // measureMillion measures userattrs on SQLite with a store far larger than
 // its caches: b.million users, seeded straight into the database in one
 // transaction, read and written uniformly at random, at the highest
 // connection count. Each token is either first seen (a signature check
-// for every request) or sent 4 times, as an app that calls several times
-// in a token's hour does.
+// for every request) or sent several times, as an app that calls several
+// times in a token's hour does.
 func (b *bench) measureMillion() error {
 	dir := filepath.Join(b.tmp, "million")
 	path := filepath.Join(dir, "users.db")
@@ -67,7 +70,7 @@ func (b *bench) measureMillion() error {
 		firstUsers = append(firstUsers, random())
 		putUsers = append(putUsers, random())
 	}
-	for range budget / 4 {
+	for range budget / reuses {
 		reusedUsers = append(reusedUsers, random())
 	}
 	logf("signing %d tokens", len(firstUsers)+len(putUsers)+len(reusedUsers))
@@ -84,12 +87,7 @@ func (b *bench) measureMillion() error {
 		return err
 	}
 
-	debugPort, err := testutil.FreePort()
-	if err != nil {
-		return err
-	}
-	debug := fmt.Sprintf("127.0.0.1:%d", debugPort)
-	s, err := b.start(b.bins["userattrs"], nil, "serve", "--dev", "--data-dir", dir, "--store", "sqlite:"+path, "--debug-addr", debug)
+	s, err := b.start(b.bins["userattrs"], nil, "serve", "--dev", "--data-dir", dir, "--store", "sqlite:"+path)
 	if err != nil {
 		return err
 	}
@@ -101,9 +99,15 @@ func (b *bench) measureMillion() error {
 	for _, tok := range firstTokens {
 		firstGets = append(firstGets, get(tok))
 	}
-	for _, tok := range reusedTokens {
-		for range 4 {
-			reusedGets = append(reusedGets, get(tok))
+	// Each token is sent 4 times, once in each of 4 shuffled rounds over a
+	// block of users: an app's calls come a while apart, not all at once.
+	const block = 2000
+	for start := 0; start < len(reusedTokens); start += block {
+		users := reusedTokens[start:min(start+block, len(reusedTokens))]
+		for range reuses {
+			for _, i := range rng.Perm(len(users)) {
+				reusedGets = append(reusedGets, get(users[i]))
+			}
 		}
 	}
 	for i, tok := range putTokens {
@@ -122,40 +126,37 @@ func (b *bench) measureMillion() error {
 	attack(warm, b.conns[len(b.conns)-1], b.warmup, 0, false)
 
 	const target = "userattrs sqlite"
-	conns, pid := b.conns[len(b.conns)-1], s.cmd.Process.Pid
-	// The profiles of the first-seen reads, and the heap once every
-	// cache has filled, say where the time and the memory go.
-	cpu := b.profile(debug, fmt.Sprintf("profile?seconds=%d", int(b.duration.Seconds())), "million-get-cpu")
-	b.measureOnce(target, "GET", Scenario{Users: b.million, Attributes: 3, Pattern: firstSeen}, firstGets, pid, conns, true)
-	<-cpu
-	b.measureOnce(target, "GET", Scenario{Users: b.million, Attributes: 3, Pattern: reusedFour}, reusedGets, pid, conns, true)
-	b.measureOnce(target, "PUT", Scenario{Users: b.million, Attributes: 3, Pattern: firstSeen}, puts, pid, conns, true)
-	<-b.profile(debug, "heap", "million-heap")
+	conns := b.conns[len(b.conns)-1]
+	b.measureOnce(target, "GET", Scenario{Users: b.million, Attributes: 3, Pattern: firstSeen}, firstGets, s, conns, true)
+	b.measureOnce(target, "GET", Scenario{Users: b.million, Attributes: 3, Pattern: reusedFour}, reusedGets, s, conns, true)
+	b.measureOnce(target, "PUT", Scenario{Users: b.million, Attributes: 3, Pattern: firstSeen}, puts, s, conns, true)
+	// The heap once every cache has filled says where the memory goes.
+	<-b.profile(s, "heap", "million-heap")
+	b.memory(s)
 	return nil
 }
 
-// profile fetches a pprof profile of the server at debug into the results
-// folder, in the background; the channel closes when it is written.
-func (b *bench) profile(debug, query, name string) <-chan struct{} {
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		path := filepath.Join(b.out, "bench-"+b.report.Date.Format("20060102-150405")+"-"+name+".pprof")
-		resp, err := http.Get("http://" + debug + "/debug/pprof/" + query)
-		if err == nil {
-			defer resp.Body.Close()
-			var data []byte
-			if data, err = io.ReadAll(resp.Body); err == nil {
-				err = os.WriteFile(path, data, 0o644)
-			}
+// memory notes where the server's memory is, from its metrics.
+func (b *bench) memory(s *server) {
+	resp, err := http.Get(s.url + "/metrics")
+	if err != nil {
+		logf("metrics: %v", err)
+		return
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	values := map[string]float64{}
+	for _, line := range strings.Split(string(data), "\n") {
+		var name string
+		var v float64
+		if _, err := fmt.Sscanf(line, "%s %g", &name, &v); err == nil {
+			values[name] = v
 		}
-		if err != nil {
-			logf("profile %s: %v", name, err)
-			return
-		}
-		logf("wrote %s", path)
-	}()
-	return done
+	}
+	mib := func(name string) float64 { return values[name] / (1 << 20) }
+	b.note("million-user server at the end: RSS %.1f MiB; Go heap in use %.1f MiB of %.1f MiB obtained, stacks %.1f MiB, all Go memory %.1f MiB",
+		mib("process_resident_memory_bytes"), mib("go_memstats_heap_inuse_bytes"), mib("go_memstats_heap_sys_bytes"),
+		mib("go_memstats_stack_inuse_bytes"), mib("go_memstats_sys_bytes"))
 }
 
 // seedSQLite writes users m-0000000 ... with millionAttributes into the

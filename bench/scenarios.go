@@ -48,14 +48,14 @@ func (b *bench) measureLimit() error {
 	}
 	defer s.stop()
 	get, put := attributeTargets(s.url, make([]string, b.users))
-	b.measure(limitTarget, "GET", Scenario{Pattern: limitBodies}, get, 0)
-	b.measure(limitTarget, "PUT", Scenario{Pattern: limitBodies}, put, 0)
+	b.measure(limitTarget, "GET", Scenario{Pattern: limitBodies}, get, nil)
+	b.measure(limitTarget, "PUT", Scenario{Pattern: limitBodies}, put, nil)
 	if b.stores["sqlite"] {
 		for _, n := range workload.Sizes {
 			for i := range get {
 				get[i].Header = http.Header{workload.SizeHeader: {strconv.Itoa(n)}}
 			}
-			b.measure(limitTarget, "GET", Scenario{Attributes: n, Pattern: limitBodies}, get, 0)
+			b.measure(limitTarget, "GET", Scenario{Attributes: n, Pattern: limitBodies}, get, nil)
 		}
 	}
 	return nil
@@ -86,8 +86,8 @@ func (b *bench) measureSQL(kind, store string, flags ...string) error {
 	}
 	record := Scenario{Users: b.users, Attributes: 3, Pattern: roundRobin}
 	get, put := attributeTargets(s.url, tokens)
-	b.measure(target, "PUT", record, put, s.cmd.Process.Pid) // PUT first: GET then reads real rows
-	b.measure(target, "GET", record, get, s.cmd.Process.Pid)
+	b.measure(target, "PUT", record, put, s) // PUT first: GET then reads real rows
+	b.measure(target, "GET", record, get, s)
 	if kind != "sqlite" {
 		return nil
 	}
@@ -141,8 +141,8 @@ func (b *bench) measureSized(s *server, target string, key *auth.DevKey, n int) 
 		return fmt.Errorf("seeding users of %d attributes: %d of %d failed", n, m.Requests-uint64(float64(m.Requests)*m.Success), m.Requests)
 	}
 	sc := Scenario{Users: b.users, Attributes: n, Pattern: roundRobin}
-	b.measure(target, "PUT", sc, put, s.cmd.Process.Pid)
-	b.measure(target, "GET", sc, get, s.cmd.Process.Pid)
+	b.measure(target, "PUT", sc, put, s)
+	b.measure(target, "GET", sc, get, s)
 	return nil
 }
 
@@ -217,8 +217,8 @@ func (b *bench) measureKeycloak() error {
 		}
 		get, put := attributeTargets(s.url, tokens)
 		sc := Scenario{Users: len(tokens), Attributes: 3, Pattern: roundRobin}
-		b.measure(mode.target, "PUT", sc, put, s.cmd.Process.Pid)
-		b.measure(mode.target, "GET", sc, get, s.cmd.Process.Pid)
+		b.measure(mode.target, "PUT", sc, put, s)
+		b.measure(mode.target, "GET", sc, get, s)
 		s.stop()
 	}
 
@@ -231,7 +231,7 @@ func (b *bench) measureKeycloak() error {
 		return fmt.Errorf("account API: %w", err)
 	}
 	kcScenario := Scenario{Users: len(tokens), Attributes: 3, Pattern: roundRobin}
-	b.measure("keycloak account API", "GET", kcScenario, account, 0)
+	b.measure("keycloak account API", "GET", kcScenario, account, nil)
 
 	svcToken, err := kc.ServiceToken()
 	if err != nil {
@@ -245,7 +245,7 @@ func (b *bench) measureKeycloak() error {
 	if err := check(admin[0], 200); err != nil {
 		return fmt.Errorf("admin API: %w", err)
 	}
-	b.measure("keycloak admin API user read", "GET", kcScenario, admin, 0)
+	b.measure("keycloak admin API user read", "GET", kcScenario, admin, nil)
 
 	// What a client of the Admin API does to write attributes: PUT the
 	// user's whole representation, changed.
@@ -269,7 +269,7 @@ func (b *bench) measureKeycloak() error {
 	if err := check(adminPut[0], 204); err != nil {
 		return fmt.Errorf("admin API: %w", err)
 	}
-	b.measure("keycloak admin API user write", "PUT", Scenario{Users: len(users), Attributes: 2, Pattern: roundRobin}, adminPut, 0)
+	b.measure("keycloak admin API user write", "PUT", Scenario{Users: len(users), Attributes: 2, Pattern: roundRobin}, adminPut, nil)
 	return nil
 }
 

@@ -224,7 +224,7 @@ func (s *Store) Get(ctx context.Context, user string) (userattrs.Attributes, err
 // Update hands the merge to a writer and returns once the transaction
 // that applied it has committed (see sqlstore.Batcher).
 func (s *Store) Update(ctx context.Context, user string, update func(userattrs.Attributes) (userattrs.Attributes, error)) error {
-	return s.writes.Do(ctx, user, update)
+	return s.writes.Do(ctx, user, update, nil)
 }
 
 const (

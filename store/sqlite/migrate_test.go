@@ -107,16 +107,20 @@ func TestKnownSizes(t *testing.T) {
 		wg.Wait()
 		// The writer's knowledge is the writer's: read it through a merge.
 		done := make(chan struct{})
-		s.Update(context.Background(), "probe", func(cur userattrs.Attributes) (userattrs.Attributes, error) {
+		err := s.Update(context.Background(), "probe", func(cur userattrs.Attributes) (userattrs.Attributes, error) {
 			for _, user := range []string{"u1", "u2"} {
-				attrs, size, ok := s.known.Lookup(user)
-				if !ok || size != knownSize(user, attrs) {
-					t.Errorf("after patch %d, %s: size %d kept, %d counted (%v)", i, user, size, knownSize(user, attrs), ok)
+				k, ok := s.known.lookup(user)
+				if !ok || k.size != knownSize(user, k.attrs) {
+					t.Errorf("after patch %d, %s: size %d kept, %d counted (%v)", i, user, k.size, knownSize(user, k.attrs), ok)
 				}
 			}
 			close(done)
 			return cur, nil
 		})
-		<-done
+		select {
+		case <-done:
+		default:
+			t.Fatalf("the probe merge did not run: %v", err)
+		}
 	}
 }

@@ -48,9 +48,8 @@ type Store struct {
 	get     *sql.Stmt // on the read pool
 	// The writer's statements, prepared once on its connection.
 	lockRow, upsert, remove, probe *sql.Stmt
-	// The attributes of users as the writer last committed or read them
-	// (only the writer touches it).
-	known  *bounded.Map[userattrs.Attributes]
+	// The attributes of users as the writer last committed or read them.
+	known  *knowledge
 	writes *sqlstore.Batcher // one writer: SQLite has one write lock
 	close  sync.Once
 
@@ -195,6 +194,11 @@ func open(ctx context.Context, cfg Config) (*Store, error) {
 
 	params.Set("_query_only", "1")
 	params.Del("_txlock")
+	// A reader's page cache of 1 MiB rather than SQLite's 2 MiB holds the
+	// B-tree's inner pages, which every read walks; the leaves of a large
+	// store are read at random, where no cache within an instance's
+	// memory helps, and come from the operating system's cache.
+	params.Add("_pragma", "cache_size(-1024)")
 	read, err := sql.Open("sqlite", "file:"+cfg.Path+"?"+params.Encode())
 	if err != nil {
 		write.Close()
@@ -218,7 +222,7 @@ func open(ctx context.Context, cfg Config) (*Store, error) {
 			return nil, fmt.Errorf("sqlite: prepare: %w", mapError(err))
 		}
 	}
-	s.known = bounded.New[userattrs.Attributes](cmp.Or(cfg.KnownUsers, 16384), cmp.Or(cfg.KnownBytes, 16<<20))
+	s.known = &knowledge{users: bounded.New[userattrs.Attributes](cmp.Or(cfg.KnownUsers, 16384), cmp.Or(cfg.KnownBytes, 16<<20))}
 	s.writes = sqlstore.NewBatcher(1, maxBatch, s.commit)
 	return s, nil
 }
@@ -276,7 +280,7 @@ func (s *Store) Ping(ctx context.Context) error {
 		}
 	}
 	if s.lastFailed.Load() {
-		if err := s.writes.Do(ctx, "", nil); err != nil {
+		if err := s.writes.Do(ctx, "", nil, nil); err != nil {
 			return err
 		}
 	}
@@ -317,8 +321,65 @@ func load(ctx context.Context, stmt *sql.Stmt, user string) (userattrs.Attribute
 
 // Update hands the merge to the writer and returns once the transaction
 // that applied it is committed and on disk (see sqlstore.Batcher).
+//
+// The writer is one goroutine, so what it does for each merge bounds how
+// many merges a second the store takes. Where the writer knows the user's
+// attributes, Update first runs update against them on the caller's
+// goroutine and works out the rows to write; the writer then only checks
+// that they are still the user's current attributes and writes the rows.
+// If they are not (another merge of the user came first), the writer runs
+// update again against the current ones, as the Store contract allows.
 func (s *Store) Update(ctx context.Context, user string, update func(userattrs.Attributes) (userattrs.Attributes, error)) error {
-	return s.writes.Do(ctx, user, update)
+	var p *prepared
+	if k, ok := s.known.lookup(user); ok {
+		p = prepare(user, k, update)
+	}
+	return s.writes.Do(ctx, user, update, p)
+}
+
+// prepared is a merge worked out against attributes the writer knew.
+type prepared struct {
+	base    userattrs.Attributes // what update was given
+	err     error                // what it returned
+	changed bool
+	next    known
+	changes []change
+}
+
+func prepare(user string, k known, update func(userattrs.Attributes) (userattrs.Attributes, error)) *prepared {
+	next, changed, err := userattrs.Next(k.attrs, update)
+	p := &prepared{base: k.attrs, err: err, changed: changed}
+	if err == nil && changed {
+		p.changes, p.next = plan(k, next)
+	}
+	return p
+}
+
+// knowledge is the attributes of users as the writer last committed or
+// read them, within bounds; the writer changes it, and merges read it to
+// prepare themselves.
+type knowledge struct {
+	mu    sync.Mutex
+	users *bounded.Map[userattrs.Attributes]
+}
+
+func (k *knowledge) lookup(user string) (known, bool) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	attrs, size, ok := k.users.Lookup(user)
+	return known{attrs, size}, ok
+}
+
+func (k *knowledge) put(user string, kn known) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.users.Put(user, kn.attrs, kn.size)
+}
+
+func (k *knowledge) remove(user string) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.users.Remove(user)
 }
 
 // sameFile reports a database file deleted or replaced under the running
@@ -365,7 +426,7 @@ func (s *Store) commit(batch []*sqlstore.Merge) ([]error, error) {
 				}
 				continue
 			}
-			err := sqlstore.Apply(ctx, row, m.User, m.Update)
+			err := row.merge(ctx, m)
 			if row.failed != nil {
 				return row.failed
 			}
@@ -409,8 +470,8 @@ func (r *batchRow) current(ctx context.Context, user string) (known, error) {
 	if k, ok := r.pending[user]; ok {
 		return k, nil
 	}
-	if attrs, size, ok := r.s.known.Lookup(user); ok {
-		return known{attrs, size}, nil
+	if k, ok := r.s.known.lookup(user); ok {
+		return k, nil
 	}
 	attrs, err := load(ctx, r.tx.StmtContext(ctx, r.s.lockRow), user)
 	if err != nil {
@@ -420,22 +481,54 @@ func (r *batchRow) current(ctx context.Context, user string) (known, error) {
 		return known{}, err
 	}
 	k := known{attrs, knownSize(user, attrs)}
-	r.s.known.Put(user, attrs, k.size)
+	r.s.known.put(user, k)
 	return k, nil
+}
+
+// merge applies m: as prepared, when what it was prepared against is still
+// the user's current attributes, or else by running its updater now.
+func (r *batchRow) merge(ctx context.Context, m *sqlstore.Merge) error {
+	if p, ok := m.Prepared.(*prepared); ok && p != nil {
+		current, err := r.current(ctx, m.User)
+		if err != nil {
+			return err
+		}
+		if userattrs.Same(current.attrs, p.base) {
+			if p.err != nil || !p.changed {
+				return p.err
+			}
+			return r.write(ctx, m.User, p.changes, p.next)
+		}
+	}
+	return sqlstore.Apply(ctx, r, m.User, m.Update)
 }
 
 // Save writes the rows of the attributes that differ between current and
 // next, and only those.
-func (r *batchRow) Save(ctx context.Context, user string, current, next userattrs.Attributes) error {
-	was, err := r.current(ctx, user) // what LoadForUpdate returned: no read
+func (r *batchRow) Save(ctx context.Context, user string, _, next userattrs.Attributes) error {
+	current, err := r.current(ctx, user) // what LoadForUpdate returned: no read
 	if err != nil {
 		return err
 	}
-	size := was.size + (len(next)-len(current))*knownAttributeOverhead
-	now := time.Now().UnixMilli()
-	upsert, remove := r.tx.StmtContext(ctx, r.s.upsert), r.tx.StmtContext(ctx, r.s.remove)
+	changes, k := plan(current, next)
+	return r.write(ctx, user, changes, k)
+}
+
+// change is one attribute row to write: its values as the column holds
+// them, or its removal.
+type change struct {
+	name, values string
+	remove       bool
+}
+
+// plan works out the rows that turn current into next, and next's size,
+// from current's and what changes: the attributes a merge leaves as they
+// were cost a comparison each, and no count.
+func plan(current known, next userattrs.Attributes) ([]change, known) {
+	var changes []change
+	size := current.size + (len(next)-len(current.attrs))*knownAttributeOverhead
 	for name, values := range next {
-		old, ok := current[name]
+		old, ok := current.attrs[name]
 		if ok && sameValues(old, values) {
 			continue
 		}
@@ -445,23 +538,35 @@ func (r *batchRow) Save(ctx context.Context, user string, current, next userattr
 		size += userattrs.SizeOf(name, values)
 		// As a string, which SQLite keeps as TEXT, what its JSON
 		// functions read as JSON text.
-		text := string(sqlstore.AppendValues(nil, values))
-		if _, err := upsert.ExecContext(ctx, user, name, text, now); err != nil {
+		changes = append(changes, change{name: name, values: string(sqlstore.AppendValues(nil, values))})
+	}
+	for name, old := range current.attrs {
+		if _, ok := next[name]; !ok {
+			size -= userattrs.SizeOf(name, old)
+			changes = append(changes, change{name: name, remove: true})
+		}
+	}
+	return changes, known{next, size}
+}
+
+// write writes the rows of changes, after which the user's attributes in
+// this batch are next.
+func (r *batchRow) write(ctx context.Context, user string, changes []change, next known) error {
+	now := time.Now().UnixMilli()
+	upsert, remove := r.tx.StmtContext(ctx, r.s.upsert), r.tx.StmtContext(ctx, r.s.remove)
+	for _, c := range changes {
+		var err error
+		if c.remove {
+			_, err = remove.ExecContext(ctx, user, c.name)
+		} else {
+			_, err = upsert.ExecContext(ctx, user, c.name, c.values, now)
+		}
+		if err != nil {
 			r.failed = mapError(err)
 			return r.failed
 		}
 	}
-	for name, old := range current {
-		if _, ok := next[name]; ok {
-			continue
-		}
-		size -= userattrs.SizeOf(name, old)
-		if _, err := remove.ExecContext(ctx, user, name); err != nil {
-			r.failed = mapError(err)
-			return r.failed
-		}
-	}
-	r.pending[user] = known{next, size}
+	r.pending[user] = next
 	return nil
 }
 
@@ -477,9 +582,9 @@ func sameValues(a, b []string) bool {
 func (r *batchRow) settle(err error) {
 	for user, k := range r.pending {
 		if err == nil {
-			r.s.known.Put(user, k.attrs, k.size)
+			r.s.known.put(user, k)
 		} else {
-			r.s.known.Remove(user)
+			r.s.known.remove(user)
 		}
 	}
 }

@@ -29,6 +29,9 @@ type Merge struct {
 	// Update is the caller's updater; nil for a write of the store's own
 	// (the SQLite store's readiness probe).
 	Update func(userattrs.Attributes) (userattrs.Attributes, error)
+	// Prepared is what the store worked out for the merge before handing
+	// it over, if anything.
+	Prepared any
 	// state decides, once, whether a writer takes the merge or its caller
 	// gives it up.
 	state atomic.Int32
@@ -65,8 +68,8 @@ func NewBatcher(writers, maxBatch int, commit Commit) *Batcher {
 // transaction that applied it has committed. When ctx ends first, the
 // merge is given up and never applied, unless a writer has taken it
 // already: its outcome is then a commit away, and Do waits for it.
-func (b *Batcher) Do(ctx context.Context, user string, update func(userattrs.Attributes) (userattrs.Attributes, error)) error {
-	m := &Merge{User: user, Update: update, done: make(chan error, 1)}
+func (b *Batcher) Do(ctx context.Context, user string, update func(userattrs.Attributes) (userattrs.Attributes, error), prepared any) error {
+	m := &Merge{User: user, Update: update, Prepared: prepared, done: make(chan error, 1)}
 	if b.Closed() {
 		return userattrs.ErrClosed
 	}
