@@ -7,6 +7,8 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+
+	"github.com/userattrs/userattrs/bench/workload"
 )
 
 // BenchmarkGet is the whole GET path of the handler (token check, store
@@ -61,16 +63,7 @@ func benchPuts(b *testing.B, f *fixture, tok string, bodies ...string) {
 // a realistic size (a 20-byte name, a 16-byte value).
 func sizedUser(b *testing.B, f *fixture, name string, n int) string {
 	tok := f.token(name, read, write)
-	var body strings.Builder
-	body.WriteString("{")
-	for i := range n {
-		if i > 0 {
-			body.WriteString(",")
-		}
-		fmt.Fprintf(&body, `"onboarding_step_%04d":"completed-%06d"`, i, i)
-	}
-	body.WriteString("}")
-	if res := f.put(tok, body.String()); res.status != 204 {
+	if res := f.put(tok, string(workload.SizedBody(n))); res.status != 204 {
 		b.Fatalf("seeding %d attributes: %d", n, res.status)
 	}
 	return tok

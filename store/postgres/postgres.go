@@ -40,6 +40,7 @@ var migrations embed.FS
 // user on another still take turns on the row lock.
 type Store struct {
 	pool    *pgxpool.Pool
+	reads   *sqlstore.Batcher
 	writes  *sqlstore.Batcher
 	timeout time.Duration // of one batch's transaction
 }
@@ -54,6 +55,9 @@ const DefaultMaxConns = 10
 // once: enough that a batch fills while another waits for its commit, few
 // enough to leave the pool's other connections to reads.
 const DefaultWriters = 4
+
+// DefaultReaders is how many batches of reads one instance runs at once.
+const DefaultReaders = 4
 
 // maxBatch bounds how many merges share one transaction.
 const maxBatch = 128
@@ -88,9 +92,10 @@ type Config struct {
 	// Migrate applies pending schema migrations at Open. Without it, Open
 	// fails while migrations are pending: run `userattrs migrate` first.
 	Migrate bool
-	// Writers is how many batches of merges commit at once (default
-	// DefaultWriters, at most the pool's size).
-	Writers int
+	// Writers is how many batches of merges commit at once, and Readers
+	// how many batches of reads run at once (defaults DefaultWriters and
+	// DefaultReaders, at most the pool's size each).
+	Writers, Readers int
 	// Timeout bounds one batch's transaction (default 5s): a batch serves
 	// many requests, so no one request's context may end it.
 	Timeout time.Duration
@@ -128,6 +133,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		return nil, err
 	}
 	s.writes = sqlstore.NewBatcher(min(cmp.Or(cfg.Writers, DefaultWriters), int(pcfg.MaxConns)), maxBatch, s.commit)
+	s.reads = sqlstore.NewBatcher(min(cmp.Or(cfg.Readers, DefaultReaders), int(pcfg.MaxConns)), maxBatch, s.fetch)
 	return s, nil
 }
 
@@ -177,6 +183,7 @@ func (s *Store) migrate(ctx context.Context, apply bool) error {
 // pool once the connections in use are back.
 func (s *Store) Close() error {
 	s.writes.Close()
+	s.reads.Close()
 	s.pool.Close()
 	return nil
 }
@@ -194,31 +201,60 @@ func (s *Store) Ping(ctx context.Context) error {
 	return mapError(s.pool.Ping(ctx))
 }
 
-const selectAttributes = "SELECT attributes FROM user_attributes WHERE user_id = $1"
-
-type queryer interface {
-	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
-}
-
-func load(ctx context.Context, q queryer, query, user string) ([]byte, error) {
-	var column []byte
-	err := q.QueryRow(ctx, query, user).Scan(&column)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, nil
-	}
-	return column, mapError(err)
-}
-
 // Get returns the attributes of user; a user never written has none.
+//
+// Concurrent reads share a query: a few readers each take the reads
+// waiting, up to a batch, and fetch their users in one query (see
+// sqlstore.Batcher), which costs the database about what one read does.
+// The query starts after each of its reads was asked for, so each sees
+// every merge acknowledged before it, through any instance.
 func (s *Store) Get(ctx context.Context, user string) (userattrs.Attributes, error) {
 	if s.writes.Closed() {
 		return nil, userattrs.ErrClosed
 	}
-	column, err := load(ctx, s.pool, selectAttributes, user)
-	if err != nil {
+	r := &read{}
+	if err := s.reads.Do(ctx, user, nil, r); err != nil {
 		return nil, err
 	}
-	return sqlstore.Decode(column)
+	return r.attrs, nil
+}
+
+// read is where a reader puts what it fetched for one Get.
+type read struct{ attrs userattrs.Attributes }
+
+const selectUsers = "SELECT user_id, attributes FROM user_attributes WHERE user_id = ANY($1)"
+
+// usersOf returns the users of a batch, each once, in the order every
+// batch locks rows in.
+func usersOf(batch []*sqlstore.Merge) []string {
+	users := make([]string, 0, len(batch))
+	for _, m := range batch {
+		users = append(users, m.User)
+	}
+	slices.Sort(users)
+	return slices.Compact(users)
+}
+
+// fetch reads the users of a batch of reads in one query.
+func (s *Store) fetch(batch []*sqlstore.Merge) ([]error, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
+	defer cancel()
+	users := usersOf(batch)
+	columns := make(map[string][]byte, len(users))
+	rows, _ := s.pool.Query(ctx, selectUsers, users)
+	var user string
+	var column []byte
+	if _, err := pgx.ForEachRow(rows, []any{&user, &column}, func() error {
+		columns[user] = slices.Clone(column)
+		return nil
+	}); err != nil {
+		return nil, mapError(err)
+	}
+	outcomes := make([]error, len(batch))
+	for i, m := range batch {
+		m.Prepared.(*read).attrs, outcomes[i] = sqlstore.Decode(columns[m.User])
+	}
+	return outcomes, nil
 }
 
 // Update hands the merge to a writer and returns once the transaction
@@ -247,12 +283,7 @@ const (
 func (s *Store) commit(batch []*sqlstore.Merge) ([]error, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
 	defer cancel()
-	users := make([]string, 0, len(batch))
-	for _, m := range batch {
-		users = append(users, m.User)
-	}
-	slices.Sort(users)
-	users = slices.Compact(users)
+	users := usersOf(batch)
 	outcomes := make([]error, len(batch))
 	for attempt := 0; ; attempt++ {
 		missing, err := s.apply(ctx, batch, users, outcomes)
@@ -270,24 +301,34 @@ func (s *Store) commit(batch []*sqlstore.Merge) ([]error, error) {
 
 // apply runs the batch in a transaction that locks the rows of users, or
 // returns the users that have none without changing anything.
+//
+// The transaction takes two round trips: BEGIN with the locking read, and
+// the write with COMMIT, each pair sent as one pipeline. A connection left
+// inside a transaction by a failure is closed when it goes back to the
+// pool, which rolls the transaction back.
 func (s *Store) apply(ctx context.Context, batch []*sqlstore.Merge, users []string, outcomes []error) (missing []string, err error) {
 	// Updaters' panics are their merges' errors (userattrs.Next); one
 	// anywhere else fails the batch, not the process.
 	defer userattrs.RecoverPanic(&err)
-	tx, err := s.pool.Begin(ctx)
+	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return nil, mapError(err)
 	}
-	defer tx.Rollback(context.WithoutCancel(ctx))
+	defer conn.Release()
 	locked := &lockedRows{current: make(map[string]lockedRow, len(users))}
-	rows, _ := tx.Query(ctx, lockRows, users)
 	var user string
 	var column []byte
-	if _, err := pgx.ForEachRow(rows, []any{&user, &column}, func() error {
-		attrs, err := sqlstore.Decode(column)
-		locked.current[user] = lockedRow{attrs: attrs, err: err}
-		return nil
-	}); err != nil {
+	read := &pgx.Batch{}
+	read.Queue("BEGIN")
+	read.Queue(lockRows, users).Query(func(rows pgx.Rows) error {
+		_, err := pgx.ForEachRow(rows, []any{&user, &column}, func() error {
+			attrs, err := sqlstore.Decode(column)
+			locked.current[user] = lockedRow{attrs: attrs, err: err}
+			return nil
+		})
+		return err
+	})
+	if err := conn.SendBatch(ctx, read).Close(); err != nil {
 		return nil, mapError(err)
 	}
 	for _, u := range users {
@@ -296,22 +337,23 @@ func (s *Store) apply(ctx context.Context, batch []*sqlstore.Merge, users []stri
 		}
 	}
 	if len(missing) > 0 {
-		return missing, nil
+		_, err := conn.Exec(ctx, "ROLLBACK")
+		return missing, mapError(err)
 	}
 	for i, m := range batch {
 		outcomes[i] = sqlstore.Apply(ctx, locked, m.User, m.Update)
 	}
+	write := &pgx.Batch{}
 	if len(locked.saved) > 0 {
 		ids, columns := make([]string, 0, len(locked.saved)), make([]string, 0, len(locked.saved))
 		for _, u := range locked.saved {
 			ids = append(ids, u)
 			columns = append(columns, string(sqlstore.Encode(locked.current[u].attrs)))
 		}
-		if _, err := tx.Exec(ctx, saveRows, ids, columns); err != nil {
-			return nil, mapError(err)
-		}
+		write.Queue(saveRows, ids, columns)
 	}
-	return nil, mapError(tx.Commit(ctx))
+	write.Queue("COMMIT")
+	return nil, mapError(conn.SendBatch(ctx, write).Close())
 }
 
 // lockedRows are the rows a batch's transaction holds locked; merges of
