@@ -28,7 +28,7 @@ type ReadCacheConfig struct {
 }
 
 // DefaultReadCacheBytes is the read cache's bound in bytes unless one is
-// configured: about 30,000 users of a few attributes, or 2,000 of 100.
+// configured: about 30,000 users of a few attributes, or 1,500 of 100.
 // With the token cache and the stores' own, it keeps an instance within
 // 100 MiB of memory however many users it serves.
 const DefaultReadCacheBytes = 24 << 20

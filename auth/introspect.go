@@ -28,7 +28,7 @@ type IntrospectionConfig struct {
 	// expiry; a revoked token is refused at the latest this long after its
 	// revocation. Zero disables the cache.
 	CacheTTL time.Duration
-	// MaxCacheEntries bounds the cache (default 100000).
+	// MaxCacheEntries bounds the cache (default 50000).
 	MaxCacheEntries int
 	// Rules are what every token must meet, as on the JWT path.
 	Rules Rules
