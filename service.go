@@ -181,7 +181,13 @@ func (s *Service) update(ctx context.Context, user string, patch Patch, cond Pre
 			return nil, ErrPreconditionFailed
 		}
 		if !patch.Changes(current) {
-			result, size = current, -1
+			// A merge that changes nothing takes no sequence, and none
+			// left by an earlier call of this updater: it may land before
+			// a merge whose sequence is lower (one prepared against the
+			// same attributes, which stay current), and must not keep the
+			// cache from showing that merge. Its entry, the store's
+			// attributes as they are, gives way to any write's.
+			result, size, seq = current, -1, 0
 			return current, nil
 		}
 		next := patch.Merged(current)
@@ -191,8 +197,11 @@ func (s *Service) update(ctx context.Context, user string, patch Patch, cond Pre
 		}
 		result, size = next, total
 		if s.cache != nil {
-			// The store runs the updaters of one user one at a time, in
-			// the order their writes land: the sequence orders them.
+			// A change is written only if the attributes this call was
+			// given are still current when it lands, so no other change
+			// of the user lands between this call and its write: the
+			// sequence orders changes as they land, even where a store
+			// prepares them before its writer takes them.
 			seq = s.cache.seq.Add(1)
 		}
 		return next, nil

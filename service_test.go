@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -116,5 +117,60 @@ func TestStoreOperationsBound(t *testing.T) {
 			t.Fatalf("slots never came back: %v", err)
 		}
 		time.Sleep(time.Millisecond)
+	}
+}
+
+// preparingStore runs updaters as a store that prepares merges before they
+// reach its writer does (the SQLite store): the first merge is prepared
+// against the current attributes and lands last; the second is prepared
+// against attributes that are no longer current, run again against the
+// current ones, and lands first.
+type preparingStore struct {
+	*memory.Store
+	stale    userattrs.Attributes
+	calls    atomic.Int32
+	prepared chan struct{}
+	release  chan struct{}
+}
+
+func (s *preparingStore) Update(ctx context.Context, user string, update func(userattrs.Attributes) (userattrs.Attributes, error)) error {
+	if s.calls.Add(1) > 1 {
+		update(s.stale)
+		return s.Store.Update(ctx, user, update)
+	}
+	current, _ := s.Store.Get(ctx, user)
+	next, err := update(current)
+	close(s.prepared)
+	<-s.release
+	return s.Store.Update(ctx, user, func(userattrs.Attributes) (userattrs.Attributes, error) { return next, err })
+}
+
+// A merge that changes nothing, after a call of its updater that would
+// have, does not keep the read cache from showing a merge that lands after
+// it: a client reads its own write.
+func TestReadCacheAfterAPreparedMergeThatChangedNothing(t *testing.T) {
+	mem := memory.New()
+	set := func(v string) userattrs.Patch { return userattrs.Patch{{Key: "k", Values: []string{v}, BadIndex: -1}} }
+	if err := mem.Update(context.Background(), "u", func(a userattrs.Attributes) (userattrs.Attributes, error) {
+		return set("1").Merged(a), nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	st := &preparingStore{Store: mem, stale: userattrs.Attributes{"k": {"0"}}, prepared: make(chan struct{}), release: make(chan struct{})}
+	svc := userattrs.NewService(st, userattrs.ServiceConfig{Limits: userattrs.DefaultLimits,
+		ReadCache: userattrs.ReadCacheConfig{Enabled: true}})
+	landed := make(chan error)
+	go func() { landed <- svc.Merge(context.Background(), "u", set("2"), userattrs.Precondition{}) }()
+	<-st.prepared
+	if err := svc.Merge(context.Background(), "u", set("1"), userattrs.Precondition{}); err != nil {
+		t.Fatal(err)
+	}
+	close(st.release)
+	if err := <-landed; err != nil {
+		t.Fatal(err)
+	}
+	view, err := svc.Get(context.Background(), "u")
+	if err != nil || !view.Attributes().Equal(userattrs.Attributes{"k": {"2"}}) {
+		t.Fatalf("read after both merges: %v, %v; want k=2, what the store holds", view.Attributes(), err)
 	}
 }
