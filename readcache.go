@@ -21,9 +21,10 @@ type ReadCacheConfig struct {
 	TTL time.Duration
 	// MaxEntries bounds the number of users kept (default 50000).
 	MaxEntries int
-	// MaxBytes bounds the names and values kept, over all users (default
-	// DefaultReadCacheBytes): users near the size limit must not multiply
-	// it by MaxEntries.
+	// MaxBytes bounds the memory the cache takes, over all users, as
+	// entries are counted (names and values, their encoded bodies and what
+	// holding them costs; default DefaultReadCacheBytes): users near the
+	// size limit must not multiply it by MaxEntries.
 	MaxBytes int
 }
 

@@ -16,6 +16,10 @@ import (
 //
 // A merge whose caller gave up before a writer took it is never applied;
 // one a writer took is always answered.
+//
+// Reads can share a query the same way: the PostgreSQL store runs its
+// reads through a Batcher of their own, whose Commit fetches the batch's
+// users and leaves each read's attributes in its Prepared.
 type Batcher struct {
 	merges  chan *Merge
 	closing chan struct{} // closed by Close: no more merges are taken
@@ -26,11 +30,12 @@ type Batcher struct {
 // Merge is one Store.Update waiting for a writer.
 type Merge struct {
 	User string
-	// Update is the caller's updater; nil for a write of the store's own
-	// (the SQLite store's readiness probe).
+	// Update is the caller's updater; nil for what is not a merge: a write
+	// of the store's own (the SQLite store's readiness probe), or a read.
 	Update func(userattrs.Attributes) (userattrs.Attributes, error)
 	// Prepared is what the store worked out for the merge before handing
-	// it over, if anything.
+	// it over, if anything; for a read, where its Commit leaves what it
+	// read.
 	Prepared any
 	// state decides, once, whether a writer takes the merge or its caller
 	// gives it up.
