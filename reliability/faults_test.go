@@ -21,6 +21,7 @@ import (
 	"github.com/userattrs/userattrs/internal/kctest"
 	"github.com/userattrs/userattrs/internal/oidctest"
 	"github.com/userattrs/userattrs/internal/pgtest"
+	"github.com/userattrs/userattrs/internal/testmain"
 	"github.com/userattrs/userattrs/internal/testutil"
 	"github.com/userattrs/userattrs/reliability"
 	"github.com/userattrs/userattrs/server"
@@ -35,14 +36,7 @@ import (
 var scan testutil.LogScan
 
 func TestMain(m *testing.M) {
-	code := m.Run()
-	pgtest.Cleanup()
-	kctest.Cleanup()
-	faulttest.Cleanup()
-	scan.Secrets.Add(oidctest.IntrospectionSecret)
-	scan.Secrets.Add(kctest.Secrets()...)
-	code = scan.Check(code)
-	os.Exit(code)
+	os.Exit(testmain.Finish(m.Run(), &scan))
 }
 
 // storeTimeout is the bound every dependency call gets in these tests;

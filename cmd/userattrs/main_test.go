@@ -17,9 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/userattrs/userattrs/internal/kctest"
-	"github.com/userattrs/userattrs/internal/oidctest"
-	"github.com/userattrs/userattrs/internal/pgtest"
+	"github.com/userattrs/userattrs/internal/testmain"
 	"github.com/userattrs/userattrs/internal/testutil"
 )
 
@@ -28,12 +26,7 @@ import (
 var scan testutil.LogScan
 
 func TestMain(m *testing.M) {
-	code := m.Run()
-	pgtest.Cleanup()
-	kctest.Cleanup()
-	scan.Secrets.Add(oidctest.IntrospectionSecret)
-	scan.Secrets.Add(kctest.Secrets()...)
-	code = scan.Check(code)
+	code := testmain.Finish(m.Run(), &scan)
 	if binary != "" && buildErr == nil {
 		os.RemoveAll(filepath.Dir(binary))
 	}

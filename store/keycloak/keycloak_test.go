@@ -14,15 +14,13 @@ import (
 	"github.com/userattrs/userattrs"
 	"github.com/userattrs/userattrs/internal/kctest"
 	"github.com/userattrs/userattrs/internal/pgtest"
+	"github.com/userattrs/userattrs/internal/testmain"
 	"github.com/userattrs/userattrs/store/conformance"
 	"github.com/userattrs/userattrs/store/keycloak"
 )
 
 func TestMain(m *testing.M) {
-	code := m.Run()
-	kctest.Cleanup()
-	pgtest.Cleanup()
-	os.Exit(code)
+	os.Exit(testmain.Finish(m.Run(), nil))
 }
 
 func openStore(t *testing.T, kc *kctest.Keycloak, adminAPIOnly ...bool) *keycloak.Store {
