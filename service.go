@@ -98,8 +98,11 @@ func (s *Service) Get(ctx context.Context, user string) (*View, error) {
 	if err != nil {
 		return nil, s.storeError(err)
 	}
-	view := NewView(s.policy.Visible(current))
+	view := &View{attrs: s.policy.Visible(current)}
 	if s.cache != nil {
+		// Counted only where it is kept: a store without a read cache
+		// (PostgreSQL) reads every user, and needs no size.
+		view.size = view.attrs.Size()
 		s.cache.fill(user, epoch, view, time.Now())
 	}
 	return view, nil

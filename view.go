@@ -9,7 +9,7 @@ import "sync"
 // back pays for neither, and a cached read pays for neither again.
 type View struct {
 	attrs Attributes // never modified once in a view
-	size  int        // attrs.Size(), which the read cache counts
+	size  int        // attrs.Size(), set on the views the read cache keeps
 
 	etagOnce sync.Once
 	etag     string
@@ -17,10 +17,6 @@ type View struct {
 	bodyOnce sync.Once
 	body     []byte
 }
-
-// NewView returns the view of attrs, which the caller must not modify from
-// now on.
-func NewView(attrs Attributes) *View { return &View{attrs: attrs, size: attrs.Size()} }
 
 // Attributes returns the attributes; the caller must not modify them.
 func (v *View) Attributes() Attributes { return v.attrs }
