@@ -83,11 +83,11 @@ func (p Policy) Visible(a Attributes) Attributes {
 }
 
 // checkWritable returns a *ReadOnlyError naming every member of patch that
-// the policy does not let clients write.
-func (p Policy) checkWritable(patch Patch) error {
+// writable refuses.
+func checkWritable(patch Patch, writable func(string) bool) error {
 	var keys []string
 	for _, c := range patch {
-		if !p.Writable(c.Key) {
+		if !writable(c.Key) {
 			keys = append(keys, c.Key)
 		}
 	}

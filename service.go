@@ -119,11 +119,24 @@ func (s *Service) Get(ctx context.Context, user string) (*View, error) {
 // follows, so that reads through this instance soon show what the store
 // holds either way. Merge itself returns within the timeout even when the
 // store hangs.
+//
+// The store records the change with the Origin that ctx carries.
 func (s *Service) Merge(ctx context.Context, user string, patch Patch, cond Precondition) error {
+	return s.merge(ctx, user, patch, cond, s.policy.Writable)
+}
+
+// AdminMerge is Merge for a backend service through the admin API: it may
+// also write the attributes the policy makes read-only for clients (what
+// read-only is for), never the hidden ones.
+func (s *Service) AdminMerge(ctx context.Context, user string, patch Patch, cond Precondition) error {
+	return s.merge(ctx, user, patch, cond, func(key string) bool { return !s.policy.Hidden(key) })
+}
+
+func (s *Service) merge(ctx context.Context, user string, patch Patch, cond Precondition, writable func(string) bool) error {
 	if err := s.limits.Validate(patch); err != nil {
 		return err
 	}
-	if err := s.policy.checkWritable(patch); err != nil {
+	if err := checkWritable(patch, writable); err != nil {
 		return err
 	}
 	ctx, cancel := s.bound(ctx)

@@ -90,6 +90,12 @@ type Capabilities struct {
 	// itself owns (Keycloak's profile fields and federation attributes):
 	// clients neither see nor write them.
 	OwnedAttributes []string
+	// History: the store records every change in the transaction that
+	// makes it, and implements History.
+	History bool
+	// Outbox: the store was opened with events on, writes each change's
+	// event in the transaction that makes it, and implements Outbox.
+	Outbox bool
 }
 
 // LinkSource is implemented by stores that know at which third-party

@@ -41,6 +41,9 @@ type Opener func(ctx context.Context, spec string, env Env) (userattrs.Store, er
 type Env struct {
 	// Timeout bounds one store operation.
 	Timeout time.Duration
+	// Events: the store writes each change's event to its outbox, where it
+	// has one (Capabilities.Outbox).
+	Events bool
 	// Warn tells the operator what the store cannot promise as configured.
 	Warn func(msg string)
 }

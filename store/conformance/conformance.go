@@ -57,6 +57,12 @@ func RunTests(t *testing.T, newHarness func(t *testing.T) Harness) {
 	if caps.SharedAcrossInstances {
 		t.Run("Instances", func(t *testing.T) { RunCrossInstanceTests(t, newHarness) })
 	}
+	if caps.History {
+		t.Run("History", func(t *testing.T) { RunHistoryTests(t, newHarness) })
+	}
+	if caps.Outbox {
+		t.Run("Outbox", func(t *testing.T) { RunOutboxTests(t, newHarness) })
+	}
 }
 
 func newService(s userattrs.Store, cache userattrs.ReadCacheConfig) *userattrs.Service {

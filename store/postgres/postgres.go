@@ -43,6 +43,7 @@ type Store struct {
 	reads   *sqlstore.Batcher
 	writes  *sqlstore.Batcher
 	timeout time.Duration // of one batch's transaction
+	events  bool          // a change writes its event to the outbox
 }
 
 var _ userattrs.Store = (*Store)(nil)
@@ -74,7 +75,7 @@ func Kind() store.Kind {
 				"size of the PostgreSQL connection pool (default: the URL's pool_max_conns, else %d)", DefaultMaxConns))
 			migrate := fs.Bool("auto-migrate", true, "apply pending schema migrations at start (else: userattrs migrate)")
 			return func(ctx context.Context, spec string, env store.Env) (userattrs.Store, error) {
-				return Open(ctx, Config{URL: spec, MaxConns: int32(maxConns), Migrate: *migrate, Timeout: env.Timeout})
+				return Open(ctx, Config{URL: spec, MaxConns: int32(maxConns), Migrate: *migrate, Timeout: env.Timeout, Events: env.Events})
 			}
 		},
 		Migrate: Migrate,
@@ -99,6 +100,9 @@ type Config struct {
 	// Timeout bounds one batch's transaction (default 5s): a batch serves
 	// many requests, so no one request's context may end it.
 	Timeout time.Duration
+	// Events: every change also writes its change event to the outbox, in
+	// its transaction, for the dispatchers of every instance to deliver.
+	Events bool
 }
 
 // Open connects to the database and checks (or brings up to date) its
@@ -127,7 +131,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("postgres: %w", mapError(err))
 	}
-	s := &Store{pool: pool, timeout: cmp.Or(cfg.Timeout, 5*time.Second)}
+	s := &Store{pool: pool, timeout: cmp.Or(cfg.Timeout, 5*time.Second), events: cfg.Events}
 	if err := s.migrate(ctx, cfg.Migrate); err != nil {
 		pool.Close()
 		return nil, err
@@ -188,9 +192,10 @@ func (s *Store) Close() error {
 	return nil
 }
 
-// Capabilities: every instance on the database shares it, durably.
+// Capabilities: every instance on the database shares it, durably, with
+// a history, and an outbox when events are on.
 func (s *Store) Capabilities() userattrs.Capabilities {
-	return userattrs.Capabilities{SharedAcrossInstances: true, Durable: true}
+	return userattrs.Capabilities{SharedAcrossInstances: true, Durable: true, History: true, Outbox: s.events}
 }
 
 // Ping checks that the database answers.
@@ -315,7 +320,7 @@ func (s *Store) apply(ctx context.Context, batch []*sqlstore.Merge, users []stri
 		return nil, mapError(err)
 	}
 	defer conn.Release()
-	locked := &lockedRows{current: make(map[string]lockedRow, len(users))}
+	locked := &lockedRows{current: make(map[string]lockedRow, len(users)), journal: sqlstore.NewJournal()}
 	var user string
 	var column []byte
 	read := &pgx.Batch{}
@@ -341,7 +346,7 @@ func (s *Store) apply(ctx context.Context, batch []*sqlstore.Merge, users []stri
 		return missing, mapError(err)
 	}
 	for i, m := range batch {
-		outcomes[i] = sqlstore.Apply(ctx, locked, m.User, m.Update)
+		outcomes[i] = sqlstore.Apply(ctx, locked, m)
 	}
 	write := &pgx.Batch{}
 	if len(locked.saved) > 0 {
@@ -351,6 +356,7 @@ func (s *Store) apply(ctx context.Context, batch []*sqlstore.Merge, users []stri
 			columns = append(columns, string(sqlstore.Encode(locked.current[u].attrs)))
 		}
 		write.Queue(saveRows, ids, columns)
+		s.queueJournal(write, locked.journal)
 	}
 	write.Queue("COMMIT")
 	return nil, mapError(conn.SendBatch(ctx, write).Close())
@@ -361,6 +367,7 @@ func (s *Store) apply(ctx context.Context, batch []*sqlstore.Merge, users []stri
 type lockedRows struct {
 	current map[string]lockedRow
 	saved   []string // users whose rows the transaction writes, once each
+	journal *sqlstore.Journal
 }
 
 type lockedRow struct {
@@ -376,11 +383,12 @@ func (r *lockedRows) LoadForUpdate(_ context.Context, user string) (userattrs.At
 
 // Save keeps the row of a user whose attributes are now empty: deleting it
 // would let a merge waiting on its lock find no row at all.
-func (r *lockedRows) Save(_ context.Context, user string, _, next userattrs.Attributes) error {
+func (r *lockedRows) Save(_ context.Context, user string, _, next userattrs.Attributes, rec *userattrs.Record) error {
 	if !r.current[user].saved {
 		r.saved = append(r.saved, user)
 	}
 	r.current[user] = lockedRow{attrs: next, saved: true}
+	r.journal.Add(rec)
 	return nil
 }
 

@@ -32,8 +32,8 @@ func TestConformance(t *testing.T) {
 	conformance.RunTests(t, func(t *testing.T) conformance.Harness {
 		url := srv.NewDatabase(t)
 		return conformance.Harness{
-			Store:   mustOpen(t, postgres.Config{URL: url, Migrate: true}),
-			Reopen:  func(t *testing.T) userattrs.Store { return mustOpen(t, postgres.Config{URL: url}) },
+			Store:   mustOpen(t, postgres.Config{URL: url, Migrate: true, Events: true}),
+			Reopen:  func(t *testing.T) userattrs.Store { return mustOpen(t, postgres.Config{URL: url, Events: true}) },
 			NewUser: func(*testing.T) string { return xid.New().String() },
 		}
 	})

@@ -13,7 +13,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -47,7 +46,9 @@ type Store struct {
 	read    *sql.DB
 	get     *sql.Stmt // on the read pool
 	// The writer's statements, prepared once on its connection.
-	lockRow, upsert, remove, probe *sql.Stmt
+	lockRow, upsert, remove, probe, record, event *sql.Stmt
+	events                                       bool // a change writes its event to the outbox
+	delivering                                   sync.Mutex // one dispatcher at a time holds the outbox
 	// The attributes of users as the writer last committed or read them.
 	known  *knowledge
 	writes *sqlstore.Batcher // one writer: SQLite has one write lock
@@ -69,6 +70,9 @@ const (
 		ON CONFLICT (user_id, name) DO UPDATE SET "values" = excluded."values", updated_at = excluded.updated_at`
 	deleteAttribute = "DELETE FROM user_attribute WHERE user_id = ? AND name = ?"
 	probeWrite      = "INSERT OR REPLACE INTO store_probe (id, checked_at) VALUES (1, ?)"
+	insertRecord    = `INSERT INTO attribute_history (id, user_id, at_ms, actor_type, actor_id, client_id, request_id,
+		set_values, removed_keys, changed_keys) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	insertEvent = "INSERT INTO event_outbox (part, at_ms, record) VALUES (?, ?, ?)"
 )
 
 var _ userattrs.Store = (*Store)(nil)
@@ -77,7 +81,7 @@ var _ userattrs.Store = (*Store)(nil)
 // migrations run whenever it opens.
 func Kind() store.Kind {
 	open := func(ctx context.Context, spec string, env store.Env) (userattrs.Store, error) {
-		return Open(ctx, Config{Path: strings.TrimPrefix(spec, "sqlite:"), StalledAfter: env.Timeout})
+		return Open(ctx, Config{Path: strings.TrimPrefix(spec, "sqlite:"), StalledAfter: env.Timeout, Events: env.Events})
 	}
 	return store.Kind{
 		Name:  "sqlite",
@@ -108,6 +112,9 @@ type Config struct {
 	// values), so that a merge of a user merged recently neither reads nor
 	// decodes their row.
 	KnownUsers, KnownBytes int
+	// Events: every change also writes its change event to the outbox, in
+	// its transaction, for a dispatcher to deliver.
+	Events bool
 }
 
 // Open opens (creating if needed) the database at cfg.Path and brings its
@@ -215,13 +222,15 @@ func open(ctx context.Context, cfg Config) (*Store, error) {
 	for _, p := range []struct {
 		stmt  **sql.Stmt
 		query string
-	}{{&s.lockRow, selectAttributes}, {&s.upsert, upsertAttribute}, {&s.remove, deleteAttribute}, {&s.probe, probeWrite}} {
+	}{{&s.lockRow, selectAttributes}, {&s.upsert, upsertAttribute}, {&s.remove, deleteAttribute}, {&s.probe, probeWrite},
+		{&s.record, insertRecord}, {&s.event, insertEvent}} {
 		if *p.stmt, err = write.PrepareContext(ctx, p.query); err != nil {
 			s.read.Close()
 			write.Close()
 			return nil, fmt.Errorf("sqlite: prepare: %w", mapError(err))
 		}
 	}
+	s.events = cfg.Events
 	s.known = &knowledge{users: bounded.New[userattrs.Attributes](cmp.Or(cfg.KnownUsers, 16384), cmp.Or(cfg.KnownBytes, 16<<20))}
 	s.writes = sqlstore.NewBatcher(1, maxBatch, s.commit)
 	return s, nil
@@ -250,16 +259,17 @@ func (s *Store) Close() error {
 	s.close.Do(func() {
 		s.writes.Close()
 		err = errors.Join(s.get.Close(), s.lockRow.Close(), s.upsert.Close(), s.remove.Close(), s.probe.Close(),
-			s.read.Close(), s.write.Close(), s.lock.Close())
+			s.record.Close(), s.event.Close(), s.read.Close(), s.write.Close(), s.lock.Close())
 	})
 	return err
 }
 
 func (s *Store) isClosed() bool { return s.writes.Closed() }
 
-// Capabilities: one process, durable.
+// Capabilities: one process, durable, with a history, and an outbox when
+// events are on.
 func (s *Store) Capabilities() userattrs.Capabilities {
-	return userattrs.Capabilities{Durable: true}
+	return userattrs.Capabilities{Durable: true, History: true, Outbox: s.events}
 }
 
 // Ping checks that writes can succeed and the database answers a query,
@@ -332,7 +342,7 @@ func load(ctx context.Context, stmt *sql.Stmt, user string) (userattrs.Attribute
 func (s *Store) Update(ctx context.Context, user string, update func(userattrs.Attributes) (userattrs.Attributes, error)) error {
 	var p *prepared
 	if k, ok := s.known.lookup(user); ok {
-		p = prepare(user, k, update)
+		p = prepare(user, userattrs.OriginOf(ctx), k, update)
 	}
 	return s.writes.Do(ctx, user, update, p)
 }
@@ -344,13 +354,15 @@ type prepared struct {
 	changed bool
 	next    known
 	changes []change
+	record  userattrs.Record
 }
 
-func prepare(user string, k known, update func(userattrs.Attributes) (userattrs.Attributes, error)) *prepared {
+func prepare(user string, origin userattrs.Origin, k known, update func(userattrs.Attributes) (userattrs.Attributes, error)) *prepared {
 	next, changed, err := userattrs.Next(k.attrs, update)
 	p := &prepared{base: k.attrs, err: err, changed: changed}
 	if err == nil && changed {
-		p.changes, p.next = plan(k, next)
+		p.record = userattrs.NewRecord(user, origin, k.attrs, next)
+		p.changes, p.next = plan(k, next, &p.record)
 	}
 	return p
 }
@@ -405,7 +417,7 @@ func (s *Store) commit(batch []*sqlstore.Merge) ([]error, error) {
 	outcomes := make([]error, len(batch))
 	s.committing.Store(time.Now().UnixNano())
 	defer s.committing.Store(0)
-	row := &batchRow{s: s, pending: map[string]known{}}
+	row := &batchRow{s: s, pending: map[string]known{}, journal: sqlstore.NewJournal()}
 	err := func() (err error) {
 		// Updaters' panics are their merges' errors (userattrs.Next); one
 		// anywhere else fails the batch, not the process.
@@ -432,6 +444,9 @@ func (s *Store) commit(batch []*sqlstore.Merge) ([]error, error) {
 			}
 			outcomes[i] = err
 		}
+		if err := row.writeJournal(ctx); err != nil {
+			return err
+		}
 		return mapError(tx.Commit())
 	}()
 	row.settle(err)
@@ -447,7 +462,8 @@ type batchRow struct {
 	s       *Store
 	tx      *sql.Tx
 	pending map[string]known // written in this batch, not yet committed
-	failed  error            // a database error, which aborts the batch
+	journal *sqlstore.Journal
+	failed  error // a database error, which aborts the batch
 }
 
 // known is a user's attributes as the writer knows them, and their size in
@@ -497,21 +513,22 @@ func (r *batchRow) merge(ctx context.Context, m *sqlstore.Merge) error {
 			if p.err != nil || !p.changed {
 				return p.err
 			}
-			return r.write(ctx, m.User, p.changes, p.next)
+			rec := p.record
+			return r.write(ctx, m.User, p.changes, p.next, &rec)
 		}
 	}
-	return sqlstore.Apply(ctx, r, m.User, m.Update)
+	return sqlstore.Apply(ctx, r, m)
 }
 
-// Save writes the rows of the attributes that differ between current and
-// next, and only those.
-func (r *batchRow) Save(ctx context.Context, user string, _, next userattrs.Attributes) error {
+// Save writes the rows of the attributes the change set or removed, and
+// only those.
+func (r *batchRow) Save(ctx context.Context, user string, _, next userattrs.Attributes, rec *userattrs.Record) error {
 	current, err := r.current(ctx, user) // what LoadForUpdate returned: no read
 	if err != nil {
 		return err
 	}
-	changes, k := plan(current, next)
-	return r.write(ctx, user, changes, k)
+	changes, k := plan(current, next, rec)
+	return r.write(ctx, user, changes, k, rec)
 }
 
 // change is one attribute row to write: its values as the column holds
@@ -522,17 +539,13 @@ type change struct {
 }
 
 // plan works out the rows that turn current into next, and next's size,
-// from current's and what changes: the attributes a merge leaves as they
-// were cost a comparison each, and no count.
-func plan(current known, next userattrs.Attributes) ([]change, known) {
-	var changes []change
+// from current's and the record of the change: the attributes a merge
+// leaves as they were cost nothing here.
+func plan(current known, next userattrs.Attributes, rec *userattrs.Record) ([]change, known) {
+	changes := make([]change, 0, len(rec.Set)+len(rec.Removed))
 	size := current.size + (len(next)-len(current.attrs))*knownAttributeOverhead
-	for name, values := range next {
-		old, ok := current.attrs[name]
-		if ok && sameValues(old, values) {
-			continue
-		}
-		if ok {
+	for name, values := range rec.Set {
+		if old, ok := current.attrs[name]; ok {
 			size -= userattrs.SizeOf(name, old)
 		}
 		size += userattrs.SizeOf(name, values)
@@ -540,18 +553,16 @@ func plan(current known, next userattrs.Attributes) ([]change, known) {
 		// functions read as JSON text.
 		changes = append(changes, change{name: name, values: string(sqlstore.AppendValues(nil, values))})
 	}
-	for name, old := range current.attrs {
-		if _, ok := next[name]; !ok {
-			size -= userattrs.SizeOf(name, old)
-			changes = append(changes, change{name: name, remove: true})
-		}
+	for _, name := range rec.Removed {
+		size -= userattrs.SizeOf(name, current.attrs[name])
+		changes = append(changes, change{name: name, remove: true})
 	}
 	return changes, known{next, size}
 }
 
 // write writes the rows of changes, after which the user's attributes in
-// this batch are next.
-func (r *batchRow) write(ctx context.Context, user string, changes []change, next known) error {
+// this batch are next, and keeps the record of the change.
+func (r *batchRow) write(ctx context.Context, user string, changes []change, next known, rec *userattrs.Record) error {
 	now := time.Now().UnixMilli()
 	upsert, remove := r.tx.StmtContext(ctx, r.s.upsert), r.tx.StmtContext(ctx, r.s.remove)
 	for _, c := range changes {
@@ -567,13 +578,30 @@ func (r *batchRow) write(ctx context.Context, user string, changes []change, nex
 		}
 	}
 	r.pending[user] = next
+	r.journal.Add(rec)
 	return nil
 }
 
-// sameValues reports whether an attribute's values are unchanged: mostly
-// they are the very same slice, which a merge leaves in place.
-func sameValues(a, b []string) bool {
-	return len(a) == len(b) && (len(a) == 0 || &a[0] == &b[0] || slices.Equal(a, b))
+// writeJournal writes the records of the batch's changes to the history,
+// and their events to the outbox when events are on, in the order the
+// changes were made.
+func (r *batchRow) writeJournal(ctx context.Context) error {
+	record, event := r.tx.StmtContext(ctx, r.s.record), r.tx.StmtContext(ctx, r.s.event)
+	for i := range r.journal.Records {
+		rec := &r.journal.Records[i]
+		c := sqlstore.Columns(rec)
+		at := rec.Time.UnixMilli()
+		if _, err := record.ExecContext(ctx, rec.ID, rec.User, at, c.ActorType, c.ActorID, rec.ClientID, rec.RequestID,
+			c.Set, c.Removed, c.ChangedJSON()); err != nil {
+			return mapError(err)
+		}
+		if r.s.events {
+			if _, err := event.ExecContext(ctx, userattrs.OutboxPartition(rec.User), at, sqlstore.EventData(rec)); err != nil {
+				return mapError(err)
+			}
+		}
+	}
+	return nil
 }
 
 // settle tells the writer's knowledge what became of the batch: what it

@@ -21,9 +21,14 @@ import (
 
 func mustOpen(tb testing.TB, path string) *sqlite.Store {
 	tb.Helper()
-	s, err := sqlite.Open(context.Background(), sqlite.Config{Path: path})
+	return mustOpenWith(tb, sqlite.Config{Path: path})
+}
+
+func mustOpenWith(tb testing.TB, cfg sqlite.Config) *sqlite.Store {
+	tb.Helper()
+	s, err := sqlite.Open(context.Background(), cfg)
 	if err != nil {
-		tb.Fatalf("open %s: %v", path, err)
+		tb.Fatalf("open %s: %v", cfg.Path, err)
 	}
 	tb.Cleanup(func() { s.Close() })
 	return s
@@ -32,7 +37,7 @@ func mustOpen(tb testing.TB, path string) *sqlite.Store {
 func TestConformance(t *testing.T) {
 	conformance.RunTests(t, func(t *testing.T) conformance.Harness {
 		return conformance.Harness{
-			Store:   mustOpen(t, filepath.Join(t.TempDir(), "db", "userattrs.db")),
+			Store:   mustOpenWith(t, sqlite.Config{Path: filepath.Join(t.TempDir(), "db", "userattrs.db"), Events: true}),
 			NewUser: func(*testing.T) string { return xid.New().String() },
 		}
 	})

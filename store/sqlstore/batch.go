@@ -37,6 +37,8 @@ type Merge struct {
 	// it over, if anything; for a read, where its Commit leaves what it
 	// read.
 	Prepared any
+	// Origin is who asked for the merge, for the record of its change.
+	Origin userattrs.Origin
 	// state decides, once, whether a writer takes the merge or its caller
 	// gives it up.
 	state atomic.Int32
@@ -74,7 +76,7 @@ func NewBatcher(writers, maxBatch int, commit Commit) *Batcher {
 // merge is given up and never applied, unless a writer has taken it
 // already: its outcome is then a commit away, and Do waits for it.
 func (b *Batcher) Do(ctx context.Context, user string, update func(userattrs.Attributes) (userattrs.Attributes, error), prepared any) error {
-	m := &Merge{User: user, Update: update, Prepared: prepared, done: make(chan error, 1)}
+	m := &Merge{User: user, Update: update, Prepared: prepared, Origin: userattrs.OriginOf(ctx), done: make(chan error, 1)}
 	if b.Closed() {
 		return userattrs.ErrClosed
 	}

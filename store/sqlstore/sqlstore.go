@@ -24,8 +24,9 @@ type Row interface {
 	LoadForUpdate(ctx context.Context, user string) (userattrs.Attributes, error)
 	// Save replaces the attributes of user, current as LoadForUpdate
 	// returned them, with next, which the store may keep: nobody modifies
-	// either from now on.
-	Save(ctx context.Context, user string, current, next userattrs.Attributes) error
+	// either from now on. rec is the record of the change, which the
+	// store writes in the same transaction (see Journal).
+	Save(ctx context.Context, user string, current, next userattrs.Attributes, rec *userattrs.Record) error
 }
 
 // ErrUndecodable is stored data that does not decode: a fault of that
@@ -97,17 +98,19 @@ func DecodeValues(text string) ([]string, error) {
 	return values, nil
 }
 
-// Apply runs the updater of a Store.Update against row, inside the caller's
-// transaction: it loads the current attributes under a lock, asks update
-// for the next ones and saves them if they changed. The caller commits.
-func Apply(ctx context.Context, row Row, user string, update func(userattrs.Attributes) (userattrs.Attributes, error)) error {
-	current, err := row.LoadForUpdate(ctx, user)
+// Apply runs the updater of a merge against row, inside the caller's
+// transaction: it loads the current attributes under a lock, asks the
+// updater for the next ones and saves them, with the record of the change,
+// if they changed. The caller commits.
+func Apply(ctx context.Context, row Row, m *Merge) error {
+	current, err := row.LoadForUpdate(ctx, m.User)
 	if err != nil {
 		return err
 	}
-	next, changed, err := userattrs.Next(current, update)
+	next, changed, err := userattrs.Next(current, m.Update)
 	if err != nil || !changed {
 		return err
 	}
-	return row.Save(ctx, user, current, next)
+	rec := userattrs.NewRecord(m.User, m.Origin, current, next)
+	return row.Save(ctx, m.User, current, next, &rec)
 }

@@ -1,0 +1,193 @@
+package userattrs
+
+import (
+	"context"
+	"errors"
+	"hash/fnv"
+	"slices"
+	"time"
+
+	"github.com/rs/xid"
+)
+
+// Origin is who asked for a change: what its history record and its change
+// event say of it.
+type Origin struct {
+	// Actor is the user, or for the admin API the service account: its
+	// token's subject, or its client id where the token has no subject.
+	Actor string
+	// ServiceAccount: the actor is a backend service, not the user.
+	ServiceAccount bool
+	// ClientID is the application the actor's token was issued to.
+	ClientID string
+	// RequestID is the id of the HTTP request, as its log and its errors
+	// carry it.
+	RequestID string
+}
+
+type originKey struct{}
+
+// WithOrigin returns a context that carries origin to the store, which
+// records it with each change the merge makes.
+func WithOrigin(ctx context.Context, origin Origin) context.Context {
+	return context.WithValue(ctx, originKey{}, origin)
+}
+
+// OriginOf returns the origin ctx carries; none for changes made outside a
+// request.
+func OriginOf(ctx context.Context) Origin {
+	o, _ := ctx.Value(originKey{}).(Origin)
+	return o
+}
+
+// Record is one accepted change of a user's attributes: an entry of the
+// history, and the data of the change event. Values are always arrays, so
+// that a reader needs no rule for one value against several.
+type Record struct {
+	// ID is unique to the change; its change event has the same id.
+	ID string `json:"id"`
+	// Seq orders a user's changes as they were committed; the history's
+	// cursor. Stores assign it; it is not part of the event.
+	Seq  int64     `json:"-"`
+	Time time.Time `json:"time"`
+	User string    `json:"user"`
+	// Actor, ClientID and RequestID are the Origin's.
+	Actor     Actor  `json:"actor"`
+	ClientID  string `json:"clientId"`
+	RequestID string `json:"requestId"`
+	// Set are the attributes the change gave a new value, with that value;
+	// Removed the ones it removed, in key order.
+	Set     Attributes `json:"set"`
+	Removed []string   `json:"removed"`
+}
+
+// Actor is who made a change, as records show it.
+type Actor struct {
+	// Type is "user" or "service-account".
+	Type string `json:"type"`
+	ID   string `json:"id"`
+}
+
+// NewRecord returns the record of the change from current to next, two
+// different maps; Time is left to the store, which knows when it commits.
+// It compares only where next differs from current by identity or value:
+// an attribute a merge left in place costs a pointer comparison.
+func NewRecord(user string, origin Origin, current, next Attributes) Record {
+	r := Record{ID: xid.New().String(), User: user, ClientID: origin.ClientID, RequestID: origin.RequestID,
+		Actor: Actor{Type: "user", ID: origin.Actor}, Set: Attributes{}, Removed: []string{}}
+	if origin.ServiceAccount {
+		r.Actor.Type = "service-account"
+	}
+	for k, vs := range next {
+		if old, ok := current[k]; !ok || !sameValues(old, vs) {
+			r.Set[k] = vs
+		}
+	}
+	for k := range current {
+		if _, ok := next[k]; !ok {
+			r.Removed = append(r.Removed, k)
+		}
+	}
+	slices.Sort(r.Removed)
+	return r
+}
+
+// sameValues reports whether an attribute's values are unchanged: mostly
+// they are the very same slice, which a merge leaves in place.
+func sameValues(a, b []string) bool {
+	return len(a) == len(b) && (len(a) == 0 || &a[0] == &b[0] || slices.Equal(a, b))
+}
+
+// Visible returns the record with the attributes the policy hides left
+// out, and whether anything is left.
+func (p Policy) visibleRecord(r Record) (Record, bool) {
+	if p.hidden == nil {
+		return r, true
+	}
+	r.Set = p.Visible(r.Set)
+	r.Removed = slices.DeleteFunc(slices.Clone(r.Removed), p.Hidden)
+	return r, len(r.Set)+len(r.Removed) > 0
+}
+
+// HistoryQuery selects a page of a user's history, newest first.
+type HistoryQuery struct {
+	// Before is the cursor: only changes with a lower Seq; 0 for the
+	// newest.
+	Before int64
+	// Key keeps only changes that set or removed it; "" keeps all.
+	Key string
+	// Since and Until keep changes at or after Since and before Until;
+	// zero for no bound.
+	Since, Until time.Time
+	// Limit is the most records a page holds.
+	Limit int
+}
+
+// History is implemented by stores that record every change in the
+// transaction that makes it (Capabilities.History).
+type History interface {
+	// History returns the records of user that q selects, newest first.
+	History(ctx context.Context, user string, q HistoryQuery) ([]Record, error)
+	// PruneHistory removes at most limit records older than before and
+	// returns how many it removed; pruning in small steps keeps merges
+	// from waiting for it.
+	PruneHistory(ctx context.Context, before time.Time, limit int) (int, error)
+}
+
+// Outbox is implemented by stores that write a change event in the
+// transaction of each change, when opened with events on
+// (Capabilities.Outbox), and let dispatchers deliver them.
+type Outbox interface {
+	// Deliver claims undelivered events that no other dispatcher holds
+	// (on a shared store: those of some users, so that each user's events
+	// go out in order through one dispatcher), passes up to max of them
+	// to send, oldest first, and removes the first n that send reports
+	// delivered. It returns how many it passed; 0 when none were waiting.
+	Deliver(ctx context.Context, max int, send func([]Record) int) (int, error)
+	// OutboxStats reports how many events wait, and since when the oldest
+	// (zero when none).
+	OutboxStats(ctx context.Context) (depth int, oldest time.Time, err error)
+}
+
+// ErrNoHistory is what a store without a history answers for one: it
+// keeps none, which must never read as a user who changed nothing.
+var ErrNoHistory = errors.New("this store keeps no history of changes")
+
+// OutboxPartitions is how many parts a shared outbox is split into by
+// user, so that dispatchers on several instances each take some users'
+// events and keep each user's in order.
+const OutboxPartitions = 16
+
+// OutboxPartition is the part of the outbox user's events go to.
+func OutboxPartition(user string) int {
+	h := fnv.New32a()
+	h.Write([]byte(user))
+	return int(h.Sum32() % OutboxPartitions)
+}
+
+// History returns a page of the history of user, newest first, with the
+// attributes the policy hides left out (and records that changed nothing
+// else), and the cursor of the next page: 0 when there is none.
+func (s *Service) History(ctx context.Context, user string, q HistoryQuery) ([]Record, int64, error) {
+	h, ok := s.store.(History)
+	if !ok || !s.store.Capabilities().History {
+		return nil, 0, ErrNoHistory
+	}
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	records, err := within(ctx, s.ops, func() ([]Record, error) { return h.History(ctx, user, q) })
+	if err != nil {
+		return nil, 0, s.storeError(err)
+	}
+	var next int64
+	if len(records) == q.Limit && q.Limit > 0 {
+		next = records[len(records)-1].Seq
+	}
+	visible := records[:0]
+	for _, r := range records {
+		if r, ok := s.policy.visibleRecord(r); ok {
+			visible = append(visible, r)
+		}
+	}
+	return visible, next, nil
+}

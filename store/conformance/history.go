@@ -1,0 +1,229 @@
+package conformance
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/userattrs/userattrs"
+)
+
+// RunHistoryTests checks the history of a store that declares one: every
+// change commits with exactly one record, in commit order, and nothing
+// else leaves one.
+func RunHistoryTests(t *testing.T, newHarness func(t *testing.T) Harness) {
+	origin := userattrs.Origin{Actor: "svc", ServiceAccount: true, ClientID: "backend", RequestID: "req-1"}
+	history := func(t *testing.T, s userattrs.Store, user string, q userattrs.HistoryQuery) []userattrs.Record {
+		t.Helper()
+		if q.Limit == 0 {
+			q.Limit = 1000
+		}
+		records, err := s.(userattrs.History).History(context.Background(), user, q)
+		if err != nil {
+			t.Fatalf("History: %v", err)
+		}
+		return records
+	}
+
+	t.Run("a change commits with its record, and nothing else leaves one", func(t *testing.T) {
+		h, svc, user := begin(t, newHarness, userattrs.ReadCacheConfig{})
+		ctx := userattrs.WithOrigin(context.Background(), origin)
+		before := time.Now().Add(-time.Second)
+		if err := svc.Merge(ctx, user, patch("a", "1", "b", []string{"x", "y"}), userattrs.Precondition{}); err != nil {
+			t.Fatal(err)
+		}
+		// Changes nothing: no record.
+		if err := svc.Merge(ctx, user, patch("a", "1"), userattrs.Precondition{}); err != nil {
+			t.Fatal(err)
+		}
+		// Refused by its precondition, or by its updater, inside the
+		// transaction: no record.
+		if err := svc.Merge(ctx, user, patch("c", "3"), userattrs.IfMatch(false, []string{`"stale"`})); !errors.Is(err, userattrs.ErrPreconditionFailed) {
+			t.Fatalf("stale If-Match: %v", err)
+		}
+		refuse := errors.New("refused")
+		if err := h.Store.Update(ctx, user, func(userattrs.Attributes) (userattrs.Attributes, error) {
+			return userattrs.Attributes{"z": {"1"}}, refuse
+		}); !errors.Is(err, refuse) {
+			t.Fatalf("refusing updater: %v", err)
+		}
+		if err := svc.Merge(ctx, user, patch("a", nil, "b", "z"), userattrs.Precondition{}); err != nil {
+			t.Fatal(err)
+		}
+		records := history(t, h.Store, user, userattrs.HistoryQuery{})
+		if len(records) != 2 {
+			t.Fatalf("%d records, want 2: %+v", len(records), records)
+		}
+		newest, first := records[0], records[1]
+		wantAttributes(t, first.Set, userattrs.Attributes{"a": {"1"}, "b": {"x", "y"}})
+		wantAttributes(t, newest.Set, userattrs.Attributes{"b": {"z"}})
+		if !slices.Equal(newest.Removed, []string{"a"}) || len(first.Removed) != 0 {
+			t.Errorf("removed: %q then %q", first.Removed, newest.Removed)
+		}
+		for _, r := range records {
+			if r.User != user || r.Actor != (userattrs.Actor{Type: "service-account", ID: "svc"}) || r.ClientID != "backend" ||
+				r.RequestID != "req-1" || r.ID == "" || r.Time.Before(before) || r.Time.After(time.Now().Add(time.Second)) {
+				t.Errorf("record %+v", r)
+			}
+		}
+		if newest.Seq <= first.Seq || newest.ID == first.ID {
+			t.Errorf("seq %d then %d, ids %s and %s", first.Seq, newest.Seq, first.ID, newest.ID)
+		}
+		if other := history(t, h.Store, h.NewUser(t), userattrs.HistoryQuery{}); len(other) != 0 {
+			t.Errorf("another user has %d records", len(other))
+		}
+	})
+
+	t.Run("concurrent merges leave one record each, in commit order", func(t *testing.T) {
+		h := newHarness(t)
+		user := h.NewUser(t)
+		stores := []userattrs.Store{h.Store}
+		if h.Reopen != nil {
+			stores = append(stores, h.Reopen(t))
+		}
+		// Each update counts up from what it was given: the records, in
+		// their order, must count 1, 2, 3... with no gap and no repeat.
+		increment := func(cur userattrs.Attributes) (userattrs.Attributes, error) {
+			n := 0
+			if vs := cur["n"]; len(vs) == 1 {
+				n, _ = strconv.Atoi(vs[0])
+			}
+			next := cur.Clone()
+			next["n"] = []string{strconv.Itoa(n + 1)}
+			return next, nil
+		}
+		const writers, each = 8, 15
+		var wg sync.WaitGroup
+		errs := make(chan error, writers*each)
+		for w := range writers {
+			wg.Go(func() {
+				s := stores[w%len(stores)]
+				for i := range each {
+					ctx := userattrs.WithOrigin(context.Background(), userattrs.Origin{Actor: user, RequestID: fmt.Sprintf("%d-%d", w, i)})
+					if err := s.Update(ctx, user, increment); err != nil {
+						errs <- err
+					}
+				}
+			})
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Fatal(err)
+		}
+		records := history(t, h.Store, user, userattrs.HistoryQuery{})
+		if len(records) != writers*each {
+			t.Fatalf("%d records for %d changes", len(records), writers*each)
+		}
+		requests := map[string]bool{}
+		for i, r := range slices.Backward(records) {
+			if got := r.Set["n"]; len(got) != 1 || got[0] != strconv.Itoa(len(records)-i) {
+				t.Fatalf("record %d of the history set n=%q", len(records)-i, got)
+			}
+			requests[r.RequestID] = true
+		}
+		if len(requests) != writers*each {
+			t.Errorf("%d distinct request ids for %d changes", len(requests), writers*each)
+		}
+	})
+
+	t.Run("pages, keys and times select records", func(t *testing.T) {
+		h, svc, user := begin(t, newHarness, userattrs.ReadCacheConfig{})
+		for i := range 5 {
+			mustMerge(t, svc, user, patch("k", strconv.Itoa(i)))
+			mustMerge(t, svc, user, patch("other", strconv.Itoa(i)))
+		}
+		all := history(t, h.Store, user, userattrs.HistoryQuery{})
+		page := history(t, h.Store, user, userattrs.HistoryQuery{Limit: 4})
+		next := history(t, h.Store, user, userattrs.HistoryQuery{Limit: 4, Before: page[3].Seq})
+		if len(all) != 10 || len(page) != 4 || len(next) != 4 || next[0].Seq != all[4].Seq {
+			t.Fatalf("pages of %d and %d from %d", len(page), len(next), len(all))
+		}
+		keyed := history(t, h.Store, user, userattrs.HistoryQuery{Key: "k"})
+		if len(keyed) != 5 || keyed[0].Set["k"][0] != "4" {
+			t.Fatalf("key filter: %+v", keyed)
+		}
+		if got := history(t, h.Store, user, userattrs.HistoryQuery{Until: all[9].Time}); len(got) != 0 {
+			t.Errorf("before the first change: %d records", len(got))
+		}
+		if got := history(t, h.Store, user, userattrs.HistoryQuery{Since: all[9].Time}); len(got) != 10 {
+			t.Errorf("since the first change: %d records", len(got))
+		}
+		if got := history(t, h.Store, user, userattrs.HistoryQuery{Since: time.Now().Add(time.Minute)}); len(got) != 0 {
+			t.Errorf("since a time to come: %d records", len(got))
+		}
+	})
+
+	t.Run("pruning removes old records in steps", func(t *testing.T) {
+		h, svc, user := begin(t, newHarness, userattrs.ReadCacheConfig{})
+		for i := range 3 {
+			mustMerge(t, svc, user, patch("k", strconv.Itoa(i)))
+		}
+		pruner := h.Store.(userattrs.History)
+		if n, err := pruner.PruneHistory(context.Background(), time.Now().Add(-time.Hour), 100); err != nil || n != 0 {
+			t.Fatalf("pruning before the records: %d, %v", n, err)
+		}
+		n, err := pruner.PruneHistory(context.Background(), time.Now().Add(time.Second), 2)
+		if err != nil || n != 2 {
+			t.Fatalf("pruning 2: %d, %v", n, err)
+		}
+		left := history(t, h.Store, user, userattrs.HistoryQuery{})
+		if len(left) != 1 || left[0].Set["k"][0] != "2" {
+			t.Fatalf("left after pruning: %+v", left)
+		}
+	})
+}
+
+// RunOutboxTests checks the outbox of a store opened with events on: each
+// change's event, delivered oldest first per user, and removed once
+// delivered.
+func RunOutboxTests(t *testing.T, newHarness func(t *testing.T) Harness) {
+	h, svc, user := begin(t, newHarness, userattrs.ReadCacheConfig{})
+	outbox := h.Store.(userattrs.Outbox)
+	ctx := context.Background()
+	drain := func(send func([]userattrs.Record) int) {
+		for {
+			n, err := outbox.Deliver(ctx, 100, send)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n == 0 {
+				return
+			}
+		}
+	}
+	drain(func(r []userattrs.Record) int { return len(r) }) // what earlier tests left
+	for i := range 5 {
+		mustMerge(t, svc, user, patch("k", strconv.Itoa(i)))
+	}
+	if depth, oldest, err := outbox.OutboxStats(ctx); err != nil || depth != 5 || time.Since(oldest) > time.Minute {
+		t.Fatalf("stats: %d events since %v, %v", depth, oldest, err)
+	}
+	// A sink that takes two events at a time: the rest come again, in
+	// order, the next time.
+	var got []string
+	var ids []string
+	drain(func(events []userattrs.Record) int {
+		n := min(2, len(events))
+		for _, e := range events[:n] {
+			got = append(got, e.Set["k"][0])
+			ids = append(ids, e.ID)
+		}
+		return n
+	})
+	if !slices.Equal(got, []string{"0", "1", "2", "3", "4"}) || len(slices.Compact(slices.Clone(ids))) != 5 {
+		t.Fatalf("delivered %q", got)
+	}
+	history, err := h.Store.(userattrs.History).History(ctx, user, userattrs.HistoryQuery{Limit: 10})
+	if err != nil || len(history) != 5 || history[0].ID != ids[4] {
+		t.Fatalf("an event's id is its record's: %v, %v", err, history)
+	}
+	if depth, _, err := outbox.OutboxStats(ctx); err != nil || depth != 0 {
+		t.Fatalf("after delivery %d events wait (%v)", depth, err)
+	}
+}

@@ -1,0 +1,124 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"time"
+
+	"github.com/userattrs/userattrs"
+	"github.com/userattrs/userattrs/store/sqlstore"
+)
+
+var (
+	_ userattrs.History = (*Store)(nil)
+	_ userattrs.Outbox  = (*Store)(nil)
+)
+
+const selectHistory = `SELECT ` + sqlstore.HistoryColumns + ` FROM attribute_history
+	WHERE user_id = ?1 AND (?2 = 0 OR seq < ?2) AND (?3 = 0 OR at_ms >= ?3) AND (?4 = 0 OR at_ms < ?4)
+	AND (?5 = '' OR EXISTS (SELECT 1 FROM json_each(changed_keys) WHERE value = ?5))
+	ORDER BY seq DESC LIMIT ?6`
+
+// History returns the records of user that q selects, newest first, from
+// the read pool.
+func (s *Store) History(ctx context.Context, user string, q userattrs.HistoryQuery) ([]userattrs.Record, error) {
+	if s.isClosed() {
+		return nil, userattrs.ErrClosed
+	}
+	rows, err := s.read.QueryContext(ctx, selectHistory, user, q.Before, unixMilli(q.Since), unixMilli(q.Until), q.Key,
+		min(q.Limit, sqlstore.MaxHistoryPage))
+	if err != nil {
+		return nil, mapError(err)
+	}
+	defer rows.Close()
+	var records []userattrs.Record
+	for rows.Next() {
+		r, err := sqlstore.ScanRecord(rows.Scan)
+		if err != nil {
+			return nil, mapError(err)
+		}
+		records = append(records, r)
+	}
+	return records, mapError(rows.Err())
+}
+
+func unixMilli(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixMilli()
+}
+
+// PruneHistory removes up to limit records older than before, in a short
+// transaction of the write connection's, between the writer's batches.
+func (s *Store) PruneHistory(ctx context.Context, before time.Time, limit int) (int, error) {
+	if s.isClosed() {
+		return 0, userattrs.ErrClosed
+	}
+	res, err := s.write.ExecContext(ctx, `DELETE FROM attribute_history WHERE seq IN
+		(SELECT seq FROM attribute_history WHERE at_ms < ? ORDER BY at_ms LIMIT ?)`, before.UnixMilli(), limit)
+	if err != nil {
+		return 0, mapError(err)
+	}
+	n, err := res.RowsAffected()
+	return int(n), mapError(err)
+}
+
+// Deliver passes the oldest events to send. This process is the file's
+// only writer, and its one writer commits events in seq order, so one
+// dispatcher at a time delivers them all in that order.
+func (s *Store) Deliver(ctx context.Context, max int, send func([]userattrs.Record) int) (int, error) {
+	if s.isClosed() {
+		return 0, userattrs.ErrClosed
+	}
+	s.delivering.Lock()
+	defer s.delivering.Unlock()
+	rows, err := s.read.QueryContext(ctx, "SELECT seq, record FROM event_outbox ORDER BY seq LIMIT ?", max)
+	if err != nil {
+		return 0, mapError(err)
+	}
+	events, err := scanEvents(rows)
+	if err != nil || len(events) == 0 {
+		return 0, err
+	}
+	delivered := send(events)
+	if delivered > 0 {
+		// Everything up to the last delivered event: the writer commits in
+		// seq order, so no lower one can still appear.
+		if _, err := s.write.ExecContext(ctx, "DELETE FROM event_outbox WHERE seq <= ?", events[delivered-1].Seq); err != nil {
+			return len(events), mapError(err)
+		}
+	}
+	return len(events), nil
+}
+
+func scanEvents(rows *sql.Rows) ([]userattrs.Record, error) {
+	defer rows.Close()
+	var events []userattrs.Record
+	var seq int64
+	var data string
+	for rows.Next() {
+		if err := rows.Scan(&seq, &data); err != nil {
+			return nil, mapError(err)
+		}
+		r, err := sqlstore.DecodeEvent(seq, data)
+		if err != nil {
+			return nil, err
+		}
+		events = append(events, r)
+	}
+	return events, mapError(rows.Err())
+}
+
+// OutboxStats reports how many events wait, and since when.
+func (s *Store) OutboxStats(ctx context.Context) (int, time.Time, error) {
+	var depth int
+	var oldest sql.NullInt64
+	if err := s.read.QueryRowContext(ctx, "SELECT count(*), min(at_ms) FROM event_outbox").Scan(&depth, &oldest); err != nil {
+		return 0, time.Time{}, mapError(err)
+	}
+	if !oldest.Valid {
+		return depth, time.Time{}, nil
+	}
+	return depth, time.UnixMilli(oldest.Int64), nil
+}

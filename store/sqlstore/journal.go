@@ -1,0 +1,94 @@
+package sqlstore
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/userattrs/userattrs"
+)
+
+// Journal is the records of one transaction's changes, which the store
+// writes in that transaction: to its history always, and to its outbox
+// when events are on. No change commits without its record, and no record
+// without its change.
+type Journal struct {
+	at      time.Time
+	Records []userattrs.Record
+}
+
+// NewJournal starts the journal of a transaction; its records carry the
+// transaction's time, in the milliseconds the history keeps.
+func NewJournal() *Journal {
+	return &Journal{at: time.UnixMilli(time.Now().UnixMilli()).UTC()}
+}
+
+// Add keeps the record of a change the transaction makes.
+func (j *Journal) Add(rec *userattrs.Record) {
+	rec.Time = j.at
+	j.Records = append(j.Records, *rec)
+}
+
+// HistoryColumns are the columns of a history row that ScanRecord reads,
+// in its order, with the time as Unix milliseconds named at_ms.
+const HistoryColumns = "seq, id, user_id, at_ms, actor_type, actor_id, client_id, request_id, set_values, removed_keys"
+
+// RecordColumns are the values of a record's history row, but its time.
+type RecordColumns struct {
+	ActorType, ActorID string
+	Set, Removed       string // JSON
+	Changed            []string
+}
+
+// Columns returns the columns of rec's history row.
+func Columns(rec *userattrs.Record) RecordColumns {
+	changed := make([]string, 0, len(rec.Set)+len(rec.Removed))
+	for k := range rec.Set {
+		changed = append(changed, k)
+	}
+	changed = append(changed, rec.Removed...)
+	return RecordColumns{ActorType: rec.Actor.Type, ActorID: rec.Actor.ID,
+		Set: string(Encode(rec.Set)), Removed: string(AppendValues(nil, rec.Removed)), Changed: changed}
+}
+
+// ChangedJSON is Changed as a JSON array, for stores without arrays.
+func (c RecordColumns) ChangedJSON() string { return string(AppendValues(nil, c.Changed)) }
+
+// ScanRecord reads a history row selected as HistoryColumns.
+func ScanRecord(scan func(dest ...any) error) (userattrs.Record, error) {
+	var r userattrs.Record
+	var ms int64
+	var set, removed string
+	if err := scan(&r.Seq, &r.ID, &r.User, &ms, &r.Actor.Type, &r.Actor.ID, &r.ClientID, &r.RequestID, &set, &removed); err != nil {
+		return r, err
+	}
+	r.Time = time.UnixMilli(ms).UTC()
+	var err error
+	if r.Set, err = Decode([]byte(set)); err != nil {
+		return r, err
+	}
+	if err := json.Unmarshal([]byte(removed), &r.Removed); err != nil {
+		return r, fmt.Errorf("%w: %w", ErrUndecodable, err)
+	}
+	return r, nil
+}
+
+// EventData is what an outbox row keeps of a record: the record as JSON,
+// which is the data of its event.
+func EventData(rec *userattrs.Record) string {
+	b, _ := json.Marshal(rec) // a Record always encodes
+	return string(b)
+}
+
+// DecodeEvent reads an outbox row's record.
+func DecodeEvent(seq int64, data string) (userattrs.Record, error) {
+	var r userattrs.Record
+	if err := json.Unmarshal([]byte(data), &r); err != nil {
+		return r, fmt.Errorf("%w: outbox event %d: %w", ErrUndecodable, seq, err)
+	}
+	r.Seq = seq
+	return r, nil
+}
+
+// MaxHistoryPage bounds the records one history query returns.
+const MaxHistoryPage = 1000
