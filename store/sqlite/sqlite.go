@@ -47,8 +47,8 @@ type Store struct {
 	get     *sql.Stmt // on the read pool
 	// The writer's statements, prepared once on its connection.
 	lockRow, upsert, remove, probe, record, event *sql.Stmt
-	events                                       bool // a change writes its event to the outbox
-	delivering                                   sync.Mutex // one dispatcher at a time holds the outbox
+	events                                        bool       // a change writes its event to the outbox
+	delivering                                    sync.Mutex // one dispatcher at a time holds the outbox
 	// The attributes of users as the writer last committed or read them.
 	known  *knowledge
 	writes *sqlstore.Batcher // one writer: SQLite has one write lock
