@@ -56,6 +56,10 @@ type Rules struct {
 	// AnyAudience accepts tokens for any audience: also ID tokens and
 	// tokens the issuer meant for its other APIs. A loud choice.
 	AnyAudience bool
+	// ServiceAccountClaim names a claim that marks a service account's
+	// token whose subject is a user id all the same (Keycloak gives each
+	// service account a user): the claim is true, or the string "true".
+	ServiceAccountClaim string
 	// LinkedClaim, when set, names the claim that lists the identity
 	// providers the user has linked identities at.
 	LinkedClaim string
@@ -100,26 +104,37 @@ func (r Rules) identity(c claims, expiry time.Time, all func() (map[string]json.
 	if r.Audience != "" && !c.Audience.Contains(r.Audience) {
 		return Identity{}, invalid("wrong audience")
 	}
-	if err := subjectProblem(c.Subject); err != "" {
-		return Identity{}, invalid(err)
-	}
 	id := Identity{Subject: c.Subject, ClientID: c.Azp, Scopes: c.Scope, Expiry: expiry}
 	if id.ClientID == "" {
 		id.ClientID = c.ClientID
 	}
-	if id.Subject == id.ClientID {
-		// A client's own token (client credentials): this API serves
-		// users; the admin API is for service accounts.
-		return Identity{}, invalid("a client's own token, not a user's")
+	// A client's own token (client credentials) speaks for no user: it has
+	// no subject, or its client's id as one, or the claim the operator
+	// names for service accounts. Only the admin API takes it.
+	id.ServiceAccount = c.Subject == "" || c.Subject == id.ClientID
+	var raw map[string]json.RawMessage
+	if r.LinkedClaim != "" || r.ServiceAccountClaim != "" {
+		var err error
+		if raw, err = all(); err != nil {
+			return Identity{}, invalid("invalid claims")
+		}
+	}
+	if r.ServiceAccountClaim != "" && !id.ServiceAccount {
+		id.ServiceAccount = claimIsTrue(raw, r.ServiceAccountClaim)
+	}
+	switch {
+	case id.ServiceAccount && id.ClientID == "":
+		return Identity{}, invalid("no subject and no client id")
+	case c.Subject != "":
+		if err := SubjectProblem(c.Subject); err != "" {
+			return Identity{}, invalid(err)
+		}
 	}
 	if len(id.Scopes) == 0 {
 		id.Scopes = c.Scp
 	}
 	if r.LinkedClaim != "" {
-		raw, err := all()
-		if err != nil {
-			return Identity{}, invalid("invalid claims")
-		}
+		var err error
 		if id.LinkedProviders, err = claimList(raw, r.LinkedClaim); err != nil {
 			return Identity{}, invalid("malformed " + r.LinkedClaim + " claim")
 		}
@@ -127,9 +142,9 @@ func (r Rules) identity(c claims, expiry time.Time, all func() (map[string]json.
 	return id, nil
 }
 
-// subjectProblem says why no store could keep a subject as a user id, or
+// SubjectProblem says why no store could keep a subject as a user id, or
 // tell it apart from another: "" when it can.
-func subjectProblem(sub string) string {
+func SubjectProblem(sub string) string {
 	switch {
 	case sub == "":
 		return "no subject"
@@ -145,8 +160,12 @@ func subjectProblem(sub string) string {
 
 // Identity is who a verified token speaks for.
 type Identity struct {
-	// Subject is the user: the token's "sub".
+	// Subject is the user: the token's "sub"; for a service account, its
+	// "sub" if it has one.
 	Subject string
+	// ServiceAccount: the token is a client's own (client credentials),
+	// which speaks for no user.
+	ServiceAccount bool
 	// ClientID is the application the token was issued to: "azp", or
 	// "client_id" when there is no "azp".
 	ClientID string
@@ -161,6 +180,15 @@ type Identity struct {
 	// KeyID is the id of the key that signed a JWT, so that what a key
 	// signed can be forgotten when the issuer drops the key.
 	KeyID string
+}
+
+// Actor is who the identity speaks for, as history records name it: the
+// subject, or the client where there is none.
+func (id Identity) Actor() string {
+	if id.Subject == "" {
+		return id.ClientID
+	}
+	return id.Subject
 }
 
 // HasScope reports whether the token grants scope.

@@ -189,6 +189,12 @@ func claimList(claims map[string]json.RawMessage, name string) ([]string, error)
 	return list, err
 }
 
+// claimIsTrue reports whether a claim is true, or the string "true".
+func claimIsTrue(claims map[string]json.RawMessage, name string) bool {
+	v := strings.TrimSpace(string(claims[name]))
+	return v == "true" || v == `"true"`
+}
+
 // Dispatch checks JWTs with a local verifier and every other token by
 // introspection; either may be nil when not configured.
 type Dispatch struct {

@@ -222,7 +222,7 @@ func TestJWTRejects(t *testing.T) {
 		{"no expiry", is.sign(t, rs, func(c map[string]any) { delete(c, "exp") })},
 		{"wrong issuer", is.sign(t, rs, func(c map[string]any) { c["iss"] = "https://evil.example" })},
 		{"wrong audience", is.sign(t, rs, func(c map[string]any) { c["aud"] = "someone-else" })},
-		{"no subject", is.sign(t, rs, func(c map[string]any) { delete(c, "sub") })},
+		{"no subject, no client", is.sign(t, rs, func(c map[string]any) { delete(c, "sub"); delete(c, "azp") })},
 		{"unknown key", is.sign(t, stranger, nil)},
 		{"known kid, other key", is.sign(t, impostor, nil)},
 		{"tampered payload", parts[0] + "." + b64(tampered) + "." + parts[2]},

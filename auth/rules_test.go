@@ -52,8 +52,11 @@ func payloadOf(is *testIssuer, extra string) string {
 	return strings.TrimSuffix(string(b), "}") + extra + "}"
 }
 
+// serviceAccount in a case's reason: accepted as a service account's token.
+const serviceAccount = "(service account)"
+
 // Only access tokens meant for this API, for a user whom every store can
-// keep, get in; what is wrong is named right.
+// keep or for a service account, get in; what is wrong is named right.
 func TestTokenRules(t *testing.T) {
 	rs := newKey(t, jose.RS256, "rs")
 	is := newTestIssuer(t, rs)
@@ -80,14 +83,15 @@ func TestTokenRules(t *testing.T) {
 		{"NUL in sub", "JWT", `,"sub":"a\u0000b"`, "a subject with control characters"},
 		{"sub of 256 bytes", "JWT", `,"sub":"` + strings.Repeat("s", 256) + `"`, "a subject longer than 255 bytes"},
 		{"sub of 255 bytes", "JWT", `,"sub":"` + strings.Repeat("s", 255) + `"`, ""},
-		{"a client's own token", "JWT", `,"sub":"app"`, "a client's own token, not a user's"},
+		{"a client's own token", "JWT", `,"sub":"app"`, serviceAccount},
+		{"no subject", "JWT", ``, serviceAccount},
 		{"empty scope hides no scp", "JWT", `,"sub":"alice","scope":"","scp":["user:attributes:read"]`, ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			id, err := v.Verify(context.Background(), signRaw(t, rs, tc.typ, payloadOf(is, tc.extra)))
-			if tc.reason == "" {
-				if err != nil || !id.HasScope("user:attributes:read") {
+			if tc.reason == "" || tc.reason == serviceAccount {
+				if err != nil || !id.HasScope("user:attributes:read") || id.ServiceAccount != (tc.reason == serviceAccount) {
 					t.Fatalf("Verify = %+v, %v", id, err)
 				}
 				return
@@ -223,10 +227,12 @@ func FuzzTokenClaims(f *testing.F) {
 			t.Fatalf("claims that are not JSON were accepted: %q", payload)
 		case !slices.Contains([]string{"jwt", "at+jwt", "application/at+jwt"}, strings.ToLower(typ)):
 			t.Fatalf("a token of type %q was accepted", typ)
-		case id.Subject == "" || len(id.Subject) > 255 || !utf8.ValidString(id.Subject) || strings.ContainsFunc(id.Subject, unicode.IsControl):
+		case len(id.Subject) > 255 || !utf8.ValidString(id.Subject) || strings.ContainsFunc(id.Subject, unicode.IsControl):
 			t.Fatalf("claims %q: accepted the subject %q", payload, id.Subject)
-		case id.Subject == id.ClientID:
-			t.Fatalf("claims %q: accepted a client's own token", payload)
+		case (id.Subject == "" || id.Subject == id.ClientID) != id.ServiceAccount:
+			t.Fatalf("claims %q: a client's own token is a service account's, nothing else: %+v", payload, id)
+		case id.ServiceAccount && id.ClientID == "":
+			t.Fatalf("claims %q: a service account without a client", payload)
 		case !id.Expiry.After(time.Now().Add(-auth.Leeway)):
 			t.Fatalf("claims %q: accepted a token that expired at %v", payload, id.Expiry)
 		}

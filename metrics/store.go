@@ -68,3 +68,24 @@ func (s *Store) Ping(ctx context.Context) (err error) {
 func (s *Store) Close() error { return s.next.Close() }
 
 func (s *Store) Capabilities() userattrs.Capabilities { return s.next.Capabilities() }
+
+// History passes a history query on, measured, to a store that keeps a
+// history (Capabilities.History).
+func (s *Store) History(ctx context.Context, user string, q userattrs.HistoryQuery) (r []userattrs.Record, err error) {
+	defer s.observe("history", time.Now(), &err)
+	h, ok := s.next.(userattrs.History)
+	if !ok {
+		return nil, userattrs.ErrNoHistory
+	}
+	return h.History(ctx, user, q)
+}
+
+// PruneHistory passes pruning on, measured.
+func (s *Store) PruneHistory(ctx context.Context, before time.Time, limit int) (n int, err error) {
+	defer s.observe("prune_history", time.Now(), &err)
+	h, ok := s.next.(userattrs.History)
+	if !ok {
+		return 0, userattrs.ErrNoHistory
+	}
+	return h.PruneHistory(ctx, before, limit)
+}

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"io"
 	"mime"
@@ -39,12 +40,33 @@ func knownVersion(versions map[string]bool, next http.Handler) http.Handler {
 	})
 }
 
-// getAttributes serves the attributes of the token's user as one JSON
-// object. It ignores Accept and Content-Type: clients differ in what they
-// send and all of them expect this object.
-func getAttributes(svc *userattrs.Service) http.Handler {
+// userOf finds the user a request is about, or answers the request itself
+// and reports false.
+type userOf func(w http.ResponseWriter, r *http.Request) (string, bool)
+
+// tokenUser is the user of the self-service routes: the token's.
+func tokenUser(_ http.ResponseWriter, r *http.Request) (string, bool) {
+	return identity(r.Context()).Subject, true
+}
+
+// withOrigin returns the request's context carrying who asks, for the
+// record of the change it makes.
+func withOrigin(r *http.Request) context.Context {
+	id := identity(r.Context())
+	return userattrs.WithOrigin(r.Context(), userattrs.Origin{Actor: id.Actor(), ServiceAccount: id.ServiceAccount,
+		ClientID: id.ClientID, RequestID: requestID(r.Context())})
+}
+
+// getAttributes serves the attributes of the user as one JSON object. It
+// ignores Accept and Content-Type: clients differ in what they send and
+// all of them expect this object.
+func getAttributes(svc *userattrs.Service, user userOf) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		view, err := svc.Get(r.Context(), identity(r.Context()).Subject)
+		id, ok := user(w, r)
+		if !ok {
+			return
+		}
+		view, err := svc.Get(r.Context(), id)
 		if err != nil {
 			writeError(w, r, err)
 			return
@@ -142,11 +164,18 @@ func isTimeout(err error) bool {
 	return errors.As(err, &ne) && ne.Timeout()
 }
 
-// putAttributes merges the body into the attributes of the token's user and
-// answers 204 once the change is durable. A body that breaks any rule
-// changes nothing.
-func putAttributes(svc *userattrs.Service, maxBodyBytes int64) http.Handler {
+// merger is Service.Merge, or AdminMerge.
+type merger func(ctx context.Context, user string, patch userattrs.Patch, cond userattrs.Precondition) error
+
+// putAttributes merges the body into the attributes of the user and answers
+// 204 once the change, and its record, are durable. A body that breaks any
+// rule changes nothing.
+func putAttributes(merge merger, maxBodyBytes int64, user userOf) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id, ok := user(w, r)
+		if !ok {
+			return
+		}
 		if !acceptedContentType(r.Header.Get("Content-Type")) {
 			writeErrors(w, r, newError(http.StatusUnsupportedMediaType, codeUnsupportedMediaType,
 				"send the attributes as application/json or application/vnd.api+json"))
@@ -190,7 +219,7 @@ func putAttributes(svc *userattrs.Service, maxBodyBytes int64) http.Handler {
 			return
 		}
 		cond := ifMatch(r.Header.Values("If-Match"))
-		if err := svc.Merge(r.Context(), identity(r.Context()).Subject, patch, cond); err != nil {
+		if err := merge(withOrigin(r), id, patch, cond); err != nil {
 			writeError(w, r, err)
 			return
 		}

@@ -38,6 +38,7 @@ type authenticator struct {
 const (
 	scopeRead  = "user:attributes:read"
 	scopeWrite = "user:attributes:write"
+	scopeAdmin = "user:attributes:admin"
 )
 
 // maxTokenBytes bounds the bearer token; real access tokens, Keycloak's with
@@ -76,10 +77,32 @@ func (a authenticator) verify(ctx context.Context, token string) (auth.Identity,
 	return a.verifier.Verify(ctx, token)
 }
 
-// require lets a request through when it carries a valid token with scope,
-// whose user has the linked identity its client requires, and answers 401
-// or 403 (RFC 6750) otherwise.
+// require lets a request through when it carries a valid user's token with
+// scope, whose user has the linked identity its client requires, and
+// answers 401 or 403 (RFC 6750) otherwise.
 func (a authenticator) require(scope string, next http.Handler) http.Handler {
+	return a.check(scope, false, next)
+}
+
+// requireAdmin lets a request through when it carries a valid service
+// account's token with the admin scope: a user's token never reaches
+// another user, whatever scopes it claims.
+func (a authenticator) requireAdmin(next http.Handler) http.Handler {
+	return a.check(scopeAdmin, true, next)
+}
+
+// notAUser says why a service account's token is no user's.
+func notAUser(id auth.Identity) string {
+	switch id.Subject {
+	case "":
+		return "no subject"
+	case id.ClientID:
+		return "a client's own token, not a user's"
+	}
+	return "a service account's token, not a user's"
+}
+
+func (a authenticator) check(scope string, admin bool, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		token, offered := bearerToken(r)
 		if !offered {
@@ -94,6 +117,9 @@ func (a authenticator) require(scope string, next http.Handler) http.Handler {
 			err = &auth.InvalidTokenError{Reason: "empty or too long"}
 		} else {
 			id, err = a.verify(r.Context(), token)
+		}
+		if err == nil && id.ServiceAccount && !admin {
+			err = &auth.InvalidTokenError{Reason: notAUser(id)}
 		}
 		if invalid := (*auth.InvalidTokenError)(nil); errors.As(err, &invalid) {
 			w.Header().Set("WWW-Authenticate", realm+`, error="invalid_token"`)
@@ -110,20 +136,25 @@ func (a authenticator) require(scope string, next http.Handler) http.Handler {
 		if s := stateFrom(r.Context()); s != nil {
 			s.identity = id
 		}
+		if admin && !id.ServiceAccount {
+			writeErrors(w, r, newError(http.StatusForbidden, codeServiceAccountRequired,
+				"the admin API takes a service account's token (client credentials), never a user's"))
+			return
+		}
 		if !id.HasScope(scope) {
 			w.Header().Set("WWW-Authenticate", realm+`, error="insufficient_scope", scope="`+scope+`"`)
 			writeErrors(w, r, newError(http.StatusForbidden, codeInsufficientScope,
 				"the token does not grant the scope "+scope))
 			return
 		}
-		if limit, wait := a.limits.allow(id.Subject, id.ClientID); limit != "" {
+		if limit, wait := a.limits.allow(id.Actor(), id.ClientID); limit != "" {
 			seconds := strconv.Itoa(int(math.Ceil(wait.Seconds())))
 			w.Header().Set("Retry-After", seconds)
 			writeErrors(w, r, newError(http.StatusTooManyRequests, codeRateLimited,
 				"too many requests for this "+limit+"; retry after "+seconds+" s"))
 			return
 		}
-		if provider, ok := a.rules[id.ClientID]; ok {
+		if provider, ok := a.rules[id.ClientID]; ok && !admin {
 			linked, err := a.links.LinkedProviders(r.Context(), id)
 			if err != nil {
 				writeError(w, r, err)

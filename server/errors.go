@@ -13,43 +13,51 @@ import (
 
 // The stable error codes of the API and their fixed titles.
 const (
-	codeInvalidJSON           = "invalid-json"
-	codeInvalidBody           = "invalid-body"
-	codeMissingToken          = "missing-token"
-	codeInvalidToken          = "invalid-token"
-	codeMissingLinkedIdentity = "missing-linked-identity"
-	codeInsufficientScope     = "insufficient-scope"
-	codeAttributeReadOnly     = "attribute-read-only"
-	codeNotFound              = "not-found"
-	codeMethodNotAllowed      = "method-not-allowed"
-	codePreconditionFailed    = "precondition-failed"
-	codeBodyTooLarge          = "body-too-large"
-	codeUnsupportedMediaType  = "unsupported-media-type"
-	codeRequestTimeout        = "request-timeout"
-	codeRateLimited           = "rate-limited"
-	codeInvalidAttribute      = "invalid-attribute"
-	codeInternalError         = "internal-error"
-	codeStoreUnavailable      = "store-unavailable"
+	codeInvalidJSON            = "invalid-json"
+	codeInvalidBody            = "invalid-body"
+	codeMissingToken           = "missing-token"
+	codeInvalidToken           = "invalid-token"
+	codeMissingLinkedIdentity  = "missing-linked-identity"
+	codeInsufficientScope      = "insufficient-scope"
+	codeAttributeReadOnly      = "attribute-read-only"
+	codeNotFound               = "not-found"
+	codeMethodNotAllowed       = "method-not-allowed"
+	codePreconditionFailed     = "precondition-failed"
+	codeBodyTooLarge           = "body-too-large"
+	codeUnsupportedMediaType   = "unsupported-media-type"
+	codeRequestTimeout         = "request-timeout"
+	codeRateLimited            = "rate-limited"
+	codeInvalidAttribute       = "invalid-attribute"
+	codeInternalError          = "internal-error"
+	codeStoreUnavailable       = "store-unavailable"
+	codeServiceAccountRequired = "service-account-required"
+	codeUserNotFound           = "user-not-found"
+	codeHistoryNotKept         = "history-not-kept"
+	codeInvalidParameter       = "invalid-parameter"
 )
 
 var titles = map[string]string{
-	codeInvalidJSON:           "Request body is not valid JSON",
-	codeInvalidBody:           "Request body is not a valid attributes object",
-	codeMissingToken:          "Missing bearer token",
-	codeInvalidToken:          "Invalid bearer token",
-	codeMissingLinkedIdentity: "Missing linked identity for authorized access",
-	codeInsufficientScope:     "Insufficient scope",
-	codeAttributeReadOnly:     "Attribute is read-only",
-	codeNotFound:              "Resource not found",
-	codeMethodNotAllowed:      "Method not allowed",
-	codePreconditionFailed:    "Precondition failed",
-	codeBodyTooLarge:          "Request body too large",
-	codeUnsupportedMediaType:  "Unsupported media type",
-	codeRequestTimeout:        "Request timeout",
-	codeRateLimited:           "Too many requests",
-	codeInvalidAttribute:      "Invalid attribute",
-	codeInternalError:         "Internal server error",
-	codeStoreUnavailable:      "Service unavailable",
+	codeInvalidJSON:            "Request body is not valid JSON",
+	codeInvalidBody:            "Request body is not a valid attributes object",
+	codeMissingToken:           "Missing bearer token",
+	codeInvalidToken:           "Invalid bearer token",
+	codeMissingLinkedIdentity:  "Missing linked identity for authorized access",
+	codeInsufficientScope:      "Insufficient scope",
+	codeAttributeReadOnly:      "Attribute is read-only",
+	codeNotFound:               "Resource not found",
+	codeMethodNotAllowed:       "Method not allowed",
+	codePreconditionFailed:     "Precondition failed",
+	codeBodyTooLarge:           "Request body too large",
+	codeUnsupportedMediaType:   "Unsupported media type",
+	codeRequestTimeout:         "Request timeout",
+	codeRateLimited:            "Too many requests",
+	codeInvalidAttribute:       "Invalid attribute",
+	codeInternalError:          "Internal server error",
+	codeStoreUnavailable:       "Service unavailable",
+	codeServiceAccountRequired: "Service account required",
+	codeUserNotFound:           "User not found",
+	codeHistoryNotKept:         "History not kept",
+	codeInvalidParameter:       "Invalid query parameter",
 }
 
 // retryAfterSeconds is what a 503 tells clients to wait before retrying.
@@ -135,8 +143,13 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.Is(err, userattrs.ErrPreconditionFailed):
 		writeErrors(w, r, newError(http.StatusPreconditionFailed, codePreconditionFailed,
 			"the attributes changed since the entity tag in If-Match was issued; read them again"))
+	case errors.Is(err, userattrs.ErrUserNotFound) && r.PathValue("id") != "":
+		writeErrors(w, r, newError(http.StatusNotFound, codeUserNotFound, "the store knows no user with this id"))
 	case errors.Is(err, userattrs.ErrUserNotFound):
 		writeErrors(w, r, newError(http.StatusNotFound, codeNotFound, "the user of this token does not exist"))
+	case errors.Is(err, userattrs.ErrNoHistory):
+		writeErrors(w, r, newError(http.StatusNotImplemented, codeHistoryNotKept,
+			"this store keeps no history of changes: none is recorded, so none can be listed"))
 	case errors.Is(err, auth.ErrMisconfigured):
 		// The operator's to fix, and retrying will not help.
 		logFrom(r.Context()).Error("token checks misconfigured", "error", err.Error())

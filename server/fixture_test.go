@@ -107,6 +107,13 @@ func (f *fixture) token(sub string, scopes ...string) string {
 	return f.clientToken("test-app", sub, scopes...)
 }
 
+// adminToken is a service account's token (client credentials: its
+// subject is its client) with the admin scope.
+func (f *fixture) adminToken() string {
+	f.t.Helper()
+	return f.clientToken("backend", "backend", "user:attributes:admin")
+}
+
 func (f *fixture) clientToken(client, sub string, scopes ...string) string {
 	f.t.Helper()
 	tok, err := f.key.Sign(auth.TokenRequest{Subject: sub, ClientID: client, Scopes: scopes, TTL: time.Hour})

@@ -39,12 +39,16 @@ func TestMerge(t *testing.T) {
 		{"escapes and unicode", "", `{"k\u00e9y":"v\n\"\u263a\"","a/b~c":"","pair":"\ud83d\ude00","not an escape":"\\ud800"}`,
 			map[string]any{"kéy": "v\n\"☺\"", "a/b~c": "", "pair": "😀", "not an escape": `\ud800`}},
 	}
-	for _, version := range versions {
+	// The admin route merges alike, for the user in its path.
+	for _, version := range append(slices.Clone(versions), "admin") {
 		for _, tc := range cases {
 			t.Run(version+"/"+tc.name, func(t *testing.T) {
 				f := newFixture(t)
 				tok := f.token("alice", read, write)
 				path := "/user/" + version + "/attributes"
+				if version == "admin" {
+					tok, path = f.adminToken(), "/admin/users/alice/attributes"
+				}
 				if tc.before != "" {
 					if res := f.do("PUT", path, tc.before, "Authorization", "Bearer "+tok); res.status != 204 {
 						t.Fatalf("setup PUT: %d %s", res.status, res.body)
@@ -190,23 +194,10 @@ func TestContentTypes(t *testing.T) {
 // Every row of the contract's error table, each from a request that would
 // otherwise succeed, and each leaving the attributes as they were.
 func TestErrors(t *testing.T) {
-	type check struct {
-		status   int
-		code     string
-		pointers []string // when not nil, the errors' pointers in order
-		header   [2]string
-	}
+	type check = errorCheck // pointers, when not nil, are the errors' in order
 	big := `{"a":"` + strings.Repeat("x", 64<<10) + `"}`
 	long := strings.Repeat("k", 256)
-	cases := []struct {
-		name    string
-		method  string
-		path    string
-		body    string
-		headers []string // besides a token with both scopes, unless noAuth
-		noAuth  bool
-		want    check
-	}{
+	cases := []errorCase{
 		{"not JSON", "PUT", "", `{"a":`, nil, false, check{400, "invalid-json", nil, [2]string{}}},
 		{"a body labelled gzip", "PUT", "", `{"a":"1"}`, []string{"Content-Encoding", "gzip"}, false,
 			check{415, "unsupported-media-type", nil, [2]string{"Accept-Encoding", "identity"}}},
@@ -274,48 +265,85 @@ func TestErrors(t *testing.T) {
 		{"too many values", "PUT", "", `{"v":[` + strings.TrimSuffix(strings.Repeat(`"x",`, 65), ",") + `]}`, nil, false, check{422, "invalid-attribute", []string{"/v"}, [2]string{}}},
 		{"pointer escapes", "PUT", "", `{"a/b~c":1}`, nil, false, check{422, "invalid-attribute", []string{"/a~1b~0c"}, [2]string{}}},
 	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			policy, err := userattrs.NewPolicy([]string{"internal_*"}, []string{"locked_*", "system.*"})
-			if err != nil {
-				t.Fatal(err)
+	// The cases of the attributes route run against the admin route too,
+	// but those of a user token's scopes and the read-only attributes,
+	// which the admin API may write (TestAdminAccess).
+	for _, route := range []string{"self", "admin"} {
+		for _, tc := range cases {
+			if route == "admin" && (tc.path != "" || slices.Contains(tc.headers, "scope") || tc.want.code == "attribute-read-only" && tc.name != "hidden attribute") {
+				continue
 			}
-			f := newFixture(t, func(o *options) { o.policy = policy })
-			full := f.token("alice", read, write)
-			f.put(full, `{"keep":"me"}`)
-			before := f.get(full).body
+			t.Run(route+"/"+tc.name, func(t *testing.T) {
+				runErrorCase(t, route, tc)
+			})
+		}
+	}
+}
 
-			tok := full
-			var headers []string
-			for i := 0; i < len(tc.headers); i += 2 {
-				if tc.headers[i] == "scope" {
-					tok = f.token("alice", tc.headers[i+1])
-					continue
-				}
-				headers = append(headers, tc.headers[i], tc.headers[i+1])
-			}
-			if !tc.noAuth {
-				headers = append(headers, "Authorization", "Bearer "+tok)
-			}
-			if tc.method == "PUT" && !slices.Contains(headers, "Content-Type") {
-				headers = append(headers, "Content-Type", "application/json")
-			}
-			path := tc.path
-			if path == "" {
-				path = "/user/2024-3/attributes"
-			}
-			res := f.do(tc.method, path, tc.body, headers...)
-			doc := res.errors(t, tc.want.status, tc.want.code)
-			if tc.want.pointers != nil && !slices.Equal(doc.pointers(), tc.want.pointers) {
-				t.Errorf("pointers %q, want %q", doc.pointers(), tc.want.pointers)
-			}
-			if h := tc.want.header; h[0] != "" && res.header.Get(h[0]) != h[1] {
-				t.Errorf("%s: %q, want %q", h[0], res.header.Get(h[0]), h[1])
-			}
-			if after := f.get(full).body; string(after) != string(before) {
-				t.Errorf("a rejected request changed the attributes: %s -> %s", before, after)
-			}
-		})
+type errorCheck = struct {
+	status   int
+	code     string
+	pointers []string
+	header   [2]string
+}
+
+// errorCase is a request that changes nothing, and what it gets.
+type errorCase struct {
+	name    string
+	method  string
+	path    string
+	body    string
+	headers []string // besides a token with both scopes, unless noAuth
+	noAuth  bool
+	want    errorCheck
+}
+
+func runErrorCase(t *testing.T, route string, tc errorCase) {
+	policy, err := userattrs.NewPolicy([]string{"internal_*"}, []string{"locked_*", "system.*"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newFixture(t, func(o *options) { o.policy = policy })
+	full := f.token("alice", read, write)
+	f.put(full, `{"keep":"me"}`)
+	before := f.get(full).body
+
+	tok := full
+	if route == "admin" {
+		tok = f.adminToken()
+	}
+	var headers []string
+	for i := 0; i < len(tc.headers); i += 2 {
+		if tc.headers[i] == "scope" {
+			tok = f.token("alice", tc.headers[i+1])
+			continue
+		}
+		headers = append(headers, tc.headers[i], tc.headers[i+1])
+	}
+	if !tc.noAuth {
+		headers = append(headers, "Authorization", "Bearer "+tok)
+	}
+	if tc.method == "PUT" && !slices.Contains(headers, "Content-Type") {
+		headers = append(headers, "Content-Type", "application/json")
+	}
+	path := tc.path
+	switch {
+	case path != "":
+	case route == "admin":
+		path = "/admin/users/alice/attributes"
+	default:
+		path = "/user/2024-3/attributes"
+	}
+	res := f.do(tc.method, path, tc.body, headers...)
+	doc := res.errors(t, tc.want.status, tc.want.code)
+	if tc.want.pointers != nil && !slices.Equal(doc.pointers(), tc.want.pointers) {
+		t.Errorf("pointers %q, want %q", doc.pointers(), tc.want.pointers)
+	}
+	if h := tc.want.header; h[0] != "" && res.header.Get(h[0]) != h[1] {
+		t.Errorf("%s: %q, want %q", h[0], res.header.Get(h[0]), h[1])
+	}
+	if after := f.get(full).body; string(after) != string(before) {
+		t.Errorf("a rejected request changed the attributes: %s -> %s", before, after)
 	}
 }
 

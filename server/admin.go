@@ -1,0 +1,137 @@
+package server
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/userattrs/userattrs"
+	"github.com/userattrs/userattrs/auth"
+)
+
+// pathUser is the user of the admin routes: the path's {id}. An id no
+// token could carry as its subject names no user.
+func pathUser(w http.ResponseWriter, r *http.Request) (string, bool) {
+	id := r.PathValue("id")
+	if problem := auth.SubjectProblem(id); problem != "" {
+		writeErrors(w, r, newError(http.StatusNotFound, codeUserNotFound, "no user can have this id: "+problem))
+		return "", false
+	}
+	return id, true
+}
+
+// History pages: the default size, and the largest a client may ask for.
+const (
+	defaultHistoryPage = 50
+	maxHistoryPage     = 200
+)
+
+// historyParams are the query parameters of the history route.
+var historyParams = map[string]bool{"page[size]": true, "page[cursor]": true,
+	"filter[key]": true, "filter[since]": true, "filter[until]": true}
+
+// getHistory serves a page of the changes of the path's user, newest
+// first, as JSON:API resources of type attribute-changes, with a link to
+// the next page while there is one.
+func getHistory(svc *userattrs.Service) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		user, ok := pathUser(w, r)
+		if !ok {
+			return
+		}
+		query := r.URL.Query()
+		q, bad := historyQuery(query)
+		if bad != nil {
+			writeErrors(w, r, *bad)
+			return
+		}
+		records, next, err := svc.History(r.Context(), user, q)
+		if err != nil {
+			writeError(w, r, err)
+			return
+		}
+		type resource struct {
+			Type       string           `json:"type"`
+			ID         string           `json:"id"`
+			Attributes userattrs.Record `json:"attributes"`
+		}
+		doc := struct {
+			Data  []resource        `json:"data"`
+			Links map[string]string `json:"links"`
+		}{Data: make([]resource, 0, len(records)), Links: map[string]string{"self": r.URL.RequestURI()}}
+		for _, rec := range records {
+			doc.Data = append(doc.Data, resource{Type: "attribute-changes", ID: rec.ID, Attributes: rec})
+		}
+		if next != 0 {
+			query.Set("page[cursor]", strconv.FormatInt(next, 10))
+			doc.Links["next"] = r.URL.Path + "?" + query.Encode()
+		}
+		body, err := json.Marshal(doc)
+		if err != nil {
+			writeError(w, r, err)
+			return
+		}
+		h := w.Header()
+		h["Cache-Control"] = noStore
+		h["Content-Type"] = []string{"application/vnd.api+json"}
+		h["Content-Length"] = []string{strconv.Itoa(len(body))}
+		w.WriteHeader(http.StatusOK)
+		if r.Method != http.MethodHead {
+			w.Write(body)
+		}
+	})
+}
+
+// historyQuery reads the history route's parameters, or the error that
+// names the first bad one.
+func historyQuery(v url.Values) (userattrs.HistoryQuery, *apiError) {
+	q := userattrs.HistoryQuery{Limit: defaultHistoryPage}
+	bad := func(name, detail string) (userattrs.HistoryQuery, *apiError) {
+		e := newError(http.StatusBadRequest, codeInvalidParameter, detail)
+		e.Source = &source{Parameter: name}
+		return q, &e
+	}
+	for name, values := range v {
+		if !historyParams[name] {
+			return bad(name, "unknown query parameter; this route takes page[size], page[cursor], filter[key], filter[since] and filter[until]")
+		}
+		if len(values) != 1 {
+			return bad(name, "give this parameter once")
+		}
+	}
+	if s := v.Get("page[size]"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > maxHistoryPage {
+			return bad("page[size]", "a whole number from 1 to "+strconv.Itoa(maxHistoryPage))
+		}
+		q.Limit = n
+	}
+	if s := v.Get("page[cursor]"); s != "" {
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil || n < 1 {
+			return bad("page[cursor]", "not a cursor this service gave out")
+		}
+		q.Before = n
+	}
+	if s := v.Get("filter[key]"); s != "" {
+		if problem := userattrs.DefaultLimits.KeyProblem(s); problem != "" {
+			return bad("filter[key]", "not an attribute name: "+problem)
+		}
+		q.Key = s
+	}
+	for _, p := range []struct {
+		name string
+		t    *time.Time
+	}{{"filter[since]", &q.Since}, {"filter[until]", &q.Until}} {
+		if s := v.Get(p.name); s != "" {
+			t, err := time.Parse(time.RFC3339Nano, s)
+			if err != nil {
+				return bad(p.name, "a time in RFC 3339, such as 2026-01-02T15:04:05Z")
+			}
+			*p.t = t
+		}
+	}
+	return q, nil
+}

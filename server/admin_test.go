@@ -1,0 +1,178 @@
+package server_test
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/userattrs/userattrs"
+	"github.com/userattrs/userattrs/store/memory"
+	"github.com/userattrs/userattrs/store/sqlite"
+)
+
+const admin = "user:attributes:admin"
+
+func adminPath(user string) string { return "/admin/users/" + url.PathEscape(user) + "/attributes" }
+
+// Only a service account's token with the admin scope reaches the admin
+// routes, and only the admin routes; a user's token never reaches another
+// user, whatever scopes it carries.
+func TestAdminAccess(t *testing.T) {
+	policy, err := userattrs.NewPolicy([]string{"internal_*"}, []string{"locked_*"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newFixture(t, func(o *options) { o.policy = policy })
+	alice := f.token("alice", read, write, admin)
+	f.put(f.token("bob", write), `{"bob":"private"}`)
+	svc := f.adminToken()
+	for _, path := range []string{adminPath("bob"), adminPath("alice"), adminPath("bob") + "/history"} {
+		f.do("GET", path, "", "Authorization", "Bearer "+alice).errors(t, 403, "service-account-required")
+	}
+	f.do("PUT", adminPath("bob"), `{"bob":"mallory"}`, "Authorization", "Bearer "+alice, "Content-Type", "application/json").
+		errors(t, 403, "service-account-required")
+	f.do("GET", adminPath("bob"), "", "Authorization", "Bearer "+f.clientToken("backend", "backend", read, write)).
+		errors(t, 403, "insufficient-scope")
+	// A service account's token is no user's.
+	f.get(svc).errors(t, 401, "invalid-token")
+
+	// Read-only for clients, writable through the admin API; hidden for
+	// both.
+	f.put(alice, `{"locked_plan":"pro"}`).errors(t, 403, "attribute-read-only")
+	put := func(body string) response {
+		return f.do("PUT", adminPath("alice"), body, "Authorization", "Bearer "+svc, "Content-Type", "application/json")
+	}
+	if res := put(`{"locked_plan":"pro","tos_accepted":"v3-accepted"}`); res.status != 204 {
+		t.Fatalf("admin PUT of a read-only attribute: %d %s", res.status, res.body)
+	}
+	put(`{"internal_score":"1"}`).errors(t, 403, "attribute-read-only")
+	if got := f.attributes(alice); got["locked_plan"] != "pro" || got["tos_accepted"] != "v3-accepted" || len(got) != 2 {
+		t.Fatalf("alice reads %v", got)
+	}
+	res := f.do("GET", adminPath("bob"), "", "Authorization", "Bearer "+svc)
+	if res.status != 200 || string(res.body) != `{"bob":"private"}` || res.header.Get("ETag") == "" {
+		t.Fatalf("admin GET: %d %s", res.status, res.body)
+	}
+	// If-Match works as on the self-service route.
+	if res := f.do("PUT", adminPath("bob"), `{"x":"1"}`, "Authorization", "Bearer "+svc, "If-Match", `"stale"`); res.status != 412 {
+		t.Fatalf("stale If-Match: %d", res.status)
+	}
+	if res := f.do("PUT", adminPath("bob"), `{"x":"1"}`, "Authorization", "Bearer "+svc, "If-Match", res.header.Get("ETag")); res.status != 204 {
+		t.Fatalf("current If-Match: %d", res.status)
+	}
+	// An id no token could carry names no user.
+	f.do("GET", "/admin/users/a%07b/attributes", "", "Authorization", "Bearer "+svc).errors(t, 404, "user-not-found")
+	f.do("GET", "/admin/users/"+strings.Repeat("x", 256)+"/attributes", "", "Authorization", "Bearer "+svc).errors(t, 404, "user-not-found")
+	f.do("DELETE", adminPath("bob"), "", "Authorization", "Bearer "+svc).errors(t, 405, "method-not-allowed")
+}
+
+type historyDoc struct {
+	Data []struct {
+		Type       string           `json:"type"`
+		ID         string           `json:"id"`
+		Attributes userattrs.Record `json:"attributes"`
+	} `json:"data"`
+	Links map[string]string `json:"links"`
+}
+
+func (f *fixture) history(t *testing.T, tok, pathAndQuery string) historyDoc {
+	t.Helper()
+	res := f.do("GET", pathAndQuery, "", "Authorization", "Bearer "+tok)
+	if res.status != 200 || res.header.Get("Content-Type") != "application/vnd.api+json" {
+		t.Fatalf("history %s: %d %s", pathAndQuery, res.status, res.body)
+	}
+	var doc historyDoc
+	if err := json.Unmarshal(res.body, &doc); err != nil {
+		t.Fatal(err)
+	}
+	return doc
+}
+
+// The history lists every change, self-service and admin, newest first,
+// with who made it, through which client and request; pages follow links.
+func TestHistoryRoute(t *testing.T) {
+	policy, err := userattrs.NewPolicy([]string{"internal_*"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newFixture(t, func(o *options) { o.policy = policy })
+	alice, svc := f.token("alice", read, write), f.adminToken()
+	first := f.put(alice, `{"tos_accepted":"yes","referred":"no"}`)
+	f.put(alice, `{"tos_accepted":"yes"}`) // changes nothing: no record
+	second := f.do("PUT", adminPath("alice"), `{"referred":null,"plan":["a","b"]}`, "Authorization", "Bearer "+svc,
+		"Content-Type", "application/json")
+	doc := f.history(t, svc, adminPath("alice")+"/history")
+	if len(doc.Data) != 2 || doc.Links["next"] != "" {
+		t.Fatalf("history: %+v", doc)
+	}
+	newest, oldest := doc.Data[0].Attributes, doc.Data[1].Attributes
+	if doc.Data[0].Type != "attribute-changes" || doc.Data[0].ID != newest.ID ||
+		newest.Actor != (userattrs.Actor{Type: "service-account", ID: "backend"}) || newest.ClientID != "backend" ||
+		newest.RequestID != second.header.Get("Request-Id") || strings.Join(newest.Removed, ",") != "referred" ||
+		strings.Join(newest.Set["plan"], ",") != "a,b" || len(newest.Set) != 1 {
+		t.Errorf("admin change: %+v", newest)
+	}
+	if oldest.Actor != (userattrs.Actor{Type: "user", ID: "alice"}) || oldest.ClientID != "test-app" ||
+		oldest.RequestID != first.header.Get("Request-Id") || len(oldest.Set) != 2 || len(oldest.Removed) != 0 || oldest.User != "alice" {
+		t.Errorf("user change: %+v", oldest)
+	}
+
+	for i := range 5 {
+		f.put(alice, `{"n":"`+string(rune('0'+i))+`"}`)
+	}
+	page := f.history(t, svc, adminPath("alice")+"/history?page[size]=3&filter[key]=n")
+	if len(page.Data) != 3 || page.Links["next"] == "" || page.Data[0].Attributes.Set["n"][0] != "4" {
+		t.Fatalf("first page: %+v", page)
+	}
+	rest := f.history(t, svc, page.Links["next"])
+	if len(rest.Data) != 2 || rest.Data[1].Attributes.Set["n"][0] != "0" {
+		t.Fatalf("second page: %+v", rest)
+	}
+	if later := f.history(t, svc, adminPath("alice")+"/history?filter[since]=2999-01-01T00:00:00Z"); len(later.Data) != 0 {
+		t.Errorf("changes after 2999: %d", len(later.Data))
+	}
+	if none := f.history(t, svc, adminPath("nobody")+"/history"); len(none.Data) != 0 {
+		t.Errorf("a user never written has %d changes", len(none.Data))
+	}
+	for _, q := range []string{"page[size]=0", "page[size]=201", "page[cursor]=x", "filter[since]=yesterday", "sort=time", "page[size]=1&page[size]=2", "filter[key]=a%07"} {
+		f.do("GET", adminPath("alice")+"/history?"+q, "", "Authorization", "Bearer "+svc).errors(t, 400, "invalid-parameter")
+	}
+	f.do("GET", adminPath("alice")+"/history", "", "Authorization", "Bearer "+alice).errors(t, 403, "service-account-required")
+}
+
+// A store that keeps no history says so: never an empty list that reads
+// as a user who changed nothing.
+func TestNoHistory(t *testing.T) {
+	f := newFixture(t, func(o *options) { o.store = memory.New() })
+	f.put(f.token("alice", write), `{"a":"1"}`)
+	f.do("GET", adminPath("alice")+"/history", "", "Authorization", "Bearer "+f.adminToken()).errors(t, http.StatusNotImplemented, "history-not-kept")
+}
+
+// Hidden attributes stay out of the history too: a change written behind
+// the policy's back shows only what clients may see, and one of hidden
+// attributes alone does not show.
+func TestHistoryHidesHidden(t *testing.T) {
+	store, err := sqlite.Open(context.Background(), sqlite.Config{Path: filepath.Join(t.TempDir(), "u.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	for _, attrs := range []userattrs.Attributes{{"internal_score": {"9"}, "a": {"1"}}, {"internal_score": {"10"}, "a": {"1"}}} {
+		if err := store.Update(context.Background(), "alice", func(userattrs.Attributes) (userattrs.Attributes, error) { return attrs, nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	policy, err := userattrs.NewPolicy([]string{"internal_*"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newFixture(t, func(o *options) { o.store, o.policy = store, policy })
+	doc := f.history(t, f.adminToken(), adminPath("alice")+"/history")
+	if len(doc.Data) != 1 || len(doc.Data[0].Attributes.Set) != 1 || doc.Data[0].Attributes.Set["a"][0] != "1" {
+		t.Fatalf("history: %+v", doc.Data)
+	}
+}
