@@ -52,6 +52,7 @@ commands:
   serve     serve the API (userattrs serve --dev to try it locally)
   token     print a development token that "serve --dev" accepts
   migrate   apply the store's schema migrations and exit
+  history   print a user's changes, newest first (userattrs history --store ... --user ID)
   version   print the version
 `
 
@@ -75,6 +76,8 @@ func command(ctx context.Context, args []string, getenv func(string) string, std
 		return serve(ctx, args[1:], getenv, stdout, stderr)
 	case "migrate":
 		return migrate(ctx, args[1:], getenv, stdout, stderr)
+	case "history":
+		return history(ctx, args[1:], getenv, stdout, stderr)
 	case "token":
 		return token(args[1:], getenv, stdout, stderr)
 	case "version":

@@ -42,6 +42,7 @@ type serveConfig struct {
 	conns           server.ConnLimits
 	rateLimits      server.RateLimits
 	maxStoreOps     int
+	changes         changesConfig
 }
 
 type authConfig struct {
@@ -56,6 +57,7 @@ type authConfig struct {
 	introspectionCacheTTL     time.Duration
 	requireLinked             linkRules
 	linkedClaim               string
+	serviceAccountClaim       string
 }
 
 // linkRules is the repeatable --require-linked-identity CLIENT=PROVIDER; in
@@ -93,6 +95,9 @@ func (c *authConfig) flags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.introspectionCacheTTL, "introspection-cache-ttl", 10*time.Second, "how long an introspection answer is reused (never past the token's expiry; 0: never)")
 	fs.Var(&c.requireLinked, "require-linked-identity", "CLIENT=PROVIDER: calls by CLIENT need a linked identity at PROVIDER (repeatable)")
 	fs.StringVar(&c.linkedClaim, "linked-identity-claim", "", "token claim listing the user's linked providers (stores other than Keycloak)")
+	fs.StringVar(&c.serviceAccountClaim, "admin-service-account-claim", "",
+		"a claim (true) that marks service accounts' tokens that carry a user id as subject, as Keycloak's do; "+
+			"tokens without a subject, or with their client id as subject, are service accounts' anyway")
 }
 
 func serveFlags(fs *flag.FlagSet) *serveConfig {
@@ -100,6 +105,7 @@ func serveFlags(fs *flag.FlagSet) *serveConfig {
 	fs.StringVar(&c.addr, "addr", ":8080", "address to listen on (with --dev: 127.0.0.1:8080)")
 	c.store.flags(fs)
 	c.auth.flags(fs)
+	c.changes.flags(fs)
 	fs.Int64Var(&c.maxBodyBytes, "max-body-bytes", 64<<10, "largest accepted PUT body, in bytes")
 	fs.StringVar(&c.readOnly, "readonly-attributes", "", "comma-separated glob patterns of attributes clients may read but not write")
 	fs.StringVar(&c.hidden, "hidden-attributes", "", "comma-separated glob patterns of attributes clients may neither read nor write")
@@ -227,11 +233,24 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if err := cfg.changes.check(); err != nil {
+		return usageError{err}
+	}
+	cfg.store.events = cfg.changes.eventsOn()
 	st, kind, err := cfg.store.open(ctx, logger)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
+	changesCtx, stopChanges := context.WithCancel(context.WithoutCancel(ctx))
+	waitChanges, err := cfg.changes.start(changesCtx, st, kind.Name, logger, reg)
+	if err != nil {
+		stopChanges()
+		return err
+	}
+	// The dispatcher stops after the last request, before the store closes.
+	defer waitChanges()
+	defer stopChanges()
 	caps := st.Capabilities()
 	if !caps.Durable {
 		logger.Warn("the " + kind.Name + " store keeps attributes in memory only: they are lost when the process ends; for development and tests")
@@ -336,7 +355,7 @@ func newVerifier(ctx context.Context, cfg *authConfig, dataDir string, logger *s
 	if cfg.oidcIssuer == "" && cfg.introspectionURL == "" {
 		return nil, nil, errors.New("no token issuer configured: set --oidc-issuer (USERATTRS_OIDC_ISSUER) or --introspection-url, or use --dev to try the service locally")
 	}
-	rules := auth.Rules{Audience: cfg.oidcAudience, AnyAudience: cfg.oidcAnyAudience, LinkedClaim: cfg.linkedClaim}
+	rules := auth.Rules{Audience: cfg.oidcAudience, AnyAudience: cfg.oidcAnyAudience, LinkedClaim: cfg.linkedClaim, ServiceAccountClaim: cfg.serviceAccountClaim}
 	if err := rules.Check(); err != nil {
 		return nil, nil, err
 	}

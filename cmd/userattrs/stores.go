@@ -31,6 +31,7 @@ type storeConfig struct {
 	readCacheTTL      positiveDuration
 	readCacheMaxBytes int
 	openers           map[string]store.Opener // by kind, once the flags are parsed
+	events            bool                    // write change events to the outbox
 }
 
 // specFlags registers what names the store, which both serve and migrate
@@ -85,6 +86,6 @@ func (c *storeConfig) open(ctx context.Context, logger *slog.Logger) (userattrs.
 	if err != nil {
 		return nil, kind, err
 	}
-	s, err := c.openers[kind.Name](ctx, spec, store.Env{Timeout: c.timeout, Warn: func(msg string) { logger.Warn(msg) }})
+	s, err := c.openers[kind.Name](ctx, spec, store.Env{Timeout: c.timeout, Events: c.events, Warn: func(msg string) { logger.Warn(msg) }})
 	return s, kind, err
 }

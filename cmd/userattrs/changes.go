@@ -1,0 +1,197 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/userattrs/userattrs"
+	"github.com/userattrs/userattrs/events"
+)
+
+// changesConfig is what serve does with the record of each change: how
+// long the history keeps it, and where its event goes.
+type changesConfig struct {
+	historyRetention time.Duration
+	natsURL          string
+	natsSubject      string
+	webhookURL       string
+	webhookSecret    string
+	source           string
+}
+
+func (c *changesConfig) flags(fs *flag.FlagSet) {
+	fs.DurationVar(&c.historyRetention, "history-retention", 400*24*time.Hour,
+		"how long the history keeps a change; older records are pruned in the background (0: kept for ever)")
+	fs.StringVar(&c.natsURL, "events-nats-url", "", "publish change events to NATS JetStream at this URL (nats://host:4222)")
+	fs.StringVar(&c.natsSubject, "events-nats-subject", events.DefaultSubject,
+		"subject prefix of change events; the user id is the last token (a stream "+events.DefaultStream+" is created for PREFIX.> if none takes it)")
+	fs.StringVar(&c.webhookURL, "events-webhook-url", "", "POST change events to this URL, signed with --events-webhook-secret")
+	fs.StringVar(&c.webhookSecret, "events-webhook-secret", "",
+		"key of the HMAC-SHA256 signature in the "+events.SignatureHeader+" header (prefer USERATTRS_EVENTS_WEBHOOK_SECRET)")
+	fs.StringVar(&c.source, "events-source", events.DefaultSource, "the CloudEvents source of change events")
+}
+
+// eventsOn reports whether any sink is configured.
+func (c *changesConfig) eventsOn() bool { return c.natsURL != "" || c.webhookURL != "" }
+
+// check refuses a configuration that cannot deliver what it asks for.
+func (c *changesConfig) check() error {
+	if c.historyRetention < 0 {
+		return errors.New("--history-retention must not be negative")
+	}
+	if c.webhookURL != "" {
+		u, err := url.Parse(c.webhookURL)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			return errors.New("--events-webhook-url must be an http or https URL")
+		}
+		if len(c.webhookSecret) < 16 {
+			return errors.New("--events-webhook-url needs --events-webhook-secret of at least 16 bytes, so that receivers can check each event")
+		}
+	}
+	if c.natsURL != "" && (c.natsSubject == "" || strings.ContainsAny(c.natsSubject, " *>")) {
+		return errors.New("--events-nats-subject must be a subject prefix without spaces or wildcards")
+	}
+	return nil
+}
+
+// start runs, until ctx ends, the history's pruning and, with events on,
+// the dispatcher of the store's outbox; the returned function waits for
+// both to stop.
+func (c *changesConfig) start(ctx context.Context, st userattrs.Store, storeName string, logger *slog.Logger, reg prometheus.Registerer) (wait func(), err error) {
+	caps := st.Capabilities()
+	done := make(chan struct{}, 2)
+	running := 0
+	if h, ok := st.(userattrs.History); ok && caps.History && c.historyRetention > 0 {
+		running++
+		go func() {
+			defer func() { done <- struct{}{} }()
+			prune(ctx, h, c.historyRetention, logger)
+		}()
+	}
+	if c.eventsOn() {
+		outbox, ok := st.(userattrs.Outbox)
+		if !ok || !caps.Outbox {
+			return nil, fmt.Errorf("the %s store cannot deliver change events: it has no transactional outbox "+
+				"(events are delivered from the SQLite and PostgreSQL stores); remove --events-nats-url and --events-webhook-url", storeName)
+		}
+		var sinks []events.Sink
+		if c.natsURL != "" {
+			n, err := events.NewNATS(c.natsURL, c.natsSubject)
+			if err != nil {
+				return nil, fmt.Errorf("events: NATS: %w", err)
+			}
+			sinks = append(sinks, n)
+		}
+		if c.webhookURL != "" {
+			sinks = append(sinks, events.NewWebhook(c.webhookURL, []byte(c.webhookSecret)))
+		}
+		d := events.NewDispatcher(outbox, events.Config{Source: c.source, Sinks: sinks, Logger: logger, Metrics: reg})
+		running++
+		go func() {
+			defer func() { done <- struct{}{} }()
+			d.Run(ctx)
+		}()
+		logger.Info("change events on", "nats", c.natsURL != "", "webhook", c.webhookURL != "")
+	}
+	return func() {
+		for range running {
+			<-done
+		}
+	}, nil
+}
+
+// prune removes history records older than retention, a thousand at a
+// time with a pause between, so that merges never wait long for it; it
+// looks again every hour.
+func prune(ctx context.Context, h userattrs.History, retention time.Duration, logger *slog.Logger) {
+	for {
+		removed := 0
+		for ctx.Err() == nil {
+			n, err := h.PruneHistory(ctx, time.Now().Add(-retention), 1000)
+			if err != nil {
+				if ctx.Err() == nil {
+					logger.Warn("history: pruning failed; trying again later", "error", err.Error())
+				}
+				break
+			}
+			removed += n
+			if n < 1000 {
+				break
+			}
+			sleep(ctx, 50*time.Millisecond)
+		}
+		if removed > 0 {
+			logger.Info("history: pruned records past retention", "removed", removed)
+		}
+		if !sleep(ctx, time.Hour) {
+			return
+		}
+	}
+}
+
+// sleep waits d, or until ctx ends: false then.
+func sleep(ctx context.Context, d time.Duration) bool {
+	select {
+	case <-ctx.Done():
+		return false
+	case <-time.After(d):
+		return true
+	}
+}
+
+// history prints the history of one user, newest first, a JSON record per
+// line: the operator's view of what the admin API's history route serves,
+// without the policy (every attribute, hidden ones included).
+func history(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("userattrs history", flag.ContinueOnError)
+	var cfg storeConfig
+	cfg.flags(fs)
+	user := fs.String("user", "", "the user whose changes are listed (required)")
+	limit := fs.Int("limit", 100, "most changes listed")
+	key := fs.String("key", "", "only changes that set or removed this attribute")
+	if _, err := parseFlags(fs, args, getenv, stdout); err != nil {
+		return err
+	}
+	if *user == "" || *limit < 1 {
+		return usageError{errors.New("--user is required, and --limit must be at least 1")}
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	st, kind, err := cfg.open(ctx, logger)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	h, ok := st.(userattrs.History)
+	if !ok || !st.Capabilities().History {
+		return fmt.Errorf("the %s store keeps no history of changes", kind.Name)
+	}
+	out := json.NewEncoder(stdout)
+	var before int64
+	for left := *limit; left > 0; {
+		records, err := h.History(ctx, *user, userattrs.HistoryQuery{Before: before, Key: *key, Limit: min(left, 500)})
+		if err != nil {
+			return err
+		}
+		for _, r := range records {
+			if err := out.Encode(r); err != nil {
+				return err
+			}
+		}
+		if len(records) < min(left, 500) {
+			return nil
+		}
+		left -= len(records)
+		before = records[len(records)-1].Seq
+	}
+	return nil
+}

@@ -1,0 +1,231 @@
+// Package events delivers change events: a dispatcher takes them from a
+// store's transactional outbox and sends them, as CloudEvents 1.0 in JSON,
+// to every sink (NATS JetStream, signed webhooks), at least once and in
+// each user's order.
+package events
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/cenkalti/backoff/v5"
+	cloudevents "github.com/cloudevents/sdk-go/v2/event"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/userattrs/userattrs"
+)
+
+// Type is the CloudEvents type of a change event.
+const Type = "io.userattrs.attributes.changed.v1"
+
+// DefaultSource is the CloudEvents source when none is configured.
+const DefaultSource = "/userattrs"
+
+// Event is one change event ready to send: its id, its user, and its
+// encoded CloudEvent.
+type Event struct {
+	ID   string
+	User string
+	Body []byte // application/cloudevents+json
+}
+
+// Encode turns a change's record into its CloudEvent: id, source, type,
+// time, subject (the user) and the record as data.
+func Encode(source string, rec userattrs.Record) (Event, error) {
+	e := cloudevents.New()
+	e.SetID(rec.ID)
+	e.SetSource(source)
+	e.SetType(Type)
+	e.SetTime(rec.Time)
+	e.SetSubject(rec.User)
+	if err := e.SetData("application/json", rec); err != nil {
+		return Event{}, err
+	}
+	if err := e.Validate(); err != nil {
+		return Event{}, err
+	}
+	body, err := json.Marshal(e)
+	return Event{ID: rec.ID, User: rec.User, Body: body}, err
+}
+
+// Sink is where events go.
+type Sink interface {
+	// Name names the sink in metrics and logs.
+	Name() string
+	// Send delivers one event, and returns nil only once the sink has
+	// accepted it.
+	Send(ctx context.Context, e Event) error
+	Close() error
+}
+
+// Config configures a Dispatcher.
+type Config struct {
+	Source string
+	Sinks  []Sink
+	// Workers is how many parts of the outbox one instance delivers at
+	// once (default 4).
+	Workers int
+	// Batch is the most events a worker claims at once (default 100).
+	Batch int
+	// Poll is how long an idle worker waits before it looks again (default
+	// 200ms).
+	Poll time.Duration
+	// SendTimeout bounds one send to one sink (default 10s).
+	SendTimeout time.Duration
+	Logger      *slog.Logger
+	Metrics     prometheus.Registerer
+}
+
+// Dispatcher delivers the events of an outbox until its context ends.
+type Dispatcher struct {
+	outbox userattrs.Outbox
+	cfg    Config
+
+	depth      prometheus.Gauge
+	oldest     prometheus.Gauge
+	deliveries *prometheus.CounterVec
+}
+
+// NewDispatcher returns a dispatcher of outbox's events to cfg's sinks.
+func NewDispatcher(outbox userattrs.Outbox, cfg Config) *Dispatcher {
+	if cfg.Source == "" {
+		cfg.Source = DefaultSource
+	}
+	if cfg.Workers <= 0 {
+		cfg.Workers = 4
+	}
+	if cfg.Batch <= 0 {
+		cfg.Batch = 100
+	}
+	if cfg.Poll <= 0 {
+		cfg.Poll = 200 * time.Millisecond
+	}
+	if cfg.SendTimeout <= 0 {
+		cfg.SendTimeout = 10 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	d := &Dispatcher{outbox: outbox, cfg: cfg,
+		depth: prometheus.NewGauge(prometheus.GaugeOpts{Name: "userattrs_events_outbox_depth",
+			Help: "Change events in the outbox, not yet delivered."}),
+		oldest: prometheus.NewGauge(prometheus.GaugeOpts{Name: "userattrs_events_outbox_oldest_age_seconds",
+			Help: "Age of the oldest undelivered change event; 0 when none waits."}),
+		deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "userattrs_events_deliveries_total",
+			Help: "Attempts to deliver a change event to a sink, by sink and result (delivered, failed)."}, []string{"sink", "result"}),
+	}
+	if cfg.Metrics != nil {
+		cfg.Metrics.MustRegister(d.depth, d.oldest, d.deliveries)
+	}
+	return d
+}
+
+// Run delivers events until ctx ends, then closes the sinks.
+func (d *Dispatcher) Run(ctx context.Context) {
+	var wg sync.WaitGroup
+	for range d.cfg.Workers {
+		wg.Go(func() { d.work(ctx) })
+	}
+	wg.Go(func() { d.watch(ctx) })
+	wg.Wait()
+	for _, s := range d.cfg.Sinks {
+		s.Close()
+	}
+}
+
+// work claims events and sends them; after a failure it waits longer
+// each time (exponential backoff with jitter, up to 30 s), after an empty
+// outbox a poll interval.
+func (d *Dispatcher) work(ctx context.Context) {
+	retry := &backoff.ExponentialBackOff{InitialInterval: 100 * time.Millisecond, RandomizationFactor: 0.5,
+		Multiplier: 2, MaxInterval: 30 * time.Second}
+	retry.Reset()
+	for ctx.Err() == nil {
+		failed := false
+		n, err := d.outbox.Deliver(ctx, d.cfg.Batch, func(records []userattrs.Record) int {
+			delivered := d.send(ctx, records)
+			failed = delivered < len(records)
+			return delivered
+		})
+		if err != nil && ctx.Err() == nil {
+			d.cfg.Logger.Warn("events: the outbox cannot be read", "error", err.Error())
+			failed = true
+		}
+		var wait time.Duration
+		switch {
+		case failed:
+			wait = retry.NextBackOff()
+		case n == 0:
+			retry.Reset()
+			wait = d.cfg.Poll
+		default:
+			retry.Reset()
+			continue
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(wait):
+		}
+	}
+}
+
+// send delivers records in order to every sink and returns how many, from
+// the first, every sink accepted: it stops at the first refusal, so that
+// no later event of the same user overtakes it. An event one sink accepted
+// is sent to it again with the rest when another refused it: at least
+// once, with the same id.
+func (d *Dispatcher) send(ctx context.Context, records []userattrs.Record) int {
+	for i, rec := range records {
+		e, err := Encode(d.cfg.Source, rec)
+		if err != nil {
+			d.cfg.Logger.Error("events: a record does not encode", "event", rec.ID, "error", err.Error())
+			return i
+		}
+		for _, s := range d.cfg.Sinks {
+			sctx, cancel := context.WithTimeout(ctx, d.cfg.SendTimeout)
+			err := s.Send(sctx, e)
+			cancel()
+			if err != nil {
+				d.deliveries.WithLabelValues(s.Name(), "failed").Inc()
+				if ctx.Err() == nil {
+					d.cfg.Logger.Warn("events: a sink refused an event", "sink", s.Name(), "event", e.ID, "error", err.Error())
+				}
+				return i
+			}
+			d.deliveries.WithLabelValues(s.Name(), "delivered").Inc()
+		}
+	}
+	return len(records)
+}
+
+// watch keeps the outbox gauges current.
+func (d *Dispatcher) watch(ctx context.Context) {
+	for {
+		depth, oldest, err := d.outbox.OutboxStats(ctx)
+		if err == nil {
+			d.depth.Set(float64(depth))
+			age := 0.0
+			if !oldest.IsZero() {
+				age = max(time.Since(oldest).Seconds(), 0)
+			}
+			d.oldest.Set(age)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(5 * time.Second):
+		}
+	}
+}
+
+// ErrRefused is a sink's answer that it did not take an event.
+var ErrRefused = errors.New("the sink refused the event")
+
+func refused(format string, args ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{ErrRefused}, args...)...)
+}

@@ -1,0 +1,98 @@
+package events
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// DefaultSubject is the prefix of the subjects events are published on;
+// the user id is the last token.
+const DefaultSubject = "userattrs.attributes"
+
+// DefaultStream is the JetStream stream created for the subjects when no
+// stream takes them yet.
+const DefaultStream = "USERATTRS_EVENTS"
+
+// NATS publishes each event to JetStream, on the subject prefix.<user>,
+// with the event id as the message id, so that JetStream drops a
+// duplicate that arrives within its window.
+type NATS struct {
+	prefix string
+	conn   *nats.Conn
+	js     jetstream.JetStream
+
+	mu     sync.Mutex
+	stream bool // a stream takes the subjects
+}
+
+// NewNATS connects to url; it connects again by itself whenever the
+// connection drops, and a server down at start is retried too.
+func NewNATS(url, subject string) (*NATS, error) {
+	conn, err := nats.Connect(url, nats.Name("userattrs"), nats.RetryOnFailedConnect(true),
+		nats.MaxReconnects(-1), nats.ReconnectWait(500*time.Millisecond))
+	if err != nil {
+		return nil, err
+	}
+	js, err := jetstream.New(conn)
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	return &NATS{prefix: strings.TrimSuffix(subject, "."), conn: conn, js: js}, nil
+}
+
+func (n *NATS) Name() string { return "nats" }
+
+// Subject is the subject of a user's events. A user id that is not one
+// NATS token of safe characters (dots, wildcards, spaces) goes as "~" and
+// its unpadded base64url.
+func Subject(prefix, user string) string {
+	safe := user != "" && !strings.ContainsFunc(user, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_')
+	})
+	if !safe {
+		user = "~" + base64.RawURLEncoding.EncodeToString([]byte(user))
+	}
+	return prefix + "." + user
+}
+
+func (n *NATS) Send(ctx context.Context, e Event) error {
+	if err := n.ensureStream(ctx); err != nil {
+		return err
+	}
+	msg := &nats.Msg{Subject: Subject(n.prefix, e.User), Data: e.Body, Header: nats.Header{}}
+	msg.Header.Set("Content-Type", "application/cloudevents+json")
+	_, err := n.js.PublishMsg(ctx, msg, jetstream.WithMsgID(e.ID))
+	return err
+}
+
+// ensureStream creates a stream for the subjects unless one takes them
+// already: an operator's own stream is left as it is.
+func (n *NATS) ensureStream(ctx context.Context) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.stream {
+		return nil
+	}
+	_, err := n.js.StreamNameBySubject(ctx, n.prefix+".x")
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		_, err = n.js.CreateStream(ctx, jetstream.StreamConfig{Name: DefaultStream, Subjects: []string{n.prefix + ".>"},
+			Storage: jetstream.FileStorage, Duplicates: 2 * time.Minute})
+	}
+	if err == nil {
+		n.stream = true
+	}
+	return err
+}
+
+func (n *NATS) Close() error {
+	n.conn.Close()
+	return nil
+}
