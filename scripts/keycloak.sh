@@ -45,6 +45,8 @@ export KEYCLOAK_CLIENT_ID=userattrs-service
 export KEYCLOAK_CLIENT_SECRET=userattrs-service-secret
 export KEYCLOAK_APP_CLIENT_ID=userattrs-app
 export KEYCLOAK_APP_CLIENT_SECRET=userattrs-app-secret
+export KEYCLOAK_BACKEND_CLIENT_ID=userattrs-backend
+export KEYCLOAK_BACKEND_CLIENT_SECRET=userattrs-backend-secret
 export KEYCLOAK_IDP_ALIAS=partner-idp
 export KEYCLOAK_AUDIENCE=userattrs
 ENV
@@ -215,7 +217,7 @@ admin = "/admin/realms/" + realm
 
 _, existing = call("GET", admin + "/client-scopes", token=token)
 scope_ids = {s["name"]: s["id"] for s in existing}
-for name in ("user:attributes:read", "user:attributes:write"):
+for name in ("user:attributes:read", "user:attributes:write", "user:attributes:admin"):
     if name not in scope_ids:
         headers, _ = call("POST", admin + "/client-scopes", token=token, body={
             "name": name, "protocol": "openid-connect",
@@ -226,6 +228,10 @@ _, clients = call("GET", admin + "/clients?clientId=userattrs-app", token=token)
 app = clients[0]["id"]
 for name in ("user:attributes:read", "user:attributes:write"):
     call("PUT", f"{admin}/clients/{app}/optional-client-scopes/{scope_ids[name]}", token=token)
+# A backend's service account may ask for the admin scope; the app's users
+# may not, and the admin API refuses a user's token whatever it holds.
+_, clients = call("GET", admin + "/clients?clientId=userattrs-backend", token=token)
+call("PUT", f"{admin}/clients/{clients[0]['id']}/optional-client-scopes/{scope_ids['user:attributes:admin']}", token=token)
 
 _, profile = call("GET", admin + "/users/profile", token=token)
 profile["unmanagedAttributePolicy"] = "ENABLED"

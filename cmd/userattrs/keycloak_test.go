@@ -1,8 +1,10 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"sync"
@@ -343,5 +345,60 @@ func TestKeycloakAdminAPIOnly(t *testing.T) {
 	}
 	if status, body := call(t, "GET", p.url+"/user/2025-1/attributes", tok, ""); status != 200 || body != `{"a":"1"}` {
 		t.Fatalf("GET: %d %s", status, body)
+	}
+}
+
+// The admin API on Keycloak: a backend's service account (its tokens
+// marked by a claim, since Keycloak gives them a subject) reads and merges
+// any user's attributes; an unknown user is 404; a user's token never gets
+// in. The Keycloak store keeps no history and delivers no events, and says
+// so: the history route answers 501, and serve refuses event sinks.
+func TestKeycloakAdminAPI(t *testing.T) {
+	kc := kctest.Shared(t)
+	p := startOnKeycloak(t, kc, "--admin-service-account-claim", "userattrs_service_account", "--readonly-attributes", "plan")
+	u := kc.NewUser(t)
+	backend := kc.BackendToken(t, "user:attributes:admin")
+	path := p.url + "/admin/users/" + u.ID + "/attributes"
+	if status, body := call(t, "PUT", path, backend, `{"plan":"pro","tos_accepted":"v1"}`); status != 204 {
+		t.Fatalf("admin PUT: %d %s", status, body)
+	}
+	if status, body := call(t, "GET", path, backend, ""); status != 200 || body != `{"plan":"pro","tos_accepted":"v1"}` {
+		t.Fatalf("admin GET: %d %s", status, body)
+	}
+	user, _ := kc.Token(t, u, "user:attributes:read", "user:attributes:write")
+	if status, body := call(t, "GET", p.url+"/user/2025-1/attributes", user, ""); status != 200 || body != `{"plan":"pro","tos_accepted":"v1"}` {
+		t.Fatalf("the user reads: %d %s", status, body)
+	}
+	if status, _ := call(t, "PUT", p.url+"/user/2024-3/attributes", user, `{"plan":"free"}`); status != 403 {
+		t.Fatalf("the user writes a read-only attribute: %d", status)
+	}
+	if status, body := call(t, "GET", p.url+"/admin/users/00000000-0000-4000-8000-000000000000/attributes", backend, ""); status != 404 || !strings.Contains(body, "user-not-found") {
+		t.Fatalf("unknown user: %d %s", status, body)
+	}
+	if status, body := call(t, "GET", path, user, ""); status != 403 || !strings.Contains(body, "service-account-required") {
+		t.Fatalf("a user's token on the admin API: %d %s", status, body)
+	}
+	if status, _ := call(t, "GET", p.url+"/user/2025-1/attributes", backend, ""); status != 401 {
+		t.Fatalf("a service account's token on the self-service route: %d", status)
+	}
+	if status, body := call(t, "GET", path+"/history", backend, ""); status != 501 || !strings.Contains(body, "history-not-kept") {
+		t.Fatalf("history on Keycloak: %d %s", status, body)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err := run(ctx, []string{"serve", "--addr", "127.0.0.1:0", "--store", "keycloak", "--keycloak-url", kc.URL,
+		"--keycloak-realm", kc.Realm, "--keycloak-client-id", kc.ClientID, "--oidc-issuer", kc.Issuer(), "--oidc-audience", kc.Audience,
+		"--events-webhook-url", "http://127.0.0.1:9/events"}, func(name string) string {
+		switch name {
+		case "USERATTRS_KEYCLOAK_CLIENT_SECRET":
+			return kc.ClientSecret
+		case "USERATTRS_EVENTS_WEBHOOK_SECRET":
+			return webhookSecret
+		}
+		return ""
+	}, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "cannot deliver change events") {
+		t.Fatalf("serve on Keycloak with a webhook: %v", err)
 	}
 }

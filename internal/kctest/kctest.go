@@ -31,11 +31,14 @@ type Keycloak struct {
 	AdminUser, AdminPassword     string
 	ClientID, ClientSecret       string // the service account the store uses
 	AppClientID, AppClientSecret string // allowed the password grant
-	IDPAlias                     string
-	Audience                     string // of the app client's access tokens
-	script                       string
-	env                          []string // of the script: ports, database
-	own                          bool
+	// A backend whose service account calls the admin API; its tokens
+	// carry the claim userattrs_service_account.
+	BackendClientID, BackendClientSecret string
+	IDPAlias                             string
+	Audience                             string // of the app client's access tokens
+	script                               string
+	env                                  []string // of the script: ports, database
+	own                                  bool
 }
 
 var (
@@ -205,6 +208,8 @@ func (k *Keycloak) load(getenv func(string) string) {
 	k.ClientSecret = getenv("KEYCLOAK_CLIENT_SECRET")
 	k.AppClientID = getenv("KEYCLOAK_APP_CLIENT_ID")
 	k.AppClientSecret = getenv("KEYCLOAK_APP_CLIENT_SECRET")
+	k.BackendClientID = getenv("KEYCLOAK_BACKEND_CLIENT_ID")
+	k.BackendClientSecret = getenv("KEYCLOAK_BACKEND_CLIENT_SECRET")
 	k.IDPAlias = getenv("KEYCLOAK_IDP_ALIAS")
 	k.Audience = getenv("KEYCLOAK_AUDIENCE")
 }
@@ -236,6 +241,18 @@ func (k *Keycloak) AdminToken() (string, error) {
 		return "", err
 	}
 	return out["access_token"].(string), nil
+}
+
+// BackendToken returns an access token of the backend's service account,
+// by client credentials, with the given scopes.
+func (k *Keycloak) BackendToken(tb testing.TB, scopes ...string) string {
+	tb.Helper()
+	out, err := k.tokenRequest(k.Realm, url.Values{"grant_type": {"client_credentials"},
+		"client_id": {k.BackendClientID}, "client_secret": {k.BackendClientSecret}, "scope": {strings.Join(scopes, " ")}})
+	if err != nil {
+		tb.Fatalf("kctest: %v", err)
+	}
+	return out["access_token"].(string)
 }
 
 // ServiceToken returns an access token of the service account, by client
@@ -389,5 +406,5 @@ func Secrets() []string {
 	if shared == nil {
 		return nil
 	}
-	return []string{shared.ClientSecret, shared.AppClientSecret, shared.AdminPassword}
+	return []string{shared.ClientSecret, shared.AppClientSecret, shared.BackendClientSecret, shared.AdminPassword}
 }
