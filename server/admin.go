@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"strconv"
 	"time"
+	"unicode/utf8"
 
 	"github.com/userattrs/userattrs"
 	"github.com/userattrs/userattrs/auth"
@@ -97,8 +98,8 @@ func historyQuery(v url.Values) (userattrs.HistoryQuery, *apiError) {
 		if !historyParams[name] {
 			return bad(name, "unknown query parameter; this route takes page[size], page[cursor], filter[key], filter[since] and filter[until]")
 		}
-		if len(values) != 1 {
-			return bad(name, "give this parameter once")
+		if len(values) != 1 || values[0] == "" {
+			return bad(name, "give this parameter once, with a value")
 		}
 	}
 	if s := v.Get("page[size]"); s != "" {
@@ -116,8 +117,10 @@ func historyQuery(v url.Values) (userattrs.HistoryQuery, *apiError) {
 		q.Before = n
 	}
 	if s := v.Get("filter[key]"); s != "" {
-		if problem := userattrs.DefaultLimits.KeyProblem(s); problem != "" {
-			return bad("filter[key]", "not an attribute name: "+problem)
+		// A filter, not a name to keep: a name no attribute can have
+		// selects nothing. Bounded in characters, as the document states.
+		if !utf8.ValidString(s) || utf8.RuneCountInString(s) > 255 {
+			return bad("filter[key]", "at most 255 characters of UTF-8")
 		}
 		q.Key = s
 	}
