@@ -6,8 +6,11 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
+	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 )
 
 // SignatureHeader carries the HMAC-SHA256 of the body, keyed with the
@@ -46,6 +49,12 @@ func (w *Webhook) Send(ctx context.Context, e Event) error {
 	req.Header.Set("Ce-Id", e.ID)
 	resp, err := w.client.Do(req)
 	if err != nil {
+		// Without the URL, which may hold a token of the receiver's
+		// (logs show this error).
+		var uerr *url.Error
+		if errors.As(err, &uerr) {
+			return fmt.Errorf("webhook: %w", uerr.Err)
+		}
 		return err
 	}
 	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))

@@ -110,31 +110,39 @@ func (c *changesConfig) start(ctx context.Context, st userattrs.Store, storeName
 	}, nil
 }
 
-// prune removes history records older than retention, a thousand at a
-// time with a pause between, so that merges never wait long for it; it
-// looks again every hour.
+// prune removes history records older than retention now and then every
+// hour, until ctx ends.
 func prune(ctx context.Context, h userattrs.History, retention time.Duration, logger *slog.Logger) {
 	for {
-		removed := 0
-		for ctx.Err() == nil {
-			n, err := h.PruneHistory(ctx, time.Now().Add(-retention), 1000)
-			if err != nil {
-				if ctx.Err() == nil {
-					logger.Warn("history: pruning failed; trying again later", "error", err.Error())
-				}
-				break
-			}
-			removed += n
-			if n < 1000 {
-				break
-			}
-			sleep(ctx, 50*time.Millisecond)
+		removed, err := pruneOnce(ctx, h, time.Now().Add(-retention), pruneStep)
+		if err != nil && ctx.Err() == nil {
+			logger.Warn("history: pruning failed; trying again later", "error", err.Error())
 		}
 		if removed > 0 {
 			logger.Info("history: pruned records past retention", "removed", removed)
 		}
 		if !sleep(ctx, time.Hour) {
 			return
+		}
+	}
+}
+
+// pruneStep is how many records one pruning transaction removes: small
+// enough that merges never wait long for it.
+const pruneStep = 1000
+
+// pruneOnce removes every record older than before, step records at a
+// time with a pause between, and returns how many it removed.
+func pruneOnce(ctx context.Context, h userattrs.History, before time.Time, step int) (int, error) {
+	removed := 0
+	for {
+		n, err := h.PruneHistory(ctx, before, step)
+		removed += n
+		if err != nil || n < step {
+			return removed, err
+		}
+		if !sleep(ctx, 50*time.Millisecond) {
+			return removed, ctx.Err()
 		}
 	}
 }

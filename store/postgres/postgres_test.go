@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/rs/xid"
 
 	"github.com/userattrs/userattrs"
@@ -118,5 +119,55 @@ func TestUnreachable(t *testing.T) {
 	_, err = postgres.Open(ctx, postgres.Config{URL: "postgres://user:hunter2secret@host:notaport/db"})
 	if err == nil || strings.Contains(err.Error(), "hunter2secret") {
 		t.Errorf("invalid URL: %v", err)
+	}
+}
+
+// A transaction that rolls back after the updaters ran leaves neither the
+// changes of its batch nor their records nor their events, whether the
+// database refuses the change (its row) or its record; the store goes on.
+func TestRolledBackMergeLeavesNoRecord(t *testing.T) {
+	for _, table := range []string{"user_attributes", "attribute_history"} {
+		t.Run("refused on "+table, func(t *testing.T) { rollBack(t, table) })
+	}
+}
+
+func rollBack(t *testing.T, table string) {
+	url := pgtest.Shared(t).NewDatabase(t)
+	s := mustOpen(t, postgres.Config{URL: url, Migrate: true, Events: true})
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	// The user's row exists, so the merge reaches the batch's transaction,
+	// and fails there: at its row's write or at its record.
+	if _, err := conn.Exec(ctx, "INSERT INTO user_attributes (user_id, attributes) VALUES ('doomed', '{}')"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec(ctx, `CREATE FUNCTION refuse_doomed() RETURNS trigger LANGUAGE plpgsql AS
+		$$ BEGIN IF NEW.user_id = 'doomed' THEN RAISE EXCEPTION 'refused'; END IF; RETURN NEW; END $$;
+		CREATE TRIGGER refuse_doomed BEFORE INSERT OR UPDATE ON `+table+` FOR EACH ROW EXECUTE FUNCTION refuse_doomed()`); err != nil {
+		t.Fatal(err)
+	}
+	set := func(v string) func(userattrs.Attributes) (userattrs.Attributes, error) {
+		return func(userattrs.Attributes) (userattrs.Attributes, error) { return userattrs.Attributes{"k": {v}}, nil }
+	}
+	if err := s.Update(ctx, "doomed", set("1")); err == nil {
+		t.Fatal("a refused write succeeded")
+	}
+	if err := s.Update(ctx, "fine", set("1")); err != nil {
+		t.Fatal(err)
+	}
+	var records, events int
+	if err := conn.QueryRow(ctx, "SELECT (SELECT count(*) FROM attribute_history WHERE user_id = 'doomed'), "+
+		"(SELECT count(*) FROM event_outbox WHERE record LIKE '%doomed%')").Scan(&records, &events); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.Get(ctx, "doomed"); err != nil || len(got) != 0 || records != 0 || events != 0 {
+		t.Fatalf("after the rollback: attributes %v (%v), %d records, %d events", got, err, records, events)
+	}
+	if h, err := s.History(ctx, "fine", userattrs.HistoryQuery{Limit: 10}); err != nil || len(h) != 1 {
+		t.Fatalf("the next merge's record: %v, %v", h, err)
 	}
 }

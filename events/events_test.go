@@ -1,0 +1,63 @@
+package events_test
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/userattrs/userattrs"
+	"github.com/userattrs/userattrs/events"
+)
+
+// An event is a CloudEvent 1.0 in JSON whose id is the record's and whose
+// data is the record.
+func TestEncode(t *testing.T) {
+	rec := userattrs.Record{ID: "c1", Time: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC), User: "alice",
+		Actor: userattrs.Actor{Type: "user", ID: "alice"}, ClientID: "app", RequestID: "r1",
+		Set: userattrs.Attributes{"a": {"1"}}, Removed: []string{"b"}}
+	e, err := events.Encode("/userattrs", rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got map[string]any
+	if err := json.Unmarshal(e.Body, &got); err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := json.Marshal(rec)
+	var want any
+	json.Unmarshal(raw, &want)
+	if got["specversion"] != "1.0" || got["id"] != "c1" || got["source"] != "/userattrs" || got["type"] != events.Type ||
+		got["subject"] != "alice" || got["time"] != "2026-01-02T03:04:05Z" || got["datacontenttype"] != "application/json" ||
+		!reflect.DeepEqual(got["data"], want) || e.ID != "c1" || e.User != "alice" {
+		t.Fatalf("event %s", e.Body)
+	}
+}
+
+// The signature is the HMAC-SHA256 of the body, as a receiver computes it.
+func TestSign(t *testing.T) {
+	mac := hmac.New(sha256.New, []byte("key"))
+	mac.Write([]byte("body"))
+	if got, want := events.Sign([]byte("key"), []byte("body")), "sha256="+hex.EncodeToString(mac.Sum(nil)); got != want {
+		t.Fatalf("%s, want %s", got, want)
+	}
+}
+
+// A user id is the subject's last token as it is when it is one safe
+// token, and encoded otherwise: no id adds tokens or wildcards.
+func TestSubject(t *testing.T) {
+	for user, want := range map[string]string{
+		"3f2c-aa_01": "p.3f2c-aa_01",
+		"a.b":        "p.~YS5i",
+		">":          "p.~Pg",
+		"a b*":       "p.~YSBiKg",
+		"":           "p.~",
+	} {
+		if got := events.Subject("p", user); got != want {
+			t.Errorf("Subject(%q) = %q, want %q", user, got, want)
+		}
+	}
+}
