@@ -49,14 +49,19 @@ func unixMilli(t time.Time) int64 {
 	return t.UnixMilli()
 }
 
-// PruneHistory removes up to limit records older than before, in a short
-// transaction of the write connection's, between the writer's batches.
+// PruneHistory removes those of the limit oldest records that are older
+// than before, in a short transaction of the write connection's, between
+// the writer's batches. The one writer stamps records in seq order, so
+// the oldest by seq are the oldest: pruning reads at most limit rows, and
+// a clock that stepped back keeps a record a little longer, never drops
+// one early.
 func (s *Store) PruneHistory(ctx context.Context, before time.Time, limit int) (int, error) {
 	if s.isClosed() {
 		return 0, userattrs.ErrClosed
 	}
 	res, err := s.write.ExecContext(ctx, `DELETE FROM attribute_history WHERE seq IN
-		(SELECT seq FROM attribute_history WHERE at_ms < ? ORDER BY at_ms LIMIT ?)`, before.UnixMilli(), limit)
+		(SELECT seq FROM (SELECT seq, at_ms FROM attribute_history ORDER BY seq LIMIT ?2) WHERE at_ms < ?1)`,
+		before.UnixMilli(), limit)
 	if err != nil {
 		return 0, mapError(err)
 	}

@@ -10,9 +10,11 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -46,9 +48,12 @@ type Store struct {
 	read    *sql.DB
 	get     *sql.Stmt // on the read pool
 	// The writer's statements, prepared once on its connection.
-	lockRow, upsert, remove, probe, record, event *sql.Stmt
-	events                                        bool       // a change writes its event to the outbox
-	delivering                                    sync.Mutex // one dispatcher at a time holds the outbox
+	lockRow, upsert, remove, probe *sql.Stmt
+	// Inserts of 1, 2, 4... maxBatch records and events, prepared at open:
+	// a batch's go in with a few statements, never one per change.
+	records, events map[int]*sql.Stmt
+	eventsOn        bool       // a change writes its event to the outbox
+	delivering      sync.Mutex // one dispatcher at a time holds the outbox
 	// The attributes of users as the writer last committed or read them.
 	known  *knowledge
 	writes *sqlstore.Batcher // one writer: SQLite has one write lock
@@ -70,9 +75,11 @@ const (
 		ON CONFLICT (user_id, name) DO UPDATE SET "values" = excluded."values", updated_at = excluded.updated_at`
 	deleteAttribute = "DELETE FROM user_attribute WHERE user_id = ? AND name = ?"
 	probeWrite      = "INSERT OR REPLACE INTO store_probe (id, checked_at) VALUES (1, ?)"
-	insertRecord    = `INSERT INTO attribute_history (id, user_id, at_ms, actor_type, actor_id, client_id, request_id,
-		set_values, removed_keys, changed_keys) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
-	insertEvent = "INSERT INTO event_outbox (part, at_ms, record) VALUES (?, ?, ?)"
+	insertRecords   = `INSERT INTO attribute_history (id, user_id, at_ms, actor_type, actor_id, client_id, request_id,
+		set_values, removed_keys, changed_keys) VALUES `
+	recordValues = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+	insertEvents = "INSERT INTO event_outbox (part, at_ms, record) VALUES "
+	eventValues  = "(?, ?, ?)"
 )
 
 var _ userattrs.Store = (*Store)(nil)
@@ -184,7 +191,11 @@ func open(ctx context.Context, cfg Config) (*Store, error) {
 		"_busy_timeout": {"10000"},
 		"_txlock":       {"immediate"},
 	}
-	write, err := sql.Open("sqlite", "file:"+cfg.Path+"?"+params.Encode())
+	// A statement that inserts several rows (a batch's records) keeps a
+	// statement journal, in memory rather than in a temporary file.
+	writeParams := maps.Clone(params)
+	writeParams.Add("_pragma", "temp_store(memory)")
+	write, err := sql.Open("sqlite", "file:"+cfg.Path+"?"+writeParams.Encode())
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: open: %w", err)
 	}
@@ -222,15 +233,26 @@ func open(ctx context.Context, cfg Config) (*Store, error) {
 	for _, p := range []struct {
 		stmt  **sql.Stmt
 		query string
-	}{{&s.lockRow, selectAttributes}, {&s.upsert, upsertAttribute}, {&s.remove, deleteAttribute}, {&s.probe, probeWrite},
-		{&s.record, insertRecord}, {&s.event, insertEvent}} {
+	}{{&s.lockRow, selectAttributes}, {&s.upsert, upsertAttribute}, {&s.remove, deleteAttribute}, {&s.probe, probeWrite}} {
 		if *p.stmt, err = write.PrepareContext(ctx, p.query); err != nil {
 			s.read.Close()
 			write.Close()
 			return nil, fmt.Errorf("sqlite: prepare: %w", mapError(err))
 		}
 	}
-	s.events = cfg.Events
+	s.eventsOn, s.records, s.events = cfg.Events, map[int]*sql.Stmt{}, map[int]*sql.Stmt{}
+	for n := 1; n <= maxBatch; n *= 2 {
+		for _, p := range []struct {
+			stmts          map[int]*sql.Stmt
+			insert, values string
+		}{{s.records, insertRecords, recordValues}, {s.events, insertEvents, eventValues}} {
+			if p.stmts[n], err = write.PrepareContext(ctx, p.insert+strings.Repeat(p.values+",", n-1)+p.values); err != nil {
+				s.read.Close()
+				write.Close()
+				return nil, fmt.Errorf("sqlite: prepare: %w", mapError(err))
+			}
+		}
+	}
 	s.known = &knowledge{users: bounded.New[userattrs.Attributes](cmp.Or(cfg.KnownUsers, 16384), cmp.Or(cfg.KnownBytes, 16<<20))}
 	s.writes = sqlstore.NewBatcher(1, maxBatch, s.commit)
 	return s, nil
@@ -258,8 +280,11 @@ func (s *Store) Close() error {
 	var err error
 	s.close.Do(func() {
 		s.writes.Close()
-		err = errors.Join(s.get.Close(), s.lockRow.Close(), s.upsert.Close(), s.remove.Close(), s.probe.Close(),
-			s.record.Close(), s.event.Close(), s.read.Close(), s.write.Close(), s.lock.Close())
+		errs := []error{s.get.Close(), s.lockRow.Close(), s.upsert.Close(), s.remove.Close(), s.probe.Close()}
+		for _, stmt := range slices.Concat(slices.Collect(maps.Values(s.records)), slices.Collect(maps.Values(s.events))) {
+			errs = append(errs, stmt.Close())
+		}
+		err = errors.Join(append(errs, s.read.Close(), s.write.Close(), s.lock.Close())...)
 	})
 	return err
 }
@@ -269,7 +294,7 @@ func (s *Store) isClosed() bool { return s.writes.Closed() }
 // Capabilities: one process, durable, with a history, and an outbox when
 // events are on.
 func (s *Store) Capabilities() userattrs.Capabilities {
-	return userattrs.Capabilities{Durable: true, History: true, Outbox: s.events}
+	return userattrs.Capabilities{Durable: true, History: true, Outbox: s.eventsOn}
 }
 
 // Ping checks that writes can succeed and the database answers a query,
@@ -584,21 +609,39 @@ func (r *batchRow) write(ctx context.Context, user string, changes []change, nex
 
 // writeJournal writes the records of the batch's changes to the history,
 // and their events to the outbox when events are on, in the order the
-// changes were made.
+// changes were made: one statement each, whatever the batch's size (a
+// batch holds at most maxBatch changes).
 func (r *batchRow) writeJournal(ctx context.Context) error {
-	record, event := r.tx.StmtContext(ctx, r.s.record), r.tx.StmtContext(ctx, r.s.event)
-	for i := range r.journal.Records {
-		rec := &r.journal.Records[i]
+	records := r.journal.Records
+	if len(records) == 0 {
+		return nil
+	}
+	at := records[0].Time.UnixMilli()
+	args := make([]any, 0, 10*len(records))
+	for i := range records {
+		rec := &records[i]
 		c := sqlstore.Columns(rec)
-		at := rec.Time.UnixMilli()
-		if _, err := record.ExecContext(ctx, rec.ID, rec.User, at, c.ActorType, c.ActorID, rec.ClientID, rec.RequestID,
-			c.Set, c.Removed, c.ChangedJSON()); err != nil {
-			return mapError(err)
-		}
-		if r.s.events {
-			if _, err := event.ExecContext(ctx, userattrs.OutboxPartition(rec.User), at, sqlstore.EventData(rec)); err != nil {
+		args = append(args, rec.ID, rec.User, at, c.ActorType, c.ActorID, rec.ClientID, rec.RequestID, c.Set, c.Removed, c.ChangedJSON())
+	}
+	if err := r.exec(ctx, r.s.records, len(records), 10, args); err != nil || !r.s.eventsOn {
+		return err
+	}
+	args = args[:0]
+	for i := range records {
+		args = append(args, userattrs.OutboxPartition(records[i].User), at, sqlstore.EventData(&records[i]))
+	}
+	return r.exec(ctx, r.s.events, len(records), 3, args)
+}
+
+// exec inserts n rows of args, width values each, with the prepared
+// inserts whose sizes add up to n: at most one per power of two.
+func (r *batchRow) exec(ctx context.Context, stmts map[int]*sql.Stmt, n, width int, args []any) error {
+	for size := maxBatch; n > 0; size /= 2 {
+		for n >= size {
+			if _, err := r.tx.StmtContext(ctx, stmts[size]).ExecContext(ctx, args[:size*width]...); err != nil {
 				return mapError(err)
 			}
+			args, n = args[size*width:], n-size
 		}
 	}
 	return nil

@@ -16,7 +16,8 @@ CREATE TABLE attribute_history (
     changed_keys TEXT    NOT NULL  -- JSON array: set and removed, for the key filter
 );
 CREATE INDEX attribute_history_user ON attribute_history (user_id, seq);
-CREATE INDEX attribute_history_at ON attribute_history (at_ms);
+-- No index on at_ms: one writer stamps the records in seq order, so
+-- pruning takes the oldest by seq, and every merge saves an index write.
 
 -- The change events not yet delivered, written in the transaction of the
 -- change when events are on; a dispatcher delivers them in seq order and
