@@ -54,15 +54,6 @@ func Columns(rec *userattrs.Record) RecordColumns {
 // ChangedJSON is Changed as a JSON array, for stores without arrays.
 func (c RecordColumns) ChangedJSON() string { return string(AppendValues(nil, c.Changed)) }
 
-// AppendHistoryRow appends rec's history row but its time as a JSON array
-// of strings, in the order of HistoryColumns without seq and at_ms: a
-// store that inserts a transaction's records in one statement reads them
-// from one JSON array of these.
-func AppendHistoryRow(b []byte, rec *userattrs.Record) []byte {
-	c := Columns(rec)
-	return AppendValues(b, []string{rec.ID, rec.User, c.ActorType, c.ActorID, rec.ClientID, rec.RequestID, c.Set, c.Removed, c.ChangedJSON()})
-}
-
 // ScanRecord reads a history row selected as HistoryColumns.
 func ScanRecord(scan func(dest ...any) error) (userattrs.Record, error) {
 	var r userattrs.Record
