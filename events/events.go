@@ -68,7 +68,8 @@ type Config struct {
 	Source string
 	Sinks  []Sink
 	// Workers is how many parts of the outbox one instance delivers at
-	// once (default 4).
+	// once (default 2). On PostgreSQL each holds a pool connection while
+	// it delivers, beside the store's writers and readers.
 	Workers int
 	// Batch is the most events a worker claims at once (default 100).
 	Batch int
@@ -97,7 +98,7 @@ func NewDispatcher(outbox userattrs.Outbox, cfg Config) *Dispatcher {
 		cfg.Source = DefaultSource
 	}
 	if cfg.Workers <= 0 {
-		cfg.Workers = 4
+		cfg.Workers = 2
 	}
 	if cfg.Batch <= 0 {
 		cfg.Batch = 100
@@ -201,6 +202,12 @@ func (d *Dispatcher) send(ctx context.Context, records []userattrs.Record) int {
 		}
 	}
 	return len(records)
+}
+
+// Deliveries is the counter of deliveries to sink with result (delivered,
+// failed).
+func (d *Dispatcher) Deliveries(sink, result string) prometheus.Counter {
+	return d.deliveries.WithLabelValues(sink, result)
 }
 
 // watch keeps the outbox gauges current.
