@@ -141,9 +141,11 @@ type Outbox interface {
 	// Deliver claims undelivered events that no other dispatcher holds
 	// (on a shared store: those of some users, so that each user's events
 	// go out in order through one dispatcher), passes up to max of them
-	// to send, oldest first, and removes the first n that send reports
-	// delivered. It returns how many it passed; 0 when none were waiting.
-	Deliver(ctx context.Context, max int, send func([]Record) int) (int, error)
+	// to send, oldest first, and removes those whose done send sets. send
+	// keeps each user's order: it never reports an event done whose
+	// user's earlier event in the batch is not. Deliver returns how many
+	// it passed; 0 when none were waiting.
+	Deliver(ctx context.Context, max int, send func(events []Record) (done []bool)) (int, error)
 	// OutboxStats reports how many events wait, and since when the oldest
 	// (zero when none).
 	OutboxStats(ctx context.Context) (depth int, oldest time.Time, err error)

@@ -194,6 +194,9 @@ func run(c config) error {
 		if err := b.measureSQL("sqlite", "sqlite:"+filepath.Join(tmp, "bench.db")); err != nil {
 			return err
 		}
+		if err := b.measureEvents(); err != nil {
+			return err
+		}
 	}
 	if c.stores["sqlite"] && c.million > 0 {
 		if err := b.measureMillion(); err != nil {

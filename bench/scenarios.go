@@ -3,10 +3,13 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	vegeta "github.com/tsenart/vegeta/v12/lib"
@@ -96,6 +99,38 @@ func (b *bench) measureSQL(kind, store string, flags ...string) error {
 			return err
 		}
 	}
+	return nil
+}
+
+// measureEvents measures PUT on SQLite with change events on, to a local
+// webhook receiver that takes every event: what the outbox row and its
+// delivery cost a merge, beside the row of record without events.
+func (b *bench) measureEvents() error {
+	var delivered atomic.Int64
+	receiver := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		delivered.Add(1)
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer receiver.Close()
+	dir := filepath.Join(b.tmp, "events")
+	key, err := auth.LoadOrCreateDevKey(dir)
+	if err != nil {
+		return err
+	}
+	tokens, err := signTokens(key, "user", b.users)
+	if err != nil {
+		return err
+	}
+	s, err := b.start(b.bins["userattrs"], []string{"USERATTRS_EVENTS_WEBHOOK_SECRET=a-secret-of-the-benchmark"},
+		"serve", "--dev", "--data-dir", dir, "--store", "sqlite:"+filepath.Join(dir, "bench.db"), "--events-webhook-url", receiver.URL)
+	if err != nil {
+		return err
+	}
+	defer s.stop()
+	_, put := attributeTargets(s.url, tokens)
+	b.measure("userattrs sqlite, events to a webhook", "PUT", Scenario{Users: b.users, Attributes: 3, Pattern: roundRobin}, put, s)
+	b.note("events: %d delivered to the webhook while the PUT rows ran (each PUT changes the user, so each is an event)", delivered.Load())
 	return nil
 }
 

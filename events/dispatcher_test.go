@@ -22,14 +22,21 @@ type outbox struct {
 	pending []userattrs.Record
 }
 
-func (o *outbox) Deliver(_ context.Context, max int, send func([]userattrs.Record) int) (int, error) {
+func (o *outbox) Deliver(_ context.Context, max int, send func([]userattrs.Record) []bool) (int, error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	batch := slices.Clone(o.pending[:min(max, len(o.pending))])
 	if len(batch) == 0 {
 		return 0, nil
 	}
-	o.pending = o.pending[send(batch):]
+	done := send(batch)
+	kept := o.pending[:0:0]
+	for i, e := range o.pending {
+		if i >= len(batch) || !done[i] {
+			kept = append(kept, e)
+		}
+	}
+	o.pending = kept
 	return len(batch), nil
 }
 
@@ -43,7 +50,7 @@ func (o *outbox) OutboxStats(context.Context) (int, time.Time, error) {
 type sink struct {
 	mu       sync.Mutex
 	refuse   map[string]bool
-	accepted []string
+	accepted map[string][]string // by user, in the order they came
 	closed   bool
 }
 
@@ -56,20 +63,23 @@ func (s *sink) Send(_ context.Context, e events.Event) error {
 		delete(s.refuse, e.ID)
 		return errors.New("refused")
 	}
-	s.accepted = append(s.accepted, e.ID)
+	if s.accepted == nil {
+		s.accepted = map[string][]string{}
+	}
+	s.accepted[e.User] = append(s.accepted[e.User], e.ID)
 	return nil
 }
 
-// A refused event holds back the events after it, is sent again after a
-// backoff, and then everything goes out once, in order; the counters say
-// what happened.
+// A refused event holds back its user's events after it, is sent again
+// after a backoff, and then everything goes out once, each user's in
+// order, while other users' events go on; the counters say what happened.
 func TestDispatcherKeepsOrderAcrossRefusals(t *testing.T) {
 	o := &outbox{}
-	var want []string
+	want := map[string][]string{}
 	for i := range 250 {
-		id := "e" + strconv.Itoa(i)
-		want = append(want, id)
-		o.pending = append(o.pending, userattrs.Record{ID: id, User: "alice", Time: time.Now()})
+		id, user := "e"+strconv.Itoa(i), "user"+strconv.Itoa(i%7)
+		want[user] = append(want[user], id)
+		o.pending = append(o.pending, userattrs.Record{ID: id, User: user, Time: time.Now()})
 	}
 	s := &sink{refuse: map[string]bool{"e3": true, "e120": true}}
 	reg := prometheus.NewRegistry()
@@ -89,8 +99,13 @@ func TestDispatcherKeepsOrderAcrossRefusals(t *testing.T) {
 	}
 	cancel()
 	<-done
-	if !slices.Equal(s.accepted, want) || !s.closed {
-		t.Fatalf("accepted %d events, in order: %v; closed: %v", len(s.accepted), slices.Equal(s.accepted, want), s.closed)
+	for user, ids := range want {
+		if !slices.Equal(s.accepted[user], ids) {
+			t.Errorf("%s: accepted %v, want %v", user, s.accepted[user], ids)
+		}
+	}
+	if !s.closed {
+		t.Error("the sink was not closed")
 	}
 	if got := testutil.ToFloat64(d.Deliveries("test", "failed")); got != 2 {
 		t.Errorf("%v failed deliveries counted, want 2", got)

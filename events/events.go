@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cenkalti/backoff/v5"
@@ -73,6 +74,9 @@ type Config struct {
 	Workers int
 	// Batch is the most events a worker claims at once (default 100).
 	Batch int
+	// Concurrency is how many users' events a worker sends at once, each
+	// user's in order (default 16).
+	Concurrency int
 	// Poll is how long an idle worker waits before it looks again (default
 	// 200ms).
 	Poll time.Duration
@@ -102,6 +106,9 @@ func NewDispatcher(outbox userattrs.Outbox, cfg Config) *Dispatcher {
 	}
 	if cfg.Batch <= 0 {
 		cfg.Batch = 100
+	}
+	if cfg.Concurrency <= 0 {
+		cfg.Concurrency = 16
 	}
 	if cfg.Poll <= 0 {
 		cfg.Poll = 200 * time.Millisecond
@@ -148,10 +155,10 @@ func (d *Dispatcher) work(ctx context.Context) {
 	retry.Reset()
 	for ctx.Err() == nil {
 		failed := false
-		n, err := d.outbox.Deliver(ctx, d.cfg.Batch, func(records []userattrs.Record) int {
-			delivered := d.send(ctx, records)
-			failed = delivered < len(records)
-			return delivered
+		n, err := d.outbox.Deliver(ctx, d.cfg.Batch, func(records []userattrs.Record) []bool {
+			done, refused := d.send(ctx, records)
+			failed = refused
+			return done
 		})
 		if err != nil && ctx.Err() == nil {
 			d.cfg.Logger.Warn("events: the outbox cannot be read", "error", err.Error())
@@ -175,33 +182,63 @@ func (d *Dispatcher) work(ctx context.Context) {
 	}
 }
 
-// send delivers records in order to every sink and returns how many, from
-// the first, every sink accepted: it stops at the first refusal, so that
-// no later event of the same user overtakes it. An event one sink accepted
-// is sent to it again with the rest when another refused it: at least
-// once, with the same id.
-func (d *Dispatcher) send(ctx context.Context, records []userattrs.Record) int {
-	for i, rec := range records {
-		e, err := Encode(d.cfg.Source, rec)
-		if err != nil {
-			d.cfg.Logger.Error("events: a record does not encode", "event", rec.ID, "error", err.Error())
-			return i
+// send delivers a batch to every sink: each user's events one after
+// another, in order, and different users' at once. A user's events stop
+// at the first refusal, so that no later one overtakes it; that one and
+// the rest of the user's come again with a later batch. An event one sink
+// accepted is sent to it again when another refused it: at least once,
+// with the same id. done reports which events every sink accepted.
+func (d *Dispatcher) send(ctx context.Context, records []userattrs.Record) (done []bool, refused bool) {
+	done = make([]bool, len(records))
+	byUser := map[string][]int{}
+	var users []string
+	for i, r := range records {
+		if _, ok := byUser[r.User]; !ok {
+			users = append(users, r.User)
 		}
-		for _, s := range d.cfg.Sinks {
-			sctx, cancel := context.WithTimeout(ctx, d.cfg.SendTimeout)
-			err := s.Send(sctx, e)
-			cancel()
-			if err != nil {
-				d.deliveries.WithLabelValues(s.Name(), "failed").Inc()
-				if ctx.Err() == nil {
-					d.cfg.Logger.Warn("events: a sink refused an event", "sink", s.Name(), "event", e.ID, "error", err.Error())
-				}
-				return i
-			}
-			d.deliveries.WithLabelValues(s.Name(), "delivered").Inc()
-		}
+		byUser[r.User] = append(byUser[r.User], i)
 	}
-	return len(records)
+	var anyRefused atomic.Bool
+	slots := make(chan struct{}, d.cfg.Concurrency)
+	var wg sync.WaitGroup
+	for _, user := range users {
+		slots <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-slots }()
+			for _, i := range byUser[user] {
+				if !d.deliver(ctx, records[i]) {
+					anyRefused.Store(true)
+					return
+				}
+				done[i] = true
+			}
+		})
+	}
+	wg.Wait()
+	return done, anyRefused.Load()
+}
+
+// deliver sends one event to every sink, and reports whether all took it.
+func (d *Dispatcher) deliver(ctx context.Context, rec userattrs.Record) bool {
+	e, err := Encode(d.cfg.Source, rec)
+	if err != nil {
+		d.cfg.Logger.Error("events: a record does not encode", "event", rec.ID, "error", err.Error())
+		return false
+	}
+	for _, s := range d.cfg.Sinks {
+		sctx, cancel := context.WithTimeout(ctx, d.cfg.SendTimeout)
+		err := s.Send(sctx, e)
+		cancel()
+		if err != nil {
+			d.deliveries.WithLabelValues(s.Name(), "failed").Inc()
+			if ctx.Err() == nil {
+				d.cfg.Logger.Warn("events: a sink refused an event", "sink", s.Name(), "event", e.ID, "error", err.Error())
+			}
+			return false
+		}
+		d.deliveries.WithLabelValues(s.Name(), "delivered").Inc()
+	}
+	return true
 }
 
 // Deliveries is the counter of deliveries to sink with result (delivered,

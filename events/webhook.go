@@ -27,7 +27,11 @@ type Webhook struct {
 
 // NewWebhook returns a sink that posts to url, signing with secret.
 func NewWebhook(url string, secret []byte) *Webhook {
-	return &Webhook{url: url, secret: secret, client: &http.Client{}}
+	// Keep a connection per user the dispatcher sends for at once, rather
+	// than the default two.
+	transport := http.DefaultTransport.(*http.Transport).Clone()
+	transport.MaxIdleConnsPerHost = 64
+	return &Webhook{url: url, secret: secret, client: &http.Client{Transport: transport}}
 }
 
 func (w *Webhook) Name() string { return "webhook" }

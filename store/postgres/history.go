@@ -99,7 +99,7 @@ func (s *Store) PruneHistory(ctx context.Context, before time.Time, limit int) (
 // dispatcher, on any instance, holds: its row lock, taken with SKIP LOCKED
 // and held until the delivered events are deleted. A user's events are all
 // in one part, so they go out in seq order, which is their commit order.
-func (s *Store) Deliver(ctx context.Context, max int, send func([]userattrs.Record) int) (int, error) {
+func (s *Store) Deliver(ctx context.Context, max int, send func([]userattrs.Record) []bool) (int, error) {
 	if s.writes.Closed() {
 		return 0, userattrs.ErrClosed
 	}
@@ -130,13 +130,9 @@ func (s *Store) Deliver(ctx context.Context, max int, send func([]userattrs.Reco
 	if err != nil || len(events) == 0 {
 		return 0, mapError(err)
 	}
-	delivered := send(events)
-	if delivered == 0 {
+	seqs := sqlstore.Done(events, send(events))
+	if len(seqs) == 0 {
 		return len(events), nil
-	}
-	seqs := make([]int64, delivered)
-	for i := range seqs {
-		seqs[i] = events[i].Seq
 	}
 	if _, err := tx.Exec(ctx, "DELETE FROM event_outbox WHERE seq = ANY($1)", seqs); err != nil {
 		return len(events), mapError(err)

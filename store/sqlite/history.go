@@ -72,7 +72,7 @@ func (s *Store) PruneHistory(ctx context.Context, before time.Time, limit int) (
 // Deliver passes the oldest events to send. This process is the file's
 // only writer, and its one writer commits events in seq order, so one
 // dispatcher at a time delivers them all in that order.
-func (s *Store) Deliver(ctx context.Context, max int, send func([]userattrs.Record) int) (int, error) {
+func (s *Store) Deliver(ctx context.Context, max int, send func([]userattrs.Record) []bool) (int, error) {
 	if s.isClosed() {
 		return 0, userattrs.ErrClosed
 	}
@@ -86,11 +86,9 @@ func (s *Store) Deliver(ctx context.Context, max int, send func([]userattrs.Reco
 	if err != nil || len(events) == 0 {
 		return 0, err
 	}
-	delivered := send(events)
-	if delivered > 0 {
-		// Everything up to the last delivered event: the writer commits in
-		// seq order, so no lower one can still appear.
-		if _, err := s.write.ExecContext(ctx, "DELETE FROM event_outbox WHERE seq <= ?", events[delivered-1].Seq); err != nil {
+	if done := sqlstore.Done(events, send(events)); len(done) > 0 {
+		if _, err := s.write.ExecContext(ctx, "DELETE FROM event_outbox WHERE seq IN (SELECT value FROM json_each(?))",
+			string(sqlstore.AppendSeqs(nil, done))); err != nil {
 			return len(events), mapError(err)
 		}
 	}

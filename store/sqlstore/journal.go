@@ -3,6 +3,7 @@ package sqlstore
 import (
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/userattrs/userattrs"
@@ -88,6 +89,30 @@ func DecodeEvent(seq int64, data string) (userattrs.Record, error) {
 	}
 	r.Seq = seq
 	return r, nil
+}
+
+// Done returns the seqs of the events that done reports delivered, which
+// the store deletes.
+func Done(events []userattrs.Record, done []bool) []int64 {
+	var seqs []int64
+	for i, d := range done {
+		if d {
+			seqs = append(seqs, events[i].Seq)
+		}
+	}
+	return seqs
+}
+
+// AppendSeqs appends seqs as a JSON array, for stores without arrays.
+func AppendSeqs(b []byte, seqs []int64) []byte {
+	b = append(b, '[')
+	for i, s := range seqs {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = strconv.AppendInt(b, s, 10)
+	}
+	return append(b, ']')
 }
 
 // MaxHistoryPage bounds the records one history query returns.
