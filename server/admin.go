@@ -110,8 +110,9 @@ func historyQuery(v url.Values) (userattrs.HistoryQuery, *apiError) {
 		q.Limit = n
 	}
 	if s := v.Get("page[cursor]"); s != "" {
+		// As the document states it: 1 to 18 digits, no leading zero.
 		n, err := strconv.ParseInt(s, 10, 64)
-		if err != nil || n < 1 {
+		if err != nil || n < 1 || len(s) > 18 || s[0] == '0' || s[0] == '+' {
 			return bad("page[cursor]", "not a cursor this service gave out")
 		}
 		q.Before = n

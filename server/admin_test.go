@@ -138,7 +138,7 @@ func TestHistoryRoute(t *testing.T) {
 	if none := f.history(t, svc, adminPath("nobody")+"/history"); len(none.Data) != 0 {
 		t.Errorf("a user never written has %d changes", len(none.Data))
 	}
-	for _, q := range []string{"page[size]=0", "page[size]=201", "page[cursor]=x", "filter[since]=yesterday", "sort=time", "page[size]=1&page[size]=2", "filter[key]=" + strings.Repeat("k", 256), "filter[since]="} {
+	for _, q := range []string{"page[size]=0", "page[size]=201", "page[cursor]=x", "filter[since]=yesterday", "sort=time", "page[size]=1&page[size]=2", "page[cursor]=9581814206816594502", "page[cursor]=0123", "page[cursor]=+5", "filter[key]=" + strings.Repeat("k", 256), "filter[since]="} {
 		f.do("GET", adminPath("alice")+"/history?"+q, "", "Authorization", "Bearer "+svc).errors(t, 400, "invalid-parameter")
 	}
 	f.do("GET", adminPath("alice")+"/history", "", "Authorization", "Bearer "+alice).errors(t, 403, "service-account-required")
