@@ -98,7 +98,7 @@ func sameValues(a, b []string) bool {
 	return len(a) == len(b) && (len(a) == 0 || &a[0] == &b[0] || slices.Equal(a, b))
 }
 
-// Visible returns the record with the attributes the policy hides left
+// visibleRecord returns the record with the attributes the policy hides left
 // out, and whether anything is left.
 func (p Policy) visibleRecord(r Record) (Record, bool) {
 	if p.hidden == nil {
