@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -66,18 +67,10 @@ func (c *changesConfig) check() error {
 
 // start runs, until ctx ends, the history's pruning and, with events on,
 // the dispatcher of the store's outbox; the returned function waits for
-// both to stop.
+// both to stop. A store that cannot deliver events starts neither.
 func (c *changesConfig) start(ctx context.Context, st userattrs.Store, storeName string, logger *slog.Logger, reg prometheus.Registerer) (wait func(), err error) {
 	caps := st.Capabilities()
-	done := make(chan struct{}, 2)
-	running := 0
-	if h, ok := st.(userattrs.History); ok && caps.History && c.historyRetention > 0 {
-		running++
-		go func() {
-			defer func() { done <- struct{}{} }()
-			prune(ctx, h, c.historyRetention, logger)
-		}()
-	}
+	var dispatcher *events.Dispatcher
 	if c.eventsOn() {
 		outbox, ok := st.(userattrs.Outbox)
 		if !ok || !caps.Outbox {
@@ -95,19 +88,17 @@ func (c *changesConfig) start(ctx context.Context, st userattrs.Store, storeName
 		if c.webhookURL != "" {
 			sinks = append(sinks, events.NewWebhook(c.webhookURL, []byte(c.webhookSecret)))
 		}
-		d := events.NewDispatcher(outbox, events.Config{Source: c.source, Sinks: sinks, Logger: logger, Metrics: reg})
-		running++
-		go func() {
-			defer func() { done <- struct{}{} }()
-			d.Run(ctx)
-		}()
+		dispatcher = events.NewDispatcher(outbox, events.Config{Source: c.source, Sinks: sinks, Logger: logger, Metrics: reg})
 		logger.Info("change events on", "nats", c.natsURL != "", "webhook", c.webhookURL != "")
 	}
-	return func() {
-		for range running {
-			<-done
-		}
-	}, nil
+	var running sync.WaitGroup
+	if h, ok := st.(userattrs.History); ok && caps.History && c.historyRetention > 0 {
+		running.Go(func() { prune(ctx, h, c.historyRetention, logger) })
+	}
+	if dispatcher != nil {
+		running.Go(func() { dispatcher.Run(ctx) })
+	}
+	return running.Wait, nil
 }
 
 // prune removes history records older than retention now and then every
@@ -186,7 +177,8 @@ func history(ctx context.Context, args []string, getenv func(string) string, std
 	out := json.NewEncoder(stdout)
 	var before int64
 	for left := *limit; left > 0; {
-		records, err := h.History(ctx, *user, userattrs.HistoryQuery{Before: before, Key: *key, Limit: min(left, 500)})
+		page := min(left, 500)
+		records, err := h.History(ctx, *user, userattrs.HistoryQuery{Before: before, Key: *key, Limit: page})
 		if err != nil {
 			return err
 		}
@@ -195,7 +187,7 @@ func history(ctx context.Context, args []string, getenv func(string) string, std
 				return err
 			}
 		}
-		if len(records) < min(left, 500) {
+		if len(records) < page {
 			return nil
 		}
 		left -= len(records)
