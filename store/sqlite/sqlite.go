@@ -241,11 +241,17 @@ func open(ctx context.Context, cfg Config) (*Store, error) {
 		}
 	}
 	s.eventsOn, s.records, s.events = cfg.Events, map[int]*sql.Stmt{}, map[int]*sql.Stmt{}
+	type sizedInsert struct {
+		stmts          map[int]*sql.Stmt
+		insert, values string
+	}
+	inserts := []sizedInsert{{s.records, insertRecords, recordValues}}
+	if cfg.Events {
+		// Without events no event is ever inserted: nothing to prepare.
+		inserts = append(inserts, sizedInsert{s.events, insertEvents, eventValues})
+	}
 	for n := 1; n <= maxBatch; n *= 2 {
-		for _, p := range []struct {
-			stmts          map[int]*sql.Stmt
-			insert, values string
-		}{{s.records, insertRecords, recordValues}, {s.events, insertEvents, eventValues}} {
+		for _, p := range inserts {
 			if p.stmts[n], err = write.PrepareContext(ctx, p.insert+strings.Repeat(p.values+",", n-1)+p.values); err != nil {
 				s.read.Close()
 				write.Close()
@@ -538,8 +544,7 @@ func (r *batchRow) merge(ctx context.Context, m *sqlstore.Merge) error {
 			if p.err != nil || !p.changed {
 				return p.err
 			}
-			rec := p.record
-			return r.write(ctx, m.User, p.changes, p.next, &rec)
+			return r.write(ctx, m.User, p.changes, p.next, &p.record)
 		}
 	}
 	return sqlstore.Apply(ctx, r, m)
