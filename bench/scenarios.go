@@ -69,16 +69,7 @@ func (b *bench) measureLimit() error {
 // (users of 3 attributes, read and written in turn), then, on SQLite,
 // users of every size.
 func (b *bench) measureSQL(kind, store string, flags ...string) error {
-	dir := filepath.Join(b.tmp, kind)
-	key, err := auth.LoadOrCreateDevKey(dir)
-	if err != nil {
-		return err
-	}
-	tokens, err := signTokens(key, "user", b.users)
-	if err != nil {
-		return err
-	}
-	s, err := b.start(b.bins["userattrs"], nil, append([]string{"serve", "--dev", "--data-dir", dir, "--store", store}, flags...)...)
+	s, key, tokens, err := b.startDev(kind, nil, append([]string{"--store", store}, flags...)...)
 	if err != nil {
 		return err
 	}
@@ -113,17 +104,8 @@ func (b *bench) measureEvents() error {
 		w.WriteHeader(http.StatusNoContent)
 	}))
 	defer receiver.Close()
-	dir := filepath.Join(b.tmp, "events")
-	key, err := auth.LoadOrCreateDevKey(dir)
-	if err != nil {
-		return err
-	}
-	tokens, err := signTokens(key, "user", b.users)
-	if err != nil {
-		return err
-	}
-	s, err := b.start(b.bins["userattrs"], []string{"USERATTRS_EVENTS_WEBHOOK_SECRET=a-secret-of-the-benchmark"},
-		"serve", "--dev", "--data-dir", dir, "--store", "sqlite:"+filepath.Join(dir, "bench.db"), "--events-webhook-url", receiver.URL)
+	s, _, tokens, err := b.startDev("events", []string{"USERATTRS_EVENTS_WEBHOOK_SECRET=a-secret-of-the-benchmark"},
+		"--store", "sqlite:"+filepath.Join(b.tmp, "events", "bench.db"), "--events-webhook-url", receiver.URL)
 	if err != nil {
 		return err
 	}
@@ -132,6 +114,23 @@ func (b *bench) measureEvents() error {
 	b.measure("userattrs sqlite, events to a webhook", "PUT", Scenario{Users: b.users, Attributes: 3, Pattern: roundRobin}, put, s)
 	b.note("events: %d delivered to the webhook while the PUT rows ran (each PUT changes the user, so each is an event)", delivered.Load())
 	return nil
+}
+
+// startDev starts serve --dev with flags on a data directory of its own,
+// named name, and signs a token for each of the benchmark's users with its
+// development key.
+func (b *bench) startDev(name string, env []string, flags ...string) (*server, *auth.DevKey, []string, error) {
+	dir := filepath.Join(b.tmp, name)
+	key, err := auth.LoadOrCreateDevKey(dir)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	tokens, err := signTokens(key, "user", b.users)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	s, err := b.start(b.bins["userattrs"], env, append([]string{"serve", "--dev", "--data-dir", dir}, flags...)...)
+	return s, key, tokens, err
 }
 
 // signTokens signs a development token for each of n users named
