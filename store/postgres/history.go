@@ -49,7 +49,7 @@ func (s *Store) queueJournal(write *pgx.Batch, j *sqlstore.Journal) {
 	for i := range j.Records {
 		rec := &j.Records[i]
 		c := sqlstore.Columns(rec)
-		for k, v := range []string{rec.ID, rec.User, c.ActorType, c.ActorID, rec.ClientID, rec.RequestID, c.Set, c.Removed, c.ChangedJSON()} {
+		for k, v := range []string{rec.ID, rec.User, c.ActorType, c.ActorID, rec.ClientID, rec.RequestID, c.Set, c.Removed, c.Changed} {
 			cols[k] = append(cols[k], v)
 		}
 		if s.events {

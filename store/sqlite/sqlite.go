@@ -626,7 +626,7 @@ func (r *batchRow) writeJournal(ctx context.Context) error {
 	for i := range records {
 		rec := &records[i]
 		c := sqlstore.Columns(rec)
-		args = append(args, rec.ID, rec.User, at, c.ActorType, c.ActorID, rec.ClientID, rec.RequestID, c.Set, c.Removed, c.ChangedJSON())
+		args = append(args, rec.ID, rec.User, at, c.ActorType, c.ActorID, rec.ClientID, rec.RequestID, c.Set, c.Removed, c.Changed)
 	}
 	if err := r.exec(ctx, r.s.records, len(records), 10, args); err != nil || !r.s.eventsOn {
 		return err

@@ -37,8 +37,9 @@ const HistoryColumns = "seq, id, user_id, at_ms, actor_type, actor_id, client_id
 // RecordColumns are the values of a record's history row, but its time.
 type RecordColumns struct {
 	ActorType, ActorID string
-	Set, Removed       string // JSON
-	Changed            []string
+	// Set and Removed as JSON, and Changed, the keys of both, as a JSON
+	// array: what the key filter reads.
+	Set, Removed, Changed string
 }
 
 // Columns returns the columns of rec's history row.
@@ -49,11 +50,8 @@ func Columns(rec *userattrs.Record) RecordColumns {
 	}
 	changed = append(changed, rec.Removed...)
 	return RecordColumns{ActorType: rec.Actor.Type, ActorID: rec.Actor.ID,
-		Set: string(Encode(rec.Set)), Removed: string(AppendValues(nil, rec.Removed)), Changed: changed}
+		Set: string(Encode(rec.Set)), Removed: string(AppendValues(nil, rec.Removed)), Changed: string(AppendValues(nil, changed))}
 }
-
-// ChangedJSON is Changed as a JSON array, for stores without arrays.
-func (c RecordColumns) ChangedJSON() string { return string(AppendValues(nil, c.Changed)) }
 
 // ScanRecord reads a history row selected as HistoryColumns.
 func ScanRecord(scan func(dest ...any) error) (userattrs.Record, error) {
