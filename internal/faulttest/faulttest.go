@@ -1,14 +1,12 @@
 // Package faulttest puts a real fault-injecting TCP proxy, Toxiproxy, between
 // the service and a dependency. The proxy runs as its own process (the
-// toxiproxy-server of the version go.mod names, built into the cache once),
+// toxiproxy-server that go.mod declares as a tool, built by the go command),
 // so that the goroutines the tests count are the service's alone.
 package faulttest
 
 import (
 	"fmt"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -102,7 +100,7 @@ func (p *Proxy) Heal() {
 	}
 }
 
-// startServer builds toxiproxy-server if the cache lacks it and runs it on
+// startServer builds toxiproxy-server and runs it on
 // a free loopback port until the test binary exits (it exits with its
 // parent: Pdeathsig).
 func startServer() (*toxiproxy.Client, error) {
@@ -136,35 +134,27 @@ func startServer() (*toxiproxy.Client, error) {
 	}
 }
 
-// binary returns toxiproxy-server of the version go.mod requires, built
-// once into the cache.
+// toxiproxyTool is the toxiproxy-server that go.mod declares as a tool.
+const toxiproxyTool = "github.com/Shopify/toxiproxy/v2/cmd/server"
+
+// binary returns the path of toxiproxy-server as go.mod and go.sum pin it.
+// `go tool -n` builds it into Go's build cache, which keys the binary by
+// its inputs and checks go.sum on every call: no cache of this project's
+// own can hand back a binary that a new machine could not build.
 func binary() (string, error) {
 	root, err := testutil.RepoRoot()
 	if err != nil {
 		return "", err
 	}
-	version, err := exec.Command("go", "list", "-m", "-f", "{{.Version}}", "github.com/Shopify/toxiproxy/v2").Output()
+	cmd := exec.Command("go", "tool", "-n", toxiproxyTool)
+	cmd.Dir = root
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
 	if err != nil {
-		return "", fmt.Errorf("go list: %w", err)
+		return "", fmt.Errorf("build toxiproxy-server: %w\n%s", err, stderr.String())
 	}
-	cache := os.Getenv("USERATTRS_CACHE_DIR")
-	if cache == "" {
-		dir, err := os.UserCacheDir()
-		if err != nil {
-			return "", err
-		}
-		cache = filepath.Join(dir, "userattrs")
-	}
-	bin := filepath.Join(cache, "bin", "toxiproxy-server-"+strings.TrimSpace(string(version)))
-	if _, err := os.Stat(bin); err == nil {
-		return bin, nil
-	}
-	build := exec.Command("go", "build", "-o", bin, "github.com/Shopify/toxiproxy/v2/cmd/server")
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("build toxiproxy-server: %w\n%s", err, out)
-	}
-	return bin, nil
+	return strings.TrimSpace(string(out)), nil
 }
 
 // Retarget points the proxy at another upstream, for a dependency that
