@@ -5,8 +5,9 @@
 # default JDK), a Python virtual environment, and the TypeScript compiler
 # (from npm); the two linters teams run on the document (@redocly/cli,
 # @stoplight/spectral-cli, from npm); and schemathesis, the API fuzzer
-# driven by the document (from PyPI, into the virtual environment). Fetched
-# once into the cache; prints export lines for `eval`.
+# driven by the document (from PyPI, into the virtual environment). Kept
+# in the cache, and re-checked against the versions below on every run;
+# prints export lines for `eval`.
 #
 #   scripts/client-tools.sh [GENERATOR_VERSION ...]
 #
@@ -25,24 +26,50 @@ mkdir -p "$cache"
 
 log() { echo "client-tools.sh: $*" >&2; }
 
+# Each install below is checked against what it was asked for on every
+# run, never trusted because a file exists: a cache from an older version of
+# this script must not stand in for what a new machine would install.
+
+# The jars: Maven checks each download against Maven Central's checksums,
+# and a jar appears under its final name only once copied whole.
 for v in "${versions[@]}"; do
-  if [ ! -f "$cache/openapi-generator-cli-$v.jar" ]; then
+  jar=$cache/openapi-generator-cli-$v.jar
+  # A jar is a zip archive: one that fails its checksums is fetched anew.
+  if ! python3 -c 'import sys, zipfile; sys.exit(zipfile.ZipFile(sys.argv[1]).testzip() is not None)' "$jar" 2>/dev/null; then
     log "fetching org.openapitools:openapi-generator-cli:$v from Maven Central"
-    mvn -q -B dependency:copy -Dartifact="org.openapitools:openapi-generator-cli:$v" -DoutputDirectory="$cache" >&2
+    download=$(mktemp -d "$cache/download.XXXXXX")
+    mvn -q -B dependency:copy -Dartifact="org.openapitools:openapi-generator-cli:$v" -DoutputDirectory="$download" >&2
+    mv "$download/$(basename "$jar")" "$jar"
+    rm -rf "$download"
   fi
 done
-if [ ! -x "$cache/venv/bin/python" ]; then
+
+# The virtual environment: rebuilt when its Python no longer runs (the
+# interpreter it was made from was upgraded or removed).
+if ! "$cache/venv/bin/python" -c 'import sys' >/dev/null 2>&1; then
   log "creating a Python virtual environment"
+  rm -rf "$cache/venv"
   python3 -m venv "$cache/venv" >&2
 fi
 if [ "$("$cache/venv/bin/schemathesis" --version 2>/dev/null)" != "schemathesis, version $SCHEMATHESIS_VERSION" ]; then
   log "installing schemathesis==$SCHEMATHESIS_VERSION from PyPI"
   "$cache/venv/bin/pip" install -q --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION" >&2
 fi
-if [ ! -x "$cache/node_modules/.bin/tsc" ] || [ ! -x "$cache/node_modules/.bin/redocly" ] || [ ! -x "$cache/node_modules/.bin/spectral" ]; then
-  log "installing typescript@$TYPESCRIPT_VERSION, @redocly/cli@$REDOCLY_VERSION and @stoplight/spectral-cli@$SPECTRAL_VERSION from npm"
-  npm install --silent --no-audit --no-fund --prefix "$cache" "typescript@$TYPESCRIPT_VERSION" \
-    "@redocly/cli@$REDOCLY_VERSION" "@stoplight/spectral-cli@$SPECTRAL_VERSION" >&2
+
+# The npm packages: each installed version must be the one asked for.
+npm_packages=("typescript@$TYPESCRIPT_VERSION" "@redocly/cli@$REDOCLY_VERSION" "@stoplight/spectral-cli@$SPECTRAL_VERSION")
+npm_current() {
+  local spec name
+  for spec in "${npm_packages[@]}"; do
+    name=${spec%@*}
+    [ "$(node -p "require('$cache/node_modules/$name/package.json').version" 2>/dev/null)" = "${spec##*@}" ] || return 1
+  done
+  [ -x "$cache/node_modules/.bin/tsc" ] && [ -x "$cache/node_modules/.bin/redocly" ] && [ -x "$cache/node_modules/.bin/spectral" ]
+}
+if ! npm_current; then
+  log "installing ${npm_packages[*]} from npm"
+  npm install --silent --no-audit --no-fund --prefix "$cache" "${npm_packages[@]}" >&2
+  npm_current || { log "npm did not install ${npm_packages[*]}"; exit 1; }
 fi
 
 echo "export OPENAPI_GENERATOR_VERSIONS=\"${versions[*]}\""

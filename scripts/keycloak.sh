@@ -74,23 +74,34 @@ fetch() {
 }
 
 # build_extension compiles keycloak-extension/ against the distribution's
-# jars and installs the provider JAR, when its sources changed.
+# jars and installs the provider JAR, unless the JAR there was built from
+# exactly these inputs: the extension's sources, this script (which holds
+# the compiler's flags and the Keycloak version) and the JDK that compiles.
 build_extension() {
   local src=$here/../keycloak-extension jar=$dist/providers/userattrs-keycloak.jar
-  local stamp
-  stamp=$(cd "$src" && find . -type f | sort | xargs sha256sum | sha256sum | cut -c1-16)
-  [ -f "$jar" ] && [ "$(cat "$dist/providers/userattrs-keycloak.stamp" 2>/dev/null)" = "$stamp" ] && return 0
-  local jh build
+  local jh stamp
   jh=$(java_home)
+  stamp=$( (cd "$src" && find . -type f | LC_ALL=C sort | xargs sha256sum; sha256sum <"$here/keycloak.sh";
+    "$jh/bin/javac" -version 2>&1) | sha256sum | cut -c1-16)
+  [ -f "$jar" ] && [ "$(cat "$dist/providers/userattrs-keycloak.stamp" 2>/dev/null)" = "$stamp" ] && return 0
+  local build
   build=$(mktemp -d)
   log "building the userattrs extension"
   "$jh/bin/javac" --release 21 -nowarn -cp "$dist/lib/lib/main/*" -d "$build/classes" $(find "$src/src" -name '*.java') >&2
   cp -r "$src/resources/." "$build/classes/"
-  "$jh/bin/jar" --create --file "$jar" -C "$build/classes" .
+  # The stamp goes first and the JAR is renamed into place: an interrupted
+  # build leaves a stamp without its JAR, which the next run rebuilds.
+  rm -f "$dist/providers/userattrs-keycloak.stamp"
+  "$jh/bin/jar" --create --file "$build/userattrs-keycloak.jar" -C "$build/classes" .
+  mv "$build/userattrs-keycloak.jar" "$jar"
   echo "$stamp" >"$dist/providers/userattrs-keycloak.stamp"
   rm -rf "$build"
 }
 
+# fetch_dist fetches and unpacks the distribution. Maven checks what it
+# downloads against Maven Central's checksums; the archive and the unpacked
+# tree each appear under their final names only once whole, so that an
+# interrupted run is redone rather than trusted.
 fetch_dist() {
   [ -x "$dist/bin/kc.sh" ] && return 0
   mkdir -p "$cache"
@@ -98,10 +109,19 @@ fetch_dist() {
   if [ ! -f "$archive" ]; then
     command -v mvn >/dev/null || { log "mvn is needed to fetch Keycloak from Maven Central"; return 1; }
     log "fetching org.keycloak:keycloak-quarkus-dist:$KEYCLOAK_VERSION from Maven Central"
+    local download
+    download=$(mktemp -d "$cache/download.XXXXXX")
     mvn -q -B dependency:copy -Dartifact="org.keycloak:keycloak-quarkus-dist:$KEYCLOAK_VERSION:tar.gz" \
-      -DoutputDirectory="$cache" >&2
+      -DoutputDirectory="$download" >&2
+    mv "$download/$(basename "$archive")" "$archive"
+    rm -rf "$download"
   fi
-  tar -xzf "$archive" -C "$cache"
+  local unpack
+  unpack=$(mktemp -d "$cache/unpack.XXXXXX")
+  tar -xzf "$archive" -C "$unpack"
+  rm -rf "$dist"
+  mv "$unpack/keycloak-$KEYCLOAK_VERSION" "$dist"
+  rm -rf "$unpack"
 }
 
 running() {
