@@ -34,30 +34,38 @@ func TestETag(t *testing.T) {
 }
 
 func TestPolicy(t *testing.T) {
-	p, err := userattrs.NewPolicy([]string{"LDAP_*", "secret"}, []string{"tos_*", "a?c", "x.y"})
+	p, err := userattrs.NewPolicy(userattrs.PolicyConfig{Hidden: []string{"LDAP_*", "secret"}, ReadOnly: []string{"tos_*", "a?c", "x.y"}, Reserved: userattrs.DefaultReserved})
 	if err != nil {
 		t.Fatal(err)
 	}
 	cases := []struct {
-		key              string
-		hidden, writable bool
+		key                        string
+		hidden, writable, reserved bool
 	}{
-		{"LDAP_ID", true, false}, {"LDAP_", true, false}, {"ldap_id", false, true},
-		{"secret", true, false}, {"secrets", false, true},
-		{"tos_accepted", false, false}, {"tos_/x/y", false, false}, {"abc", false, false}, {"abbc", false, true},
-		{"x.y", false, false}, {"xzy", false, true}, {"referred", false, true},
+		{"LDAP_ID", true, false, false}, {"LDAP_", true, false, false}, {"ldap_id", false, true, false},
+		{"secret", true, false, false}, {"secrets", false, true, false},
+		{"tos_accepted", false, false, false}, {"tos_/x/y", false, false, false}, {"abc", false, false, false}, {"abbc", false, true, false},
+		{"x.y", false, false, false}, {"xzy", false, true, false}, {"referred", false, true, false},
+		// Reserved names may be removed (writable), never set.
+		{"data", false, true, true}, {"included", false, true, true}, {"Data", false, true, false}, {"datas", false, true, false},
 	}
 	for _, tc := range cases {
-		if p.Hidden(tc.key) != tc.hidden || p.Writable(tc.key) != tc.writable {
-			t.Errorf("%s: hidden=%v writable=%v, want %v %v", tc.key, p.Hidden(tc.key), p.Writable(tc.key), tc.hidden, tc.writable)
+		if p.Hidden(tc.key) != tc.hidden || p.Writable(tc.key) != tc.writable || p.Reserved(tc.key) != tc.reserved {
+			t.Errorf("%s: hidden=%v writable=%v reserved=%v, want %v %v %v", tc.key, p.Hidden(tc.key), p.Writable(tc.key),
+				p.Reserved(tc.key), tc.hidden, tc.writable, tc.reserved)
 		}
 	}
-	visible := p.Visible(userattrs.Attributes{"LDAP_ID": {"1"}, "tos_accepted": {"true"}})
+	visible := p.Visible(userattrs.Attributes{"LDAP_ID": {"1"}, "tos_accepted": {"true"}, "data": {"x"}})
 	if len(visible) != 1 || visible["tos_accepted"] == nil {
 		t.Fatalf("Visible = %v", visible)
 	}
+	// With nothing to leave out, Visible allocates nothing.
+	all := userattrs.Attributes{"a": {"1"}, "b": {"2"}}
+	if allocs := testing.AllocsPerRun(100, func() { p.Visible(all) }); allocs != 0 {
+		t.Errorf("Visible of attributes it keeps whole allocates %v times", allocs)
+	}
 	var none userattrs.Policy
-	if none.Hidden("x") || !none.Writable("x") {
+	if none.Hidden("x") || !none.Writable("x") || none.Reserved("data") || len(none.Visible(userattrs.Attributes{"data": {"x"}})) != 1 {
 		t.Fatal("the zero policy restricts")
 	}
 }

@@ -32,6 +32,10 @@ type Violation struct {
 	Index int
 	// Detail says what is wrong. It never quotes a value.
 	Detail string
+	// Reserved says that the member sets an attribute whose name is
+	// reserved (Policy.Reserved), rather than breaking a limit or a type
+	// rule.
+	Reserved bool
 }
 
 // InvalidError is a body whose members break the attribute rules: bad keys,

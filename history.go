@@ -99,12 +99,14 @@ func sameValues(a, b []string) bool {
 }
 
 // visibleRecord returns the record with the attributes the policy hides left
-// out, and whether anything is left.
+// out, and whether anything is left. Reserved names stay: the history is
+// read by backends through the admin API, not decoded by apps, and shows
+// the removals that clean them up.
 func (p Policy) visibleRecord(r Record) (Record, bool) {
-	if p.hidden == nil {
+	if p.hidden.empty() {
 		return r, true
 	}
-	r.Set = p.Visible(r.Set)
+	r.Set = without(r.Set, p.hidden)
 	r.Removed = slices.DeleteFunc(slices.Clone(r.Removed), p.Hidden)
 	return r, len(r.Set)+len(r.Removed) > 0
 }

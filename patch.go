@@ -94,7 +94,16 @@ var DefaultLimits = Limits{
 // Validate checks every change of p against the limits and the type rules
 // and returns an *InvalidError with one violation per offending member, or
 // nil.
-func (l Limits) Validate(p Patch) error {
+func (l Limits) Validate(p Patch) error { return l.validate(p, nil) }
+
+// reservedDetail explains a reserved name without quoting a value.
+const reservedDetail = "this attribute name is reserved and cannot be set (it may only be removed, with null): " +
+	"apps decode the attributes as a JSON:API document, in which a member of this name has a meaning of its own, " +
+	"so an attribute of this name would break or vanish from every read of this user; choose another name"
+
+// validate is Validate that also refuses a value for any key reserved
+// reports, in the same pass, so that the violations stay in body order.
+func (l Limits) validate(p Patch, reserved func(string) bool) error {
 	var violations []Violation
 	for _, c := range p {
 		if detail := l.problem(c); detail != "" {
@@ -103,6 +112,8 @@ func (l Limits) Validate(p Patch) error {
 				index = c.BadIndex
 			}
 			violations = append(violations, Violation{Key: c.Key, Index: index, Detail: detail})
+		} else if reserved != nil && !c.Remove() && reserved(c.Key) {
+			violations = append(violations, Violation{Key: c.Key, Index: -1, Detail: reservedDetail, Reserved: true})
 		}
 	}
 	if violations != nil {

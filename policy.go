@@ -8,34 +8,85 @@ import (
 
 // Policy decides which attributes clients may see and write. Hidden
 // attributes are never returned and cannot be written; read-only ones are
-// returned but cannot be written. Operators name them with glob patterns in
-// which '*' matches any run of characters (slashes included) and '?' one
-// character.
+// returned but cannot be written; reserved ones are names a client's own
+// decoder gives a meaning of its own, which no merge may set, and which no
+// read returns. Operators name each with glob patterns in which '*' matches
+// any run of characters (slashes included) and '?' one character.
 type Policy struct {
-	hidden   *regexp.Regexp // nil: nothing matches
-	readOnly *regexp.Regexp
+	hidden    globSet
+	readOnly  globSet
+	reserved  globSet
+	invisible globSet // hidden or reserved: what no read returns
 }
 
-// NewPolicy compiles the hidden and read-only patterns.
-func NewPolicy(hidden, readOnly []string) (Policy, error) {
-	h, err := compileGlobs(hidden)
-	if err != nil {
-		return Policy{}, fmt.Errorf("hidden attributes: %w", err)
-	}
-	r, err := compileGlobs(readOnly)
-	if err != nil {
-		return Policy{}, fmt.Errorf("read-only attributes: %w", err)
-	}
-	return Policy{hidden: h, readOnly: r}, nil
+// PolicyConfig lists the glob patterns of a Policy.
+type PolicyConfig struct {
+	Hidden   []string
+	ReadOnly []string
+	Reserved []string
 }
 
-// compileGlobs turns patterns into one anchored regular expression, so that
-// a key is checked against all of them in a single match.
-func compileGlobs(patterns []string) (*regexp.Regexp, error) {
+// DefaultReserved are the names reserved unless an operator says otherwise:
+// the PACE iOS SDK decodes every GET response as a JSON:API document (Japx),
+// which fails on a member "data" that is not a resource object and drops a
+// member "included" without a word.
+var DefaultReserved = []string{"data", "included"}
+
+// NewPolicy compiles the patterns of cfg.
+func NewPolicy(cfg PolicyConfig) (Policy, error) {
+	var p Policy
+	for _, set := range []struct {
+		name     string
+		patterns []string
+		into     *globSet
+	}{
+		{"hidden attributes", cfg.Hidden, &p.hidden},
+		{"read-only attributes", cfg.ReadOnly, &p.readOnly},
+		{"reserved attributes", cfg.Reserved, &p.reserved},
+		{"hidden or reserved attributes", append(append([]string(nil), cfg.Hidden...), cfg.Reserved...), &p.invisible},
+	} {
+		g, err := compileGlobs(set.patterns)
+		if err != nil {
+			return Policy{}, fmt.Errorf("%s: %w", set.name, err)
+		}
+		*set.into = g
+	}
+	return p, nil
+}
+
+// globSet matches names against glob patterns: the patterns without
+// wildcards by a map look-up, the others in a single regular expression.
+// The zero value matches nothing.
+type globSet struct {
+	literal map[string]struct{}
+	re      *regexp.Regexp
+}
+
+func (g globSet) match(key string) bool {
+	if _, ok := g.literal[key]; ok {
+		return true
+	}
+	return g.re != nil && g.re.MatchString(key)
+}
+
+func (g globSet) empty() bool { return len(g.literal) == 0 && g.re == nil }
+
+// compileGlobs turns patterns into a globSet, whose wildcard patterns form
+// one anchored regular expression, so that a key is checked against all of
+// them in a single match.
+func compileGlobs(patterns []string) (globSet, error) {
+	var g globSet
 	var alternatives []string
 	for _, p := range patterns {
 		p = strings.TrimSpace(p)
 		if p == "" {
+			continue
+		}
+		if !strings.ContainsAny(p, "*?") {
+			if g.literal == nil {
+				g.literal = map[string]struct{}{}
+			}
+			g.literal[p] = struct{}{}
 			continue
 		}
 		var b strings.Builder
@@ -51,31 +102,52 @@ func compileGlobs(patterns []string) (*regexp.Regexp, error) {
 		}
 		alternatives = append(alternatives, b.String())
 	}
-	if alternatives == nil {
-		return nil, nil
+	if alternatives != nil {
+		re, err := regexp.Compile(`^(?s:` + strings.Join(alternatives, "|") + `)$`)
+		if err != nil {
+			return globSet{}, err
+		}
+		g.re = re
 	}
-	return regexp.Compile(`^(?s:` + strings.Join(alternatives, "|") + `)$`)
+	return g, nil
 }
 
 // Hidden reports whether clients may neither see nor write key.
-func (p Policy) Hidden(key string) bool {
-	return p.hidden != nil && p.hidden.MatchString(key)
-}
+func (p Policy) Hidden(key string) bool { return p.hidden.match(key) }
 
-// Writable reports whether clients may set or remove key.
+// Reserved reports whether no merge may set key.
+func (p Policy) Reserved(key string) bool { return p.reserved.match(key) }
+
+// Writable reports whether clients may set or remove key. A reserved key
+// is writable in this sense: a merge may remove it, and Service refuses
+// any value for it.
 func (p Policy) Writable(key string) bool {
-	return !p.Hidden(key) && (p.readOnly == nil || !p.readOnly.MatchString(key))
+	return !p.Hidden(key) && !p.readOnly.match(key)
 }
 
-// Visible returns the attributes of a that clients may see. It returns a
-// itself when nothing is hidden, so callers must not modify the result.
-func (p Policy) Visible(a Attributes) Attributes {
-	if p.hidden == nil {
+// Visible returns the attributes of a that reads return: neither hidden nor
+// reserved ones. It returns a itself when none of them is either, so
+// callers must not modify the result.
+func (p Policy) Visible(a Attributes) Attributes { return without(a, p.invisible) }
+
+// without returns a without the attributes g matches: a itself when it
+// matches none, which is what almost every read finds.
+func without(a Attributes, g globSet) Attributes {
+	if g.empty() {
 		return a
 	}
-	v := make(Attributes, len(a))
+	matched := 0
+	for k := range a {
+		if g.match(k) {
+			matched++
+		}
+	}
+	if matched == 0 {
+		return a
+	}
+	v := make(Attributes, len(a)-matched)
 	for k, vs := range a {
-		if !p.Hidden(k) {
+		if !g.match(k) {
 			v[k] = vs
 		}
 	}

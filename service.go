@@ -133,7 +133,7 @@ func (s *Service) AdminMerge(ctx context.Context, user string, patch Patch, cond
 }
 
 func (s *Service) merge(ctx context.Context, user string, patch Patch, cond Precondition, writable func(string) bool) error {
-	if err := s.limits.Validate(patch); err != nil {
+	if err := s.limits.validate(patch, s.policy.Reserved); err != nil {
 		return err
 	}
 	if err := checkWritable(patch, writable); err != nil {

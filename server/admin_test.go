@@ -22,7 +22,7 @@ func adminPath(user string) string { return "/admin/users/" + url.PathEscape(use
 // routes, and only the admin routes; a user's token never reaches another
 // user, whatever scopes it carries.
 func TestAdminAccess(t *testing.T) {
-	policy, err := userattrs.NewPolicy([]string{"internal_*"}, []string{"locked_*"})
+	policy, err := userattrs.NewPolicy(userattrs.PolicyConfig{Hidden: []string{"internal_*"}, ReadOnly: []string{"locked_*"}, Reserved: userattrs.DefaultReserved})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,7 +95,7 @@ func (f *fixture) history(t *testing.T, tok, pathAndQuery string) historyDoc {
 // The history lists every change, self-service and admin, newest first,
 // with who made it, through which client and request; pages follow links.
 func TestHistoryRoute(t *testing.T) {
-	policy, err := userattrs.NewPolicy([]string{"internal_*"}, nil)
+	policy, err := userattrs.NewPolicy(userattrs.PolicyConfig{Hidden: []string{"internal_*"}, Reserved: userattrs.DefaultReserved})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -166,7 +166,7 @@ func TestHistoryHidesHidden(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	policy, err := userattrs.NewPolicy([]string{"internal_*"}, nil)
+	policy, err := userattrs.NewPolicy(userattrs.PolicyConfig{Hidden: []string{"internal_*"}, Reserved: userattrs.DefaultReserved})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -28,6 +28,7 @@ const (
 	codeRequestTimeout         = "request-timeout"
 	codeRateLimited            = "rate-limited"
 	codeInvalidAttribute       = "invalid-attribute"
+	codeAttributeReserved      = "attribute-reserved"
 	codeInternalError          = "internal-error"
 	codeStoreUnavailable       = "store-unavailable"
 	codeServiceAccountRequired = "service-account-required"
@@ -52,6 +53,7 @@ var titles = map[string]string{
 	codeRequestTimeout:         "Request timeout",
 	codeRateLimited:            "Too many requests",
 	codeInvalidAttribute:       "Invalid attribute",
+	codeAttributeReserved:      "Attribute name is reserved",
 	codeInternalError:          "Internal server error",
 	codeStoreUnavailable:       "Service unavailable",
 	codeServiceAccountRequired: "Service account required",
@@ -130,7 +132,11 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 		violations := invalid.Violations[:min(len(invalid.Violations), maxErrors)]
 		errs := make([]apiError, 0, len(violations))
 		for _, v := range violations {
-			errs = append(errs, newError(http.StatusUnprocessableEntity, codeInvalidAttribute, v.Detail).at(pointer(v.Key, v.Index)))
+			code := codeInvalidAttribute
+			if v.Reserved {
+				code = codeAttributeReserved
+			}
+			errs = append(errs, newError(http.StatusUnprocessableEntity, code, v.Detail).at(pointer(v.Key, v.Index)))
 		}
 		writeErrors(w, r, errs...)
 	case errors.As(err, &readOnly):

@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/userattrs/userattrs"
 	"github.com/userattrs/userattrs/auth"
+	"github.com/userattrs/userattrs/internal/sdkdecode"
 	"github.com/userattrs/userattrs/internal/testutil"
 	"github.com/userattrs/userattrs/metrics"
 	"github.com/userattrs/userattrs/server"
@@ -37,7 +39,15 @@ type fixture struct {
 	url     string
 	key     *auth.DevKey
 	logs    *testutil.SyncBuffer
+	// iosUndecodable: the fixture's policy reserves no names, so its
+	// self-service GETs may hold what the iOS SDK cannot decode; every
+	// other fixture checks each of them with the SDK's decoding.
+	iosUndecodable bool
 }
+
+// selfServiceAttributes matches the path of the self-service attributes
+// route, whose answers the iOS SDK decodes.
+var selfServiceAttributes = regexp.MustCompile(`^/user/[^/]+/attributes$`)
 
 type options struct {
 	store        userattrs.Store
@@ -52,6 +62,9 @@ type options struct {
 	checkTimeout time.Duration
 	rateLimits   server.RateLimits
 	maxStoreOps  int
+	// reserveNothing: a policy without reserved names (o.policy is then
+	// ignored).
+	reserveNothing bool
 }
 
 // Everything every fixture of the suite logs, and everything secret the
@@ -66,9 +79,16 @@ func TestMain(m *testing.M) {
 
 func newFixture(t testing.TB, edit ...func(*options)) *fixture {
 	t.Helper()
-	o := options{limits: userattrs.DefaultLimits, maxBody: 64 << 10}
+	policy, err := userattrs.NewPolicy(userattrs.PolicyConfig{Reserved: userattrs.DefaultReserved})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := options{limits: userattrs.DefaultLimits, maxBody: 64 << 10, policy: policy}
 	for _, e := range edit {
 		e(&o)
+	}
+	if o.reserveNothing {
+		o.policy = userattrs.Policy{}
 	}
 	if o.store == nil {
 		s, err := sqlite.Open(context.Background(), sqlite.Config{Path: filepath.Join(t.TempDir(), "u.db")})
@@ -99,7 +119,7 @@ func newFixture(t testing.TB, edit ...func(*options)) *fixture {
 	})
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
-	return &fixture{t: t, handler: h, url: srv.URL, key: key, logs: logs}
+	return &fixture{t: t, handler: h, url: srv.URL, key: key, logs: logs, iosUndecodable: o.reserveNothing}
 }
 
 func (f *fixture) token(sub string, scopes ...string) string {
@@ -170,6 +190,9 @@ func (f *fixture) do(method, path, body string, headers ...string) response {
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {
 		f.t.Fatal(err)
+	}
+	if method == "GET" && resp.StatusCode == http.StatusOK && !f.iosUndecodable && selfServiceAttributes.MatchString(req.URL.Path) {
+		sdkdecode.CheckIOS(f.t, b)
 	}
 	return response{status: resp.StatusCode, header: resp.Header, body: b}
 }

@@ -31,7 +31,7 @@ func TestOpenAPI(t *testing.T) {
 	if err := doc.Validate(ctx); err != nil {
 		t.Fatalf("the document is not valid OpenAPI: %v", err)
 	}
-	policy, _ := userattrs.NewPolicy(nil, []string{"locked"})
+	policy, _ := userattrs.NewPolicy(userattrs.PolicyConfig{ReadOnly: []string{"locked"}, Reserved: userattrs.DefaultReserved})
 	f := newFixture(t, func(o *options) { o.policy = policy; o.limits.MaxAttributes = 4 })
 	doc.Servers = openapi3.Servers{{URL: f.url}}
 	router, err := legacy.NewRouter(doc)
@@ -65,6 +65,7 @@ func TestOpenAPI(t *testing.T) {
 		{"PUT", "/user/2024-3/attributes", `{"locked":"1"}`, auth(full), true},
 		{"PUT", "/user/2024-3/attributes", `{"a":"1"}`, auth(f.token("alice", read)), true},
 		{"PUT", "/user/2024-3/attributes", `{"a":"1"}`, auth(full, "If-Match", `"stale"`), true},
+		{"PUT", "/user/2024-3/attributes", `{"data":"1"}`, auth(full), true},
 		{"PUT", "/user/2024-3/attributes", `{"a":"` + strings.Repeat("x", 70000) + `"}`, auth(full), false},
 		{"PUT", "/user/2024-3/attributes", `{}`, []string{"Authorization", "Bearer " + full, "Content-Type", "text/plain"}, false},
 		{"GET", "/user/2025-1/attributes", "", nil, true},

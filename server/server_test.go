@@ -14,6 +14,7 @@ import (
 
 	"github.com/userattrs/userattrs"
 	"github.com/userattrs/userattrs/auth"
+	"github.com/userattrs/userattrs/internal/sdkdecode"
 	"github.com/userattrs/userattrs/store/memory"
 )
 
@@ -264,6 +265,10 @@ func TestErrors(t *testing.T) {
 		{"element too long", "PUT", "", `{"v":["a","` + strings.Repeat("x", 2049) + `"]}`, nil, false, check{422, "invalid-attribute", []string{"/v"}, [2]string{}}},
 		{"too many values", "PUT", "", `{"v":[` + strings.TrimSuffix(strings.Repeat(`"x",`, 65), ",") + `]}`, nil, false, check{422, "invalid-attribute", []string{"/v"}, [2]string{}}},
 		{"pointer escapes", "PUT", "", `{"a/b~c":1}`, nil, false, check{422, "invalid-attribute", []string{"/a~1b~0c"}, [2]string{}}},
+
+		{"reserved name data", "PUT", "", `{"ok":"1","data":"x"}`, nil, false, check{422, "attribute-reserved", []string{"/data"}, [2]string{}}},
+		{"reserved names as arrays", "PUT", "", `{"included":["a"],"data":["b","c"]}`, nil, false,
+			check{422, "attribute-reserved", []string{"/included", "/data"}, [2]string{}}},
 	}
 	// The cases of the attributes route run against the admin route too,
 	// but those of a user token's scopes and the read-only attributes,
@@ -299,7 +304,7 @@ type errorCase struct {
 }
 
 func runErrorCase(t *testing.T, route string, tc errorCase) {
-	policy, err := userattrs.NewPolicy([]string{"internal_*"}, []string{"locked_*", "system.*"})
+	policy, err := userattrs.NewPolicy(userattrs.PolicyConfig{Hidden: []string{"internal_*"}, ReadOnly: []string{"locked_*", "system.*"}, Reserved: userattrs.DefaultReserved})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -366,7 +371,7 @@ func TestAttributeCountLimit(t *testing.T) {
 }
 
 func TestHiddenAttributesAreNotReturned(t *testing.T) {
-	policy, _ := userattrs.NewPolicy([]string{"internal_*"}, []string{"locked"})
+	policy, _ := userattrs.NewPolicy(userattrs.PolicyConfig{Hidden: []string{"internal_*"}, ReadOnly: []string{"locked"}, Reserved: userattrs.DefaultReserved})
 	store := memory.New()
 	seed := userattrs.Attributes{"internal_score": {"9"}, "locked": {"yes"}, "pref": {"dark"}}
 	if err := store.Update(context.Background(), "alice", func(userattrs.Attributes) (userattrs.Attributes, error) { return seed, nil }); err != nil {
@@ -382,6 +387,72 @@ func TestHiddenAttributesAreNotReturned(t *testing.T) {
 	stored, _ := store.Get(context.Background(), "alice")
 	if v := stored["internal_score"]; !slices.Equal(v, []string{"9"}) {
 		t.Fatalf("hidden attribute after a merge: %v", v)
+	}
+}
+
+// Reserved names (data and included by default) are set by no merge, on
+// either route. One a store already holds (written in Keycloak's console,
+// or before names were reserved) is left out of every read and its ETag,
+// kept by every merge that does not name it, and removed by a null.
+func TestReservedAttributes(t *testing.T) {
+	store := memory.New()
+	seed := userattrs.Attributes{"data": {"legacy"}, "included": {"x", "y"}, "pref": {"dark"}}
+	if err := store.Update(context.Background(), "alice", func(userattrs.Attributes) (userattrs.Attributes, error) { return seed, nil }); err != nil {
+		t.Fatal(err)
+	}
+	f := newFixture(t, func(o *options) { o.store = store })
+	tok := f.token("alice", read, write)
+	res := f.get(tok)
+	if string(res.body) != `{"pref":"dark"}` {
+		t.Fatalf("GET %s, want the reserved names left out", res.body)
+	}
+	admin := f.do("GET", adminPath("alice"), "", "Authorization", "Bearer "+f.adminToken())
+	if string(admin.body) != `{"pref":"dark"}` || admin.header.Get("ETag") != res.header.Get("ETag") {
+		t.Fatalf("admin GET %s %s, want what the user reads", admin.body, admin.header.Get("ETag"))
+	}
+	// The ETag is that of what the client reads: a PUT conditional on it
+	// holds.
+	if r := f.put(tok, `{"pref":"light"}`, "If-Match", res.header.Get("ETag")); r.status != 204 {
+		t.Fatalf("PUT with the ETag of GET: %d %s", r.status, r.body)
+	}
+	stored, _ := store.Get(context.Background(), "alice")
+	if !slices.Equal(stored["data"], []string{"legacy"}) || !slices.Equal(stored["included"], []string{"x", "y"}) {
+		t.Fatalf("a merge that does not name them dropped reserved attributes: %v", stored)
+	}
+	// A body that sets a reserved name besides breaking a rule lists both,
+	// in body order, and changes nothing.
+	doc := f.put(tok, `{"data":"x","n":1,"ok":"1"}`)
+	var errs errorDoc
+	if err := json.Unmarshal(doc.body, &errs); err != nil || doc.status != 422 || len(errs.Errors) != 2 ||
+		errs.Errors[0].Code != "attribute-reserved" || errs.Errors[1].Code != "invalid-attribute" ||
+		!slices.Equal(errs.pointers(), []string{"/data", "/n"}) || !strings.Contains(errs.Errors[0].Detail, "JSON:API") {
+		t.Fatalf("reserved and invalid together: %d %s", doc.status, doc.body)
+	}
+	// null removes a reserved name, on either route.
+	if r := f.put(tok, `{"data":null}`); r.status != 204 {
+		t.Fatalf("removing a reserved name: %d %s", r.status, r.body)
+	}
+	if r := f.do("PUT", adminPath("alice"), `{"included":null}`, "Authorization", "Bearer "+f.adminToken(),
+		"Content-Type", "application/json"); r.status != 204 {
+		t.Fatalf("admin removing a reserved name: %d %s", r.status, r.body)
+	}
+	stored, _ = store.Get(context.Background(), "alice")
+	if len(stored) != 1 || !slices.Equal(stored["pref"], []string{"light"}) {
+		t.Fatalf("after the removals the store holds %v", stored)
+	}
+
+	// With no names reserved (--reserved-attributes ""), every name is
+	// an attribute like any other, and an iOS app can no longer read it.
+	open := newFixture(t, func(o *options) { o.reserveNothing = true })
+	tok = open.token("bob", read, write)
+	if r := open.put(tok, `{"data":"x"}`); r.status != 204 {
+		t.Fatalf("PUT of data with nothing reserved: %d %s", r.status, r.body)
+	}
+	if got := open.attributes(tok); got["data"] != "x" {
+		t.Fatalf("GET with nothing reserved: %v", got)
+	}
+	if _, err := sdkdecode.DecodeIOS(open.get(tok).body); err == nil {
+		t.Fatal("the iOS SDK decodes an attribute named data")
 	}
 }
 

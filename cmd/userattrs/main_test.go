@@ -11,12 +11,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/userattrs/userattrs/internal/sdkdecode"
 	"github.com/userattrs/userattrs/internal/testmain"
 	"github.com/userattrs/userattrs/internal/testutil"
 )
@@ -157,8 +159,15 @@ func call(t *testing.T, method, url, token, body string, headers ...string) (int
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
+	if method == "GET" && resp.StatusCode == http.StatusOK && selfServiceAttributes.MatchString(req.URL.Path) {
+		sdkdecode.CheckIOS(t, b)
+	}
 	return resp.StatusCode, string(b)
 }
+
+// selfServiceAttributes matches the path of the self-service attributes
+// route, whose answers the iOS SDK decodes.
+var selfServiceAttributes = regexp.MustCompile(`^/user/[^/]+/attributes$`)
 
 // A newcomer's first minutes: serve --dev, mint a token, PUT the published
 // example, GET it back as the Android client does.

@@ -33,6 +33,7 @@ type serveConfig struct {
 	maxBodyBytes    int64
 	readOnly        string
 	hidden          string
+	reserved        string
 	limits          userattrs.Limits
 	shutdownTimeout time.Duration
 	shutdownDelay   time.Duration
@@ -109,6 +110,8 @@ func serveFlags(fs *flag.FlagSet) *serveConfig {
 	fs.Int64Var(&c.maxBodyBytes, "max-body-bytes", 64<<10, "largest accepted PUT body, in bytes")
 	fs.StringVar(&c.readOnly, "readonly-attributes", "", "comma-separated glob patterns of attributes clients may read but not write")
 	fs.StringVar(&c.hidden, "hidden-attributes", "", "comma-separated glob patterns of attributes clients may neither read nor write")
+	fs.StringVar(&c.reserved, "reserved-attributes", strings.Join(userattrs.DefaultReserved, ","),
+		"comma-separated glob patterns of attribute names no merge may set and no read returns (apps decode data and included as JSON:API members); empty allows every name")
 	fs.IntVar(&c.limits.MaxAttributes, "max-attributes", userattrs.DefaultLimits.MaxAttributes, "most attributes a user may have")
 	fs.IntVar(&c.limits.MaxKeyBytes, "max-key-bytes", userattrs.DefaultLimits.MaxKeyBytes, "longest attribute name, in bytes")
 	fs.IntVar(&c.limits.MaxValueBytes, "max-value-bytes", userattrs.DefaultLimits.MaxValueBytes, "longest attribute value, in bytes")
@@ -261,7 +264,8 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	// Attributes the backend owns (Keycloak's profile fields) are neither
 	// shown nor written.
-	policy, err := userattrs.NewPolicy(append(commaList(cfg.hidden), caps.OwnedAttributes...), commaList(cfg.readOnly))
+	policy, err := userattrs.NewPolicy(userattrs.PolicyConfig{Hidden: append(commaList(cfg.hidden), caps.OwnedAttributes...),
+		ReadOnly: commaList(cfg.readOnly), Reserved: commaList(cfg.reserved)})
 	if err != nil {
 		return err
 	}
