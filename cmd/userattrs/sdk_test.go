@@ -13,15 +13,17 @@ import (
 	"time"
 
 	"github.com/userattrs/userattrs/internal/kctest"
+	"github.com/userattrs/userattrs/internal/sdkdecode"
 )
 
 // sdkExchange is one request of a published PACE SDK, as its generated code
-// sends it, and what the SDK needs of the answer.
+// and HTTP stack send it, and what the SDK needs of the answer.
 type sdkExchange struct {
 	name   string
 	method string
-	// header lines after the request line, in the SDK's order; Host,
-	// Authorization and Content-Length are added.
+	// the header lines after the request line, in the order the SDK's
+	// HTTP stack writes them; {host}, {token} and {length} stand for the
+	// server's address, the bearer token and the body's length.
 	headers []string
 	body    string
 	status  int
@@ -32,65 +34,87 @@ type sdkExchange struct {
 	detail string
 }
 
+// The Android SDK (pace/cloud-sdk-android, with Retrofit 2.9.0, Moshi
+// 1.14.0 and OkHttp 4.10.0 as buildSrc/src/main/java/Versions.kt pins them).
+// Retrofit writes the @HeaderMap that BaseRequest.headers builds
+// (api/request/BaseRequest.kt:40-58) in its order: Authorization (which
+// API.addAuthorizationHeader puts into API.additionalHeaders), Accept,
+// Content-Type, API-Key, uber-trace-id (RequestUtils.getUberTraceId: eight
+// hex digits, then ":0053444B:0:01") and the SDK's own User-Agent
+// (PACECloudSDK.getBaseUserAgent). GetUserAttributesAPI.kt passes
+// "application/vnd.api+json" as both content type and accept;
+// SetUserAttributesAPI.kt "application/json" as both. On a request with a
+// body Retrofit takes Content-Type out of the headers and puts it on the
+// body, as it is, without a charset; OkHttp's BridgeInterceptor then adds
+// Content-Type and Content-Length, Host, Connection and Accept-Encoding,
+// and no User-Agent of its own since the SDK set one.
 const (
-	// OkHttp, under Retrofit with the Moshi converter (Android).
-	okHTTP = "okhttp/4.12.0"
-	// URLSession (iOS).
-	cfNetwork = "PACECloudSDK/1 CFNetwork/1498.700.2 Darwin/23.6.0"
+	androidUserAgent = "User-Agent: ExampleApp/3.2.0_320 (Google Pixel 7 Android/14) Cloud-SDK/25.1.1"
+	androidAPIKey    = "API-Key: example-api-key"
+	androidTraceID   = "uber-trace-id: 9F3A61C2:0053444B:0:01"
 )
 
-// sdkExchanges are the requests of the Android SDK (cloud.pace.sdk.api.user,
-// GetUserAttributesAPI and SetUserAttributesAPI: Kotlin Map<String, Any>
-// bodies encoded by Moshi) and of the iOS SDK (UserAPI: [String: Any]
-// bodies encoded by JSONSerialization, which escapes "/" and orders keys as
-// the dictionary does), both on version 2024-2, in an order whose effects
-// build on each other.
+var (
+	androidGET = []string{"Authorization: Bearer {token}", "Accept: application/vnd.api+json",
+		"Content-Type: application/vnd.api+json", androidAPIKey, androidTraceID, androidUserAgent,
+		"Host: {host}", "Connection: Keep-Alive", "Accept-Encoding: gzip"}
+	androidPUT = []string{"Authorization: Bearer {token}", "Accept: application/json", androidAPIKey, androidTraceID,
+		androidUserAgent, "Content-Type: application/json", "Content-Length: {length}",
+		"Host: {host}", "Connection: Keep-Alive", "Accept-Encoding: gzip"}
+)
+
+// The iOS SDK (pace/cloud-sdk-ios). UserAPIRequest.swift:85-117
+// (createURLRequest) sets Accept to the request's content type,
+// "application/json" (UserAPIRequest.swift:17), and Content-Type only on a
+// request with a body; the headerParameters of UserAPIGetUserAttributes.swift
+// and UserAPISetUserAttributes.swift add Authorization; UserAPIClient.swift
+// adds the defaultHeaders that PACECloudSDK+API.swift:22 sets, User-Agent
+// (Constants+UserAgent.swift); URLSession adds Host, Accept-Language,
+// Accept-Encoding and Connection. UserAPISetUserAttributes.swift:28 encodes
+// the body with JSONEncoder over AnyCodable, which escapes "/" as "\/" and
+// writes the dictionary's members in its own order.
+const iosUserAgent = "User-Agent: ExampleApp/3.2.0 (iOS 17.5) Cloud-SDK/26.2.1 IdentityManagement/pace Cloud-SDK-Theme/automatic"
+
+var (
+	iosGET = []string{"Host: {host}", "Accept: application/json", "Authorization: Bearer {token}", iosUserAgent,
+		"Accept-Language: de-DE,de;q=0.9", "Accept-Encoding: gzip, deflate, br", "Connection: keep-alive"}
+	iosPUT = []string{"Host: {host}", "Content-Type: application/json", "Accept: application/json",
+		"Authorization: Bearer {token}", iosUserAgent, "Accept-Language: de-DE,de;q=0.9", "Content-Length: {length}",
+		"Accept-Encoding: gzip, deflate, br", "Connection: keep-alive"}
+)
+
+// sdkExchanges are the requests of both SDKs on version 2024-2, the one
+// they call, in an order whose effects build on each other. The Android
+// bodies are Kotlin Map<String, Any> encoded by Moshi, which leaves "/" as
+// it is and null entries out.
 var sdkExchanges = []sdkExchange{
-	{name: "android GET of a new user", method: "GET",
-		headers: []string{"Accept: application/vnd.api+json", "Content-Type: application/vnd.api+json",
-			"Connection: Keep-Alive", "Accept-Encoding: gzip", "User-Agent: " + okHTTP},
-		status: 200, want: map[string]any{}},
-	{name: "android PUT of a Map<String, Any>", method: "PUT",
-		headers: []string{"Content-Type: application/json; charset=UTF-8", "Connection: Keep-Alive",
-			"Accept-Encoding: gzip", "User-Agent: " + okHTTP},
+	{name: "android GET of a new user", method: "GET", headers: androidGET, status: 200, want: map[string]any{}},
+	{name: "android PUT of a Map<String, Any>", method: "PUT", headers: androidPUT,
 		body: `{"referred":"false","tos_accepted":"true","theme":"dunkel – grün"}`, status: 204},
-	{name: "android GET", method: "GET",
-		headers: []string{"Accept: application/vnd.api+json", "Content-Type: application/vnd.api+json",
-			"Connection: Keep-Alive", "Accept-Encoding: gzip", "User-Agent: " + okHTTP},
+	{name: "android GET", method: "GET", headers: androidGET,
 		status: 200, want: map[string]any{"referred": "false", "tos_accepted": "true", "theme": "dunkel – grün"}},
-	{name: "android PUT of a Boolean is refused with a hint", method: "PUT",
-		headers: []string{"Content-Type: application/json; charset=UTF-8", "Connection: Keep-Alive",
-			"Accept-Encoding: gzip", "User-Agent: " + okHTTP},
+	{name: "android PUT of a Boolean is refused with a hint", method: "PUT", headers: androidPUT,
 		body: `{"tos_accepted":true}`, status: 422, code: "invalid-attribute", detail: `send the value as a string, e.g. "true"`},
 	// Moshi leaves null entries of a Kotlin map out: Android apps remove
 	// with an empty list.
-	{name: "android PUT of an empty list removes", method: "PUT",
-		headers: []string{"Content-Type: application/json; charset=UTF-8", "Connection: Keep-Alive",
-			"Accept-Encoding: gzip", "User-Agent: " + okHTTP},
-		body: `{"theme":[]}`, status: 204},
-	{name: "ios PUT of a [String: Any]", method: "PUT",
-		headers: []string{"Content-Type: application/json", "Accept: application/json", "Accept-Language: de-DE;q=1.0",
-			"Accept-Encoding: gzip, deflate, br", "User-Agent: " + cfNetwork},
+	{name: "android PUT of an empty list removes", method: "PUT", headers: androidPUT, body: `{"theme":[]}`, status: 204},
+	{name: "android PUT of a reserved name is refused", method: "PUT", headers: androidPUT,
+		body: `{"data":"x"}`, status: 422, code: "attribute-reserved", detail: "reserved"},
+	{name: "ios PUT of a [String: Any]", method: "PUT", headers: iosPUT,
 		body: `{"tos_accepted":"true","onboarding_url":"https:\/\/app.example\/welcome","langs":["de","en"]}`, status: 204},
-	{name: "ios PUT of a number is refused with a hint", method: "PUT",
-		headers: []string{"Content-Type: application/json", "Accept: application/json", "Accept-Language: de-DE;q=1.0",
-			"Accept-Encoding: gzip, deflate, br", "User-Agent: " + cfNetwork},
+	{name: "ios PUT of a number is refused with a hint", method: "PUT", headers: iosPUT,
 		body: `{"launches":1}`, status: 422, code: "invalid-attribute", detail: `send the value as a string, e.g. "1"`},
-	{name: "ios PUT of null removes", method: "PUT",
-		headers: []string{"Content-Type: application/json", "Accept: application/json", "Accept-Language: de-DE;q=1.0",
-			"Accept-Encoding: gzip, deflate, br", "User-Agent: " + cfNetwork},
-		body: `{"referred":null}`, status: 204},
-	{name: "ios GET", method: "GET",
-		headers: []string{"Accept: application/vnd.api+json", "Content-Type: application/vnd.api+json",
-			"Accept-Language: de-DE;q=1.0", "Accept-Encoding: gzip, deflate, br", "User-Agent: " + cfNetwork},
+	{name: "ios PUT of null removes", method: "PUT", headers: iosPUT, body: `{"referred":null}`, status: 204},
+	{name: "ios GET", method: "GET", headers: iosGET,
 		status: 200, want: map[string]any{"tos_accepted": "true", "onboarding_url": "https://app.example/welcome",
 			"langs": []any{"de", "en"}}},
 }
 
 // replaySDKs sends every SDK exchange byte for byte over a connection of
 // its own to base (http://host:port) with token, and checks each answer the
-// way the SDK decodes it: a JSON object on 200, JSON:API errors whose
-// status is a string, 204 with no body.
+// way the SDK decodes it: a JSON object on 200 (through the iOS SDK's
+// decoding too), JSON:API errors whose status is a string, 204 with no
+// body.
 func replaySDKs(t *testing.T, base, token string) {
 	t.Helper()
 	u, err := url.Parse(base)
@@ -98,15 +122,11 @@ func replaySDKs(t *testing.T, base, token string) {
 		t.Fatal(err)
 	}
 	for _, ex := range sdkExchanges {
+		fill := strings.NewReplacer("{host}", u.Host, "{token}", token, "{length}", strconv.Itoa(len(ex.body)))
 		var req strings.Builder
 		req.WriteString(ex.method + " /user/2024-2/attributes HTTP/1.1\r\n")
-		req.WriteString("Host: " + u.Host + "\r\n")
-		req.WriteString("Authorization: Bearer " + token + "\r\n")
 		for _, h := range ex.headers {
-			req.WriteString(h + "\r\n")
-		}
-		if ex.method == "PUT" {
-			req.WriteString("Content-Length: " + strconv.Itoa(len(ex.body)) + "\r\n")
+			req.WriteString(fill.Replace(h) + "\r\n")
 		}
 		req.WriteString("\r\n" + ex.body)
 
@@ -135,6 +155,7 @@ func replaySDKs(t *testing.T, base, token string) {
 				t.Errorf("%s: 204 with a body %q", ex.name, body)
 			}
 		case ex.status == 200:
+			sdkdecode.CheckIOS(t, body)
 			var got map[string]any
 			if err := json.Unmarshal(body, &got); err != nil {
 				t.Fatalf("%s: not a JSON object: %s", ex.name, body)
