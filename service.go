@@ -42,6 +42,9 @@ type Service struct {
 	timeout time.Duration
 	cache   *readCache    // nil when off
 	ops     chan struct{} // a slot per store operation running; nil: no bound
+	// callerViews: the store shows users and administrators different
+	// attributes, and the read cache keeps users' views only.
+	callerViews bool
 }
 
 // ServiceConfig configures a Service.
@@ -75,18 +78,41 @@ func NewService(store Store, cfg ServiceConfig) *Service {
 		cache.TTL = 0
 	}
 	s := &Service{store: store, limits: cfg.Limits, policy: cfg.Policy, timeout: cfg.StoreTimeout,
-		cache: newReadCache(cache)}
+		cache: newReadCache(cache), callerViews: caps.CallerViews}
 	if cfg.MaxStoreOperations > 0 {
 		s.ops = make(chan struct{}, cfg.MaxStoreOperations)
 	}
 	return s
 }
 
-// Get returns the view of the attributes of user that clients may see.
+// Get returns the view of the attributes of user that the user may see,
+// for the self-service routes.
 func (s *Service) Get(ctx context.Context, user string) (*View, error) {
+	return s.get(WithCaller(ctx, CallerUser), user)
+}
+
+// AdminGet is Get for a backend service through the admin API: on a store
+// whose backend gives administrators more rights than users
+// (Capabilities.CallerViews), it reads what an administrator may see.
+func (s *Service) AdminGet(ctx context.Context, user string) (*View, error) {
+	return s.get(WithCaller(ctx, CallerAdmin), user)
+}
+
+// cached returns the read cache where it may serve the caller of ctx: it
+// keeps users' views, which are everyone's unless the store's views
+// depend on the caller.
+func (s *Service) cached(ctx context.Context) *readCache {
+	if s.callerViews && CallerOf(ctx) != CallerUser {
+		return nil
+	}
+	return s.cache
+}
+
+func (s *Service) get(ctx context.Context, user string) (*View, error) {
+	cache := s.cached(ctx)
 	var epoch uint64
-	if s.cache != nil {
-		e, ep, ok := s.cache.get(user, time.Now())
+	if cache != nil {
+		e, ep, ok := cache.get(user, time.Now())
 		if ok {
 			return e.view, nil
 		}
@@ -99,11 +125,11 @@ func (s *Service) Get(ctx context.Context, user string) (*View, error) {
 		return nil, s.storeError(err)
 	}
 	view := &View{attrs: s.policy.Visible(current)}
-	if s.cache != nil {
+	if cache != nil {
 		// Counted only where it is kept: a store without a read cache
 		// (PostgreSQL) reads every user, and needs no size.
 		view.size = view.attrs.Size()
-		s.cache.fill(user, epoch, view, time.Now())
+		cache.fill(user, epoch, view, time.Now())
 	}
 	return view, nil
 }
@@ -122,14 +148,15 @@ func (s *Service) Get(ctx context.Context, user string) (*View, error) {
 //
 // The store records the change with the Origin that ctx carries.
 func (s *Service) Merge(ctx context.Context, user string, patch Patch, cond Precondition) error {
-	return s.merge(ctx, user, patch, cond, s.policy.Writable)
+	return s.merge(WithCaller(ctx, CallerUser), user, patch, cond, s.policy.Writable)
 }
 
 // AdminMerge is Merge for a backend service through the admin API: it may
 // also write the attributes the policy makes read-only for clients (what
-// read-only is for), never the hidden ones.
+// read-only is for), never the hidden ones; on a store with caller views,
+// it merges with an administrator's rights there.
 func (s *Service) AdminMerge(ctx context.Context, user string, patch Patch, cond Precondition) error {
-	return s.merge(ctx, user, patch, cond, func(key string) bool { return !s.policy.Hidden(key) })
+	return s.merge(WithCaller(ctx, CallerAdmin), user, patch, cond, func(key string) bool { return !s.policy.Hidden(key) })
 }
 
 func (s *Service) merge(ctx context.Context, user string, patch Patch, cond Precondition, writable func(string) bool) error {
@@ -189,6 +216,9 @@ func within[T any](ctx context.Context, ops chan struct{}, op func() (T, error))
 // given up waiting. Merge runs it through within, which recovers its
 // panics.
 func (s *Service) update(ctx context.Context, user string, patch Patch, cond Precondition) (err error) {
+	// An administrator's view is not what the cache keeps: a merge made
+	// with one makes the user's entry unknown instead.
+	cache, viewCached := s.cache, s.cached(ctx) != nil
 	var result Attributes
 	size := -1 // of result, when known
 	var seq uint64
@@ -212,29 +242,31 @@ func (s *Service) update(ctx context.Context, user string, patch Patch, cond Pre
 			return nil, err
 		}
 		result, size = next, total
-		if s.cache != nil {
+		if cache != nil {
 			// A change is written only if the attributes this call was
 			// given are still current when it lands, so no other change
 			// of the user lands between this call and its write: the
 			// sequence orders changes as they land, even where a store
 			// prepares them before its writer takes them.
-			seq = s.cache.seq.Add(1)
+			seq = cache.seq.Add(1)
 		}
 		return next, nil
 	})
-	if s.cache != nil {
+	if cache != nil {
 		switch {
+		case err == nil && !viewCached:
+			cache.forget(user)
 		case err == nil:
 			visible := s.policy.Visible(result)
 			view := &View{attrs: visible, size: size}
 			if size < 0 || len(visible) != len(result) {
 				view.size = visible.Size()
 			}
-			s.cache.written(user, seq, view, time.Now())
+			cache.written(user, seq, view, time.Now())
 		case result != nil:
 			// The store failed after the updater ran: the write may or may
 			// not have landed.
-			s.cache.forget(user)
+			cache.forget(user)
 		}
 	}
 	return err

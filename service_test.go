@@ -174,3 +174,94 @@ func TestReadCacheAfterAPreparedMergeThatChangedNothing(t *testing.T) {
 		t.Fatalf("read after both merges: %v, %v; want k=2, what the store holds", view.Attributes(), err)
 	}
 }
+
+// callerStore shows users every attribute but "staff_*", which only
+// administrators see and write, as a Keycloak realm's user profile can.
+type callerStore struct {
+	*memory.Store
+}
+
+func (s callerStore) Capabilities() userattrs.Capabilities {
+	c := s.Store.Capabilities()
+	c.CallerViews = true
+	return c
+}
+
+func (s callerStore) view(ctx context.Context, a userattrs.Attributes) userattrs.Attributes {
+	if userattrs.CallerOf(ctx) == userattrs.CallerAdmin {
+		return a
+	}
+	v := userattrs.Attributes{}
+	for k, vs := range a {
+		if !strings.HasPrefix(k, "staff_") {
+			v[k] = vs
+		}
+	}
+	return v
+}
+
+func (s callerStore) Get(ctx context.Context, user string) (userattrs.Attributes, error) {
+	a, err := s.Store.Get(ctx, user)
+	return s.view(ctx, a), err
+}
+
+func (s callerStore) Update(ctx context.Context, user string, update func(userattrs.Attributes) (userattrs.Attributes, error)) error {
+	return s.Store.Update(ctx, user, func(all userattrs.Attributes) (userattrs.Attributes, error) {
+		seen := s.view(ctx, all)
+		next, err := update(seen)
+		if err != nil {
+			return nil, err
+		}
+		merged := all.Clone()
+		for k := range seen {
+			delete(merged, k)
+		}
+		for k, v := range next {
+			merged[k] = v
+		}
+		return merged, nil
+	})
+}
+
+// On a store whose views depend on the caller, the read cache keeps users'
+// views only: an administrator's read or merge never hands a user what only
+// administrators see, and the user's ETag covers what the user sees.
+func TestReadCacheKeepsUsersViews(t *testing.T) {
+	st := callerStore{memory.New()}
+	svc := userattrs.NewService(st, userattrs.ServiceConfig{Limits: userattrs.DefaultLimits,
+		ReadCache: userattrs.ReadCacheConfig{Enabled: true}})
+	ctx := context.Background()
+	set := func(k, v string) userattrs.Patch { return userattrs.Patch{{Key: k, Values: []string{v}, BadIndex: -1}} }
+	if err := svc.AdminMerge(ctx, "u", set("staff_note", "watch"), userattrs.Precondition{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.Merge(ctx, "u", set("pref", "dark"), userattrs.Precondition{}); err != nil {
+		t.Fatal(err)
+	}
+	userView, _ := svc.Get(ctx, "u")
+	adminView, err := svc.AdminGet(ctx, "u")
+	if err != nil || len(adminView.Attributes()) != 2 {
+		t.Fatalf("admin reads %v, %v", adminView.Attributes(), err)
+	}
+	for i := 0; i < 2; i++ {
+		view, _ := svc.Get(ctx, "u")
+		if !view.Attributes().Equal(userattrs.Attributes{"pref": {"dark"}}) {
+			t.Fatalf("after an admin read, the user reads %v", view.Attributes())
+		}
+		if view.ETag() != userView.ETag() {
+			t.Fatal("the user's ETag moved without a change the user can see")
+		}
+		if err := svc.AdminMerge(ctx, "u", set("staff_note", "cleared"), userattrs.Precondition{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The user's conditional merge holds with the user's ETag, and keeps
+	// what the user does not see.
+	if err := svc.Merge(ctx, "u", set("pref", "light"), userattrs.IfMatch(false, []string{userView.ETag()})); err != nil {
+		t.Fatalf("conditional merge with the user's ETag: %v", err)
+	}
+	all, _ := st.Store.Get(ctx, "u")
+	if !all.Equal(userattrs.Attributes{"pref": {"light"}, "staff_note": {"cleared"}}) {
+		t.Fatalf("the store holds %v", all)
+	}
+}

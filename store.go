@@ -90,6 +90,11 @@ type Capabilities struct {
 	// itself owns (Keycloak's profile fields and federation attributes):
 	// clients neither see nor write them.
 	OwnedAttributes []string
+	// CallerViews: what Get returns, and what Update lets through, depend
+	// on the Caller the context carries (Keycloak, whose realm's user
+	// profile gives users and administrators different rights). The read
+	// cache then keeps users' views only.
+	CallerViews bool
 	// History: the store records every change in the transaction that
 	// makes it, and implements History.
 	History bool
@@ -145,3 +150,32 @@ func RecoverPanic(err *error) {
 // ErrClosed is what a closed store answers: the service is shutting down,
 // which clients see as unavailable.
 var ErrClosed = fmt.Errorf("%w: the store is closed", ErrUnavailable)
+
+// Caller is the kind of client a store operation serves, for the stores
+// whose backend decides per caller what may be seen and changed
+// (Capabilities.CallerViews).
+type Caller uint8
+
+const (
+	// CallerUser is a user reading or changing their own attributes
+	// through the self-service routes. It is the zero value: an operation
+	// that names no caller gets a user's rights, never more.
+	CallerUser Caller = iota
+	// CallerAdmin is a backend acting as an administrator through the
+	// admin API.
+	CallerAdmin
+)
+
+type callerKey struct{}
+
+// WithCaller returns a context that tells the store whom an operation
+// serves.
+func WithCaller(ctx context.Context, c Caller) context.Context {
+	return context.WithValue(ctx, callerKey{}, c)
+}
+
+// CallerOf returns the caller ctx carries: CallerUser when it carries none.
+func CallerOf(ctx context.Context) Caller {
+	c, _ := ctx.Value(callerKey{}).(Caller)
+	return c
+}

@@ -57,16 +57,19 @@ func withOrigin(r *http.Request) context.Context {
 		ClientID: id.ClientID, RequestID: requestID(r.Context())})
 }
 
+// getter is Service.Get, or AdminGet.
+type getter func(ctx context.Context, user string) (*userattrs.View, error)
+
 // getAttributes serves the attributes of the user as one JSON object. It
 // ignores Accept and Content-Type: clients differ in what they send and
 // all of them expect this object.
-func getAttributes(svc *userattrs.Service, user userOf) http.Handler {
+func getAttributes(get getter, user userOf) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id, ok := user(w, r)
 		if !ok {
 			return
 		}
-		view, err := svc.Get(r.Context(), id)
+		view, err := get(r.Context(), id)
 		if err != nil {
 			writeError(w, r, err)
 			return

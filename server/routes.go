@@ -20,12 +20,12 @@ func routes(mux *http.ServeMux, cfg Config) {
 		versions[v] = true
 	}
 	mux.Handle("GET /user/{version}/attributes",
-		knownVersion(versions, authn.require(scopeRead, getAttributes(cfg.Service, tokenUser))))
+		knownVersion(versions, authn.require(scopeRead, getAttributes(cfg.Service.Get, tokenUser))))
 	mux.Handle("PUT /user/{version}/attributes",
 		knownVersion(versions, authn.require(scopeWrite, putAttributes(cfg.Service.Merge, cfg.MaxBodyBytes, tokenUser))))
 	mux.Handle("/user/{version}/attributes", knownVersion(versions, methodNotAllowed("GET, HEAD, PUT")))
 
-	mux.Handle("GET /admin/users/{id}/attributes", authn.requireAdmin(getAttributes(cfg.Service, pathUser)))
+	mux.Handle("GET /admin/users/{id}/attributes", authn.requireAdmin(getAttributes(cfg.Service.AdminGet, pathUser)))
 	mux.Handle("PUT /admin/users/{id}/attributes", authn.requireAdmin(putAttributes(cfg.Service.AdminMerge, cfg.MaxBodyBytes, pathUser)))
 	mux.Handle("/admin/users/{id}/attributes", methodNotAllowed("GET, HEAD, PUT"))
 	mux.Handle("GET /admin/users/{id}/attributes/history", authn.requireAdmin(getHistory(cfg.Service)))
