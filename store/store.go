@@ -46,6 +46,10 @@ type Env struct {
 	Events bool
 	// Warn tells the operator what the store cannot promise as configured.
 	Warn func(msg string)
+	// Staleness bounds how long a store may act on what it read of data
+	// others change (--read-cache-ttl): Keycloak's user profile, where the
+	// store applies it itself.
+	Staleness time.Duration
 }
 
 // Prefix returns a Match for --store values that start with prefix.

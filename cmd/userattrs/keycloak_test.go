@@ -402,3 +402,163 @@ func TestKeycloakAdminAPI(t *testing.T) {
 		t.Fatalf("serve on Keycloak with a webhook: %v", err)
 	}
 }
+
+// profileCase is one attribute under one user-profile configuration, and
+// what each route may do with it.
+type profileCase struct {
+	name      string
+	attribute string
+	policy    string // the realm's unmanaged-attribute policy; "" keeps none
+	userSees  bool
+	userPUT   int
+	adminSees bool
+	adminPUT  int
+}
+
+// The realm's user profile decides what a user may see and change through
+// the self-service routes, as Keycloak's own Account API does, and what a
+// backend may through the admin API, as Keycloak's Admin API does: through
+// the extension and through the Admin API alike. Each case seeds the
+// attribute in Keycloak, reads and writes it through both routes, and then
+// reads Keycloak itself.
+func TestKeycloakUserProfilePermissions(t *testing.T) {
+	kc := kctest.Shared(t)
+	managed := func(name string, view, edit []string) map[string]any {
+		return map[string]any{"name": name, "displayName": name, "multivalued": false,
+			"permissions": map[string]any{"view": view, "edit": edit}}
+	}
+	both, admin := []string{"admin", "user"}, []string{"admin"}
+	profile := func(policy string) func(map[string]any) {
+		return func(p map[string]any) {
+			var attrs []any
+			for _, a := range p["attributes"].([]any) {
+				if !strings.HasPrefix(a.(map[string]any)["name"].(string), "up_") {
+					attrs = append(attrs, a)
+				}
+			}
+			p["attributes"] = append(attrs, managed("up_shared", both, both),
+				managed("up_tier", both, admin), managed("up_fraud_score", admin, admin))
+			p["unmanagedAttributePolicy"] = policy
+		}
+	}
+	cases := []profileCase{
+		{"view user+admin, edit user+admin", "up_shared", "ENABLED", true, 204, true, 204},
+		{"view user+admin, edit admin", "up_tier", "ENABLED", true, 403, true, 204},
+		{"view admin, edit admin", "up_fraud_score", "ENABLED", false, 403, true, 204},
+		{"unmanaged, ENABLED", "up_note", "ENABLED", true, 204, true, 204},
+		{"unmanaged, ADMIN_EDIT", "up_note", "ADMIN_EDIT", false, 403, true, 204},
+		{"unmanaged, ADMIN_VIEW", "up_note", "ADMIN_VIEW", false, 403, true, 403},
+		{"unmanaged, none kept", "up_note", "", false, 422, false, 422},
+	}
+	for _, mode := range []struct {
+		name  string
+		flags []string
+	}{{"extension", nil}, {"admin API only", []string{"--keycloak-admin-api-only"}}} {
+		t.Run(mode.name, func(t *testing.T) {
+			// The Admin-API-only mode reads the realm's profile again after
+			// --read-cache-ttl.
+			const ttl = 300 * time.Millisecond
+			p := startOnKeycloak(t, kc, append([]string{"--admin-service-account-claim", "userattrs_service_account",
+				"--read-cache-ttl", ttl.String()}, mode.flags...)...)
+			backend := kc.BackendToken(t, "user:attributes:admin")
+			for _, tc := range cases {
+				t.Run(tc.name, func(t *testing.T) {
+					kc.EditProfile(t, profile("ENABLED"))
+					u := kc.NewUser(t)
+					kc.SetAttributes(t, u.ID, map[string][]string{tc.attribute: {"seed"}, "up_other": {"o"}})
+					kc.EditProfile(t, profile(tc.policy))
+					time.Sleep(ttl + 100*time.Millisecond)
+					user, _ := kc.Token(t, u, bothScopes)
+					self, adminPath := p.url+"/user/2025-1/attributes", p.url+"/admin/users/"+u.ID+"/attributes"
+					got := checkProfileCase(t, tc, user, backend, self, adminPath)
+					// Keycloak itself, read with the realm's default policy
+					// so that the Admin API shows every attribute.
+					kc.EditProfile(t, profile("ENABLED"))
+					attrs, _ := kc.UserRepresentation(t, u.ID)["attributes"].(map[string]any)
+					if v, _ := json.Marshal(attrs[tc.attribute]); string(v) != `["`+got+`"]` {
+						t.Errorf("Keycloak holds %s = %s, want %q", tc.attribute, v, got)
+					}
+					if v, _ := json.Marshal(attrs["up_other"]); string(v) != `["o"]` {
+						t.Errorf("Keycloak holds up_other = %s: a merge touched another attribute", v)
+					}
+					t.Logf("%-34s self GET %-5v PUT %d | admin GET %-5v PUT %d | Keycloak: %s",
+						tc.name, tc.userSees, tc.userPUT, tc.adminSees, tc.adminPUT, got)
+				})
+			}
+			// A user's ETag covers what the user sees: an administrator's
+			// change of an attribute hidden from the user leaves it, and the
+			// user's conditional merge leaves that attribute alone.
+			t.Run("ETag over what the user sees", func(t *testing.T) {
+				kc.EditProfile(t, profile("ENABLED"))
+				time.Sleep(ttl + 100*time.Millisecond)
+				u := kc.NewUser(t)
+				user, _ := kc.Token(t, u, bothScopes)
+				self, adminPath := p.url+"/user/2025-1/attributes", p.url+"/admin/users/"+u.ID+"/attributes"
+				etag := getETag(t, self, user)
+				if status, body := call(t, "PUT", adminPath, backend, `{"up_fraud_score":"97"}`); status != 204 {
+					t.Fatalf("admin PUT: %d %s", status, body)
+				}
+				time.Sleep(ttl + 100*time.Millisecond) // the read cache's entry of the user expires
+				if again := getETag(t, self, user); again != etag {
+					t.Fatalf("the user's ETag moved with an attribute hidden from them: %s, then %s", etag, again)
+				}
+				if status, body := call(t, "PUT", self, user, `{"a":"1"}`, "If-Match", etag); status != 204 {
+					t.Fatalf("conditional PUT with the user's ETag: %d %s", status, body)
+				}
+				attrs, _ := json.Marshal(kc.UserRepresentation(t, u.ID)["attributes"])
+				if string(attrs) != `{"a":["1"],"up_fraud_score":["97"]}` {
+					t.Fatalf("Keycloak holds %s", attrs)
+				}
+				// Keycloak's own user fields are no attributes of this API.
+				for _, field := range []string{"enabled", "emailVerified", "totp", "requiredActions", "federationLink", "createdTimestamp"} {
+					if status, body := call(t, "PUT", self, user, `{"`+field+`":"false"}`); status != 403 {
+						t.Errorf("PUT of %s: %d %s", field, status, body)
+					}
+				}
+			})
+		})
+	}
+}
+
+// getETag returns the ETag of a GET of url with token.
+func getETag(t *testing.T, url, token string) string {
+	t.Helper()
+	resp, err := http.DefaultClient.Do(mustRequest(t, "GET", url, token, ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Header.Get("ETag") == "" {
+		t.Fatalf("GET: %d, ETag %q", resp.StatusCode, resp.Header.Get("ETag"))
+	}
+	return resp.Header.Get("ETag")
+}
+
+// checkProfileCase reads and writes tc's attribute through both routes
+// and returns the value Keycloak must then hold.
+func checkProfileCase(t *testing.T, tc profileCase, user, backend, self, adminPath string) string {
+	t.Helper()
+	sees := func(body string, value string) bool { return strings.Contains(body, `"`+tc.attribute+`":"`+value+`"`) }
+	status, body := call(t, "GET", self, user, "")
+	if status != 200 || sees(body, "seed") != tc.userSees {
+		t.Errorf("self-service GET: %d %s; want the attribute seen: %v", status, body, tc.userSees)
+	}
+	want := "seed"
+	if status, body := call(t, "PUT", self, user, `{"`+tc.attribute+`":"user"}`); status != tc.userPUT {
+		t.Errorf("self-service PUT: %d %s, want %d", status, body, tc.userPUT)
+	} else if status == 403 && !strings.Contains(body, `"pointer":"/`+tc.attribute+`"`) {
+		t.Errorf("self-service PUT: %s, want the attribute's pointer", body)
+	} else if status == 204 {
+		want = "user"
+	}
+	status, body = call(t, "GET", adminPath, backend, "")
+	if status != 200 || sees(body, want) != tc.adminSees {
+		t.Errorf("admin GET: %d %s; want %s=%s seen: %v", status, body, tc.attribute, want, tc.adminSees)
+	}
+	if status, body := call(t, "PUT", adminPath, backend, `{"`+tc.attribute+`":"admin"}`); status != tc.adminPUT {
+		t.Errorf("admin PUT: %d %s, want %d", status, body, tc.adminPUT)
+	} else if status == 204 {
+		want = "admin"
+	}
+	return want
+}

@@ -54,7 +54,8 @@ func (c *storeConfig) flags(fs *flag.FlagSet) {
 	fs.BoolVar(&c.readCache, "read-cache", true, "keep recently read and written users in memory, where the store allows it")
 	fs.IntVar(&c.readCacheMaxBytes, "read-cache-max-bytes", userattrs.DefaultReadCacheBytes, "most bytes of attribute names and values the read cache keeps, over all users")
 	c.readCacheTTL = positiveDuration(2 * time.Second)
-	fs.Var(&c.readCacheTTL, "read-cache-ttl", "with a store that others write too (Keycloak), how long a cached user is served (changes made elsewhere show after at most this)")
+	fs.Var(&c.readCacheTTL, "read-cache-ttl", "with a store that others write too (Keycloak), how long a cached user is served (changes made elsewhere show after at most this), "+
+		"and how soon a change of the realm's user profile applies with --keycloak-admin-api-only")
 	c.openers = map[string]store.Opener{}
 	for _, k := range stores {
 		c.openers[k.Name] = k.Flags(fs)
@@ -86,6 +87,7 @@ func (c *storeConfig) open(ctx context.Context, logger *slog.Logger) (userattrs.
 	if err != nil {
 		return nil, kind, err
 	}
-	s, err := c.openers[kind.Name](ctx, spec, store.Env{Timeout: c.timeout, Events: c.events, Warn: func(msg string) { logger.Warn(msg) }})
+	s, err := c.openers[kind.Name](ctx, spec, store.Env{Timeout: c.timeout, Events: c.events, Warn: func(msg string) { logger.Warn(msg) },
+		Staleness: time.Duration(c.readCacheTTL)})
 	return s, kind, err
 }

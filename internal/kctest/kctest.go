@@ -400,6 +400,44 @@ func (k *Keycloak) UserRepresentation(tb testing.TB, id string) map[string]any {
 	return rep
 }
 
+// EditProfile changes the realm's user-profile configuration with edit,
+// which gets it as Keycloak's Admin API answers it, and restores the
+// configuration from before when the test ends. An unmanaged-attribute
+// policy of "" removes the member: the realm then keeps no unmanaged
+// attributes.
+func (k *Keycloak) EditProfile(tb testing.TB, edit func(profile map[string]any)) {
+	tb.Helper()
+	status, body := k.Admin(tb, "GET", "/users/profile", nil)
+	var original map[string]any
+	if status != 200 || json.Unmarshal(body, &original) != nil {
+		tb.Fatalf("kctest: GET profile: %d %s", status, body)
+	}
+	put := func(profile map[string]any) {
+		if profile["unmanagedAttributePolicy"] == "" {
+			delete(profile, "unmanagedAttributePolicy")
+		}
+		if status, body := k.Admin(tb, "PUT", "/users/profile", profile); status != 200 {
+			tb.Fatalf("kctest: PUT profile: %d %s", status, body)
+		}
+	}
+	var changed map[string]any
+	json.Unmarshal(body, &changed)
+	edit(changed)
+	put(changed)
+	tb.Cleanup(func() { put(original) })
+}
+
+// SetAttributes replaces the user's attributes through Keycloak's Admin
+// API, as an operator in Keycloak's console would.
+func (k *Keycloak) SetAttributes(tb testing.TB, id string, attrs map[string][]string) {
+	tb.Helper()
+	rep := k.UserRepresentation(tb, id)
+	rep["attributes"] = attrs
+	if status, body := k.Admin(tb, "PUT", "/users/"+id, rep); status != 204 {
+		tb.Fatalf("kctest: PUT user: %d %s", status, body)
+	}
+}
+
 // Secrets are the client secrets and the admin password of the Keycloak
 // this test binary used, if any: what its logs must never hold.
 func Secrets() []string {

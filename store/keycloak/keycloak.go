@@ -15,6 +15,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"net/http"
 	"net/url"
@@ -37,6 +38,12 @@ import (
 // the store also leaves them out of what it reads.
 var ProfileFields = []string{"username", "email", "firstName", "lastName"}
 
+// UserFields are the names of the other fields of a Keycloak user. Keycloak
+// keeps an attribute of such a name as a plain attribute, which changes
+// nothing of the field, but confuses whoever reads the user; the service
+// hides them by default.
+var UserFields = []string{"emailVerified", "enabled", "createdTimestamp", "totp", "federationLink", "requiredActions"}
+
 // FederationAttributes are attributes Keycloak's own user federation keeps
 // on users; the service hides them by default.
 var FederationAttributes = []string{"LDAP_ID", "LDAP_ENTRY_DN", "KERBEROS_PRINCIPAL", "createTimestamp", "modifyTimestamp"}
@@ -58,6 +65,7 @@ func Kind() store.Kind {
 			return func(_ context.Context, _ string, env store.Env) (userattrs.Store, error) {
 				c := cfg
 				c.Timeout = env.Timeout
+				c.ProfileTTL = env.Staleness
 				if c.AdminAPIOnly {
 					env.Warn("keycloak: merging through the Admin API without the userattrs extension (--keycloak-admin-api-only): " +
 						"merges of one user through different instances can lose each other's changes; run one instance, or install the extension")
@@ -77,8 +85,11 @@ type Config struct {
 	// Timeout bounds every request to Keycloak (default 5s).
 	Timeout time.Duration
 	// AdminAPIOnly merges through the Admin API instead of the userattrs
-	// extension: atomic within this store value only.
+	// extension: atomic within this store value only. The store then
+	// applies the realm's user profile itself, read again after
+	// ProfileTTL (default 2s).
 	AdminAPIOnly bool
+	ProfileTTL   time.Duration
 }
 
 // Store reads and writes the attributes of Keycloak users.
@@ -91,6 +102,7 @@ type Store struct {
 	tokens    atomic.Pointer[oauth2.TokenSource]
 	locks     userLocks
 	hints     hints
+	profiles  profileCache // the Admin-API-only mode's
 	closed    atomic.Bool
 }
 
@@ -116,6 +128,9 @@ func Open(cfg Config) (*Store, error) {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 5 * time.Second
 	}
+	if cfg.ProfileTTL <= 0 {
+		cfg.ProfileTTL = 2 * time.Second
+	}
 	realm := url.PathEscape(cfg.Realm)
 	s := &Store{
 		admin:     base.String() + "/admin/realms/" + realm,
@@ -128,6 +143,7 @@ func Open(cfg Config) (*Store, error) {
 			TokenURL:     base.String() + "/realms/" + realm + "/protocol/openid-connect/token",
 			AuthStyle:    oauth2.AuthStyleInHeader,
 		},
+		profiles: profileCache{ttl: cfg.ProfileTTL},
 	}
 	s.renewTokens(nil)
 	return s, nil
@@ -197,6 +213,9 @@ func (s *Store) call(ctx context.Context, method, base, path string, body []byte
 			continue
 		case resp.StatusCode >= 500:
 			return resp.StatusCode, nil, unavailable(method+" "+pathKind(path), fmt.Errorf("keycloak answered %d", resp.StatusCode))
+		case resp.StatusCode == http.StatusForbidden && base == s.extension && bytes.Contains(data, []byte(`"readOnly"`)):
+			// Not the service account's rights: the realm's user profile
+			// does not let the caller edit what it names (writeExtension).
 		case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
 			return resp.StatusCode, nil, fmt.Errorf("keycloak: %s %s: %d: check the service account's client credentials and its realm-management roles",
 				method, pathKind(path), resp.StatusCode)
@@ -238,6 +257,15 @@ func userPath(user string) (string, error) {
 var errNoExtension = errors.New("keycloak: the userattrs extension is not installed in this Keycloak: " +
 	"install keycloak-extension (see the README), or run with --keycloak-admin-api-only, with which merges through several instances are not atomic")
 
+// extensionProtocol is the protocol of the extension this store speaks:
+// the one that reads and writes with the rights of the caller it names.
+const extensionProtocol = "2"
+
+// errOldExtension: the extension answers, but in an older protocol, which
+// would act with an administrator's rights for every caller.
+var errOldExtension = errors.New("keycloak: the userattrs extension installed in this Keycloak is older than this service " +
+	"(it does not read and write with the rights of the caller it serves): install the extension built from this release")
+
 // getJSON reads a resource of Keycloak into v. A missing user is
 // ErrUserNotFound.
 func (s *Store) getJSON(ctx context.Context, base, path string, v any) error {
@@ -260,48 +288,75 @@ func (s *Store) getJSON(ctx context.Context, base, path string, v any) error {
 }
 
 // putUser PUTs v as JSON to user's resource under base (the Admin API or
-// the extension) and returns the answer as it is.
-func (s *Store) putUser(ctx context.Context, base, user string, v any) (int, []byte, error) {
+// the extension), with query, and returns the answer as it is.
+func (s *Store) putUser(ctx context.Context, base, user, query string, v any) (int, []byte, error) {
 	body, err := json.Marshal(v)
 	if err != nil {
 		return 0, nil, err
 	}
 	path, _ := userPath(user)
-	return s.call(ctx, http.MethodPut, base, path, body)
+	return s.call(ctx, http.MethodPut, base, path+query, body)
 }
 
-// versioned is a user's attributes as the extension reads them.
+// callerQuery names the caller of ctx to the extension, which reads and
+// writes with that caller's rights.
+func callerQuery(ctx context.Context) string {
+	return "?caller=" + role(userattrs.CallerOf(ctx))
+}
+
+// versioned is a user's attributes as the extension reads them: those the
+// caller may view, and the version of all of them.
 type versioned struct {
 	Version    string               `json:"version"`
 	Attributes userattrs.Attributes `json:"attributes"`
+	Caller     string               `json:"caller"`
 }
 
-// read returns the attributes of user without profile fields, with the
-// version the extension gives them (none on the Admin API), and with the
-// user's whole representation on the Admin API, which a write sends back.
+// read returns the attributes of user that the caller of ctx may view,
+// without profile fields, with the version the extension gives them (none
+// on the Admin API), and with the user's whole representation on the
+// Admin API, which a write sends back.
 func (s *Store) read(ctx context.Context, user string) (attrs userattrs.Attributes, version string, rep map[string]json.RawMessage, err error) {
 	path, err := userPath(user)
 	if err != nil {
 		return nil, "", nil, err
 	}
-	var all userattrs.Attributes
 	if s.adminOnly {
-		if err := s.getJSON(ctx, s.admin, path, &rep); err != nil {
+		p, err := s.profile(ctx)
+		if err != nil {
 			return nil, "", nil, err
 		}
-		if raw, ok := rep["attributes"]; ok && string(raw) != "null" {
-			if err := json.Unmarshal(raw, &all); err != nil {
-				return nil, "", nil, fmt.Errorf("keycloak: decode attributes: %w", err)
-			}
-		}
-	} else {
-		var v versioned
-		if err := s.getJSON(ctx, s.extension, path, &v); err != nil {
+		all, rep, err := s.readAdminAPI(ctx, path)
+		if err != nil {
 			return nil, "", nil, err
 		}
-		all, version = v.Attributes, v.Version
+		return p.visible(withoutProfile(all), userattrs.CallerOf(ctx)), "", rep, nil
 	}
-	return withoutProfile(all), version, rep, nil
+	var v versioned
+	query := callerQuery(ctx)
+	if err := s.getJSON(ctx, s.extension, path+query, &v); err != nil {
+		return nil, "", nil, err
+	}
+	if "?caller="+v.Caller != query {
+		return nil, "", nil, errOldExtension
+	}
+	return withoutProfile(v.Attributes), v.Version, nil, nil
+}
+
+// readAdminAPI returns the user's representation from the Admin API, and
+// every attribute in it.
+func (s *Store) readAdminAPI(ctx context.Context, path string) (userattrs.Attributes, map[string]json.RawMessage, error) {
+	var rep map[string]json.RawMessage
+	if err := s.getJSON(ctx, s.admin, path, &rep); err != nil {
+		return nil, nil, err
+	}
+	var all userattrs.Attributes
+	if raw, ok := rep["attributes"]; ok && string(raw) != "null" {
+		if err := json.Unmarshal(raw, &all); err != nil {
+			return nil, nil, fmt.Errorf("keycloak: decode attributes: %w", err)
+		}
+	}
+	return all, rep, nil
 }
 
 // withoutProfile returns the attributes of all that are no profile fields
@@ -319,12 +374,13 @@ func withoutProfile(all userattrs.Attributes) userattrs.Attributes {
 // Capabilities: Keycloak knows its users and keeps no empty values, and
 // its own consoles change attributes behind the service's back. Through the
 // extension, merges are atomic across every instance; through the Admin
-// API, only within this store value.
+// API, only within this store value. The realm's user profile gives users
+// and administrators different rights.
 func (s *Store) Capabilities() userattrs.Capabilities {
 	return userattrs.Capabilities{
 		SharedAcrossInstances: !s.adminOnly,
-		ExternalWriters:       true, Durable: true, KnownUsers: true, NoEmptyValues: true, NoNULValues: true,
-		OwnedAttributes: append(slices.Clone(ProfileFields), FederationAttributes...),
+		ExternalWriters:       true, Durable: true, KnownUsers: true, NoEmptyValues: true, NoNULValues: true, CallerViews: true,
+		OwnedAttributes: slices.Concat(ProfileFields, UserFields, FederationAttributes),
 	}
 }
 
@@ -336,7 +392,7 @@ func (s *Store) Get(ctx context.Context, user string) (userattrs.Attributes, err
 	attrs, version, _, err := s.read(ctx, user)
 	if err == nil && version != "" {
 		// A client that read often writes next: its merge can start here.
-		s.hints.put(user, attrs, version)
+		s.hints.put(hintKey(ctx, user), attrs, version)
 	}
 	return attrs, err
 }
@@ -363,7 +419,8 @@ func (s *Store) Update(ctx context.Context, user string, update func(userattrs.A
 		return unavailable("wait for the user's earlier merge", err)
 	}
 	defer unlock()
-	seen, have := s.hints.get(user)
+	hint := hintKey(ctx, user)
+	seen, have := s.hints.get(hint)
 	for attempt := 0; ; attempt++ {
 		if !have {
 			seen = lastSeen{}
@@ -384,13 +441,13 @@ func (s *Store) Update(ctx context.Context, user string, update func(userattrs.A
 			return err
 		}
 		if s.adminOnly {
-			retry, err := s.writeAdminAPI(ctx, user, seen.rep, next, attempt)
+			retry, err := s.writeAdminAPI(ctx, user, seen.rep, seen.attrs, next, attempt)
 			if !retry {
 				return err
 			}
 			have = false
 		} else {
-			conflict, err := s.writeExtension(ctx, user, seen.version, seen.attrs, next)
+			conflict, err := s.writeExtension(ctx, user, hint, seen.version, seen.attrs, next)
 			if conflict == nil {
 				return err
 			}
@@ -408,10 +465,12 @@ func (s *Store) Update(ctx context.Context, user string, update func(userattrs.A
 }
 
 // writeExtension writes the changes from current to next if the user's
-// attributes still have version: the extension refuses, rather than drops,
-// what the realm's user profile would not keep. When the version moved, it
-// returns the user's attributes as they are now.
-func (s *Store) writeExtension(ctx context.Context, user, version string, current, next userattrs.Attributes) (conflict *versioned, err error) {
+// attributes still have version: the extension refuses what the caller may
+// not edit, and rather than drop it, what the realm's user profile would
+// not keep. When the version moved, it returns the attributes the caller
+// may view as they are now. hint is the key of the store's memory of the
+// user as this caller sees them.
+func (s *Store) writeExtension(ctx context.Context, user, hint, version string, current, next userattrs.Attributes) (conflict *versioned, err error) {
 	change := struct {
 		Version string               `json:"version"`
 		Set     userattrs.Attributes `json:"set"`
@@ -427,18 +486,27 @@ func (s *Store) writeExtension(ctx context.Context, user, version string, curren
 			change.Remove = append(change.Remove, k)
 		}
 	}
-	status, answer, err := s.putUser(ctx, s.extension, user, change)
+	status, answer, err := s.putUser(ctx, s.extension, user, callerQuery(ctx), change)
 	if err != nil {
-		s.hints.forget(user)
+		s.hints.forget(hint)
 		return nil, err
 	}
 	switch status {
 	case http.StatusOK:
 		var written versioned
 		if json.Unmarshal(answer, &written) == nil {
-			s.hints.put(user, next, written.Version)
+			s.hints.put(hint, next, written.Version)
 		}
 		return nil, nil
+	case http.StatusForbidden:
+		// The realm's user profile does not let the caller edit these.
+		var refused struct {
+			ReadOnly []string `json:"readOnly"`
+		}
+		if err := json.Unmarshal(answer, &refused); err != nil || len(refused.ReadOnly) == 0 {
+			return nil, fmt.Errorf("keycloak: the extension refused the change without naming the attributes")
+		}
+		return nil, &userattrs.ReadOnlyError{Keys: refused.ReadOnly}
 	case http.StatusConflict:
 		var now versioned
 		if err := json.Unmarshal(answer, &now); err != nil || now.Version == "" {
@@ -446,7 +514,7 @@ func (s *Store) writeExtension(ctx context.Context, user, version string, curren
 		}
 		return &now, nil
 	case http.StatusNotFound:
-		s.hints.forget(user)
+		s.hints.forget(hint)
 		if !bytes.Contains(answer, []byte("user-not-found")) {
 			return nil, errNoExtension
 		}
@@ -483,7 +551,9 @@ type lastSeen struct {
 
 // hints remember the attributes and version of users this store wrote
 // last, so that the next merge of the user can write at once. They are
-// only ever a guess: the extension's version check decides.
+// only ever a guess: the extension's version check decides. A user's
+// attributes as a user sees them and as an administrator does differ:
+// each caller has hints of its own (hintKey).
 type hints struct {
 	mu    sync.Mutex
 	users map[string]lastSeen
@@ -491,6 +561,11 @@ type hints struct {
 
 // maxHints bounds the memory hints take.
 const maxHints = 10000
+
+// hintKey is the key of the hints of user as the caller of ctx sees them.
+func hintKey(ctx context.Context, user string) string {
+	return role(userattrs.CallerOf(ctx)) + ":" + user
+}
 
 func (h *hints) get(user string) (lastSeen, bool) {
 	h.mu.Lock()
@@ -520,25 +595,36 @@ func (h *hints) forget(user string) {
 	delete(h.users, user)
 }
 
-// writeAdminAPI writes the whole representation back (Keycloak has no
-// PATCH: a PUT that carries attributes deletes the ones it omits) and
-// reads the user again to confirm Keycloak kept what was written. It asks
-// for a retry when Keycloak reports a conflict, a few times.
-func (s *Store) writeAdminAPI(ctx context.Context, user string, rep map[string]json.RawMessage, next userattrs.Attributes, attempt int) (retry bool, err error) {
-	written := next.Clone()
-	var all userattrs.Attributes
+// writeAdminAPI writes the changes from current (what the caller sees) to
+// next, if the realm's user profile lets the caller make them, with the
+// whole representation (Keycloak has no PATCH: a PUT that carries
+// attributes deletes the ones it omits, so the attributes the caller does
+// not see go back as they were). It then reads the user again to confirm
+// that Keycloak kept what was written. It asks for a retry when Keycloak
+// reports a conflict, a few times.
+func (s *Store) writeAdminAPI(ctx context.Context, user string, rep map[string]json.RawMessage, current, next userattrs.Attributes, attempt int) (retry bool, err error) {
+	p, err := s.profile(ctx)
+	if err != nil {
+		return false, err
+	}
+	if err := p.check(current, next, userattrs.CallerOf(ctx)); err != nil {
+		return false, err
+	}
+	var written userattrs.Attributes
 	if raw, ok := rep["attributes"]; ok && string(raw) != "null" {
-		json.Unmarshal(raw, &all)
+		json.Unmarshal(raw, &written)
 	}
-	for _, f := range ProfileFields {
-		if v, ok := all[f]; ok {
-			written[f] = v
-		}
+	if written == nil {
+		written = userattrs.Attributes{}
 	}
+	for k := range current {
+		delete(written, k)
+	}
+	maps.Copy(written, next)
 	if rep["attributes"], err = json.Marshal(written); err != nil {
 		return false, err
 	}
-	status, _, err := s.putUser(ctx, s.admin, user, rep)
+	status, _, err := s.putUser(ctx, s.admin, user, "", rep)
 	if err != nil {
 		return false, err
 	}
@@ -562,7 +648,7 @@ func (s *Store) confirm(ctx context.Context, user string, want userattrs.Attribu
 		return err
 	}
 	if !got.Equal(want) {
-		return errors.New("keycloak: the realm did not keep the attributes written: its user profile must allow unmanaged attributes (unmanagedAttributePolicy ENABLED or ADMIN_EDIT)")
+		return errors.New("keycloak: the realm did not keep the attributes written: its user profile must keep unmanaged attributes (unmanagedAttributePolicy ENABLED)")
 	}
 	return nil
 }
@@ -608,23 +694,27 @@ func (s *Store) Ping(ctx context.Context) error {
 		return userattrs.ErrClosed
 	}
 	if !s.adminOnly {
-		var info struct{ Extension string }
+		var info struct{ Extension, Protocol string }
 		if err := s.getJSON(ctx, s.extension, "", &info); err != nil {
 			return err
 		}
+		if info.Protocol != extensionProtocol {
+			return errOldExtension
+		}
 	}
-	var profile struct {
-		UnmanagedAttributePolicy string `json:"unmanagedAttributePolicy"`
-	}
-	if err := s.getJSON(ctx, s.admin, "/users/profile", &profile); err != nil {
+	var cfg upConfig
+	if err := s.getJSON(ctx, s.admin, "/users/profile", &cfg); err != nil {
 		return err
 	}
-	switch profile.UnmanagedAttributePolicy {
-	case "ENABLED", "ADMIN_EDIT":
-		return nil
+	if s.adminOnly {
+		if _, err := s.profile(ctx); err != nil {
+			return err
+		}
 	}
-	return fmt.Errorf("keycloak: the realm's user profile discards unmanaged attributes (unmanagedAttributePolicy %q): set it to ENABLED",
-		profile.UnmanagedAttributePolicy)
+	if cfg.UnmanagedAttributePolicy == "" {
+		return errors.New(`keycloak: the realm's user profile discards unmanaged attributes (unmanagedAttributePolicy ""): set it to ENABLED`)
+	}
+	return nil
 }
 
 // LinkedProviders returns the aliases of the identity providers the user

@@ -91,32 +91,16 @@ func TestMergeKeepsTheProfile(t *testing.T) {
 	}
 }
 
-// setPolicy sets the realm's unmanaged attribute policy and restores it when
-// the test ends.
+// setPolicy sets the realm's unmanaged attribute policy ("" for none) and
+// restores it when the test ends.
 func setPolicy(t *testing.T, kc *kctest.Keycloak, policy string) {
 	t.Helper()
-	status, body := kc.Admin(t, "GET", "/users/profile", nil)
-	var profile map[string]any
-	if status != 200 || json.Unmarshal(body, &profile) != nil {
-		t.Fatalf("GET profile: %d", status)
-	}
-	original := profile["unmanagedAttributePolicy"]
-	put := func(p any) {
-		if p == nil {
-			delete(profile, "unmanagedAttributePolicy")
-		} else {
-			profile["unmanagedAttributePolicy"] = p
-		}
-		if status, body := kc.Admin(t, "PUT", "/users/profile", profile); status != 200 {
-			t.Fatalf("PUT profile: %d %s", status, body)
-		}
-	}
-	put(policy)
-	t.Cleanup(func() { put(original) })
+	kc.EditProfile(t, func(profile map[string]any) { profile["unmanagedAttributePolicy"] = policy })
 }
 
-// A realm that discards unmanaged attributes answers a write with 204 and
-// drops it: the store must report an error, and readiness must fail.
+// A realm that keeps no unmanaged attributes answers a write of one with
+// 204 and drops it: the store must report an error, and readiness must
+// fail.
 func TestDiscardingRealm(t *testing.T) {
 	kc := kctest.Shared(t)
 	s := openStore(t, kc)
@@ -124,7 +108,7 @@ func TestDiscardingRealm(t *testing.T) {
 	if err := s.Ping(context.Background()); err != nil {
 		t.Fatalf("Ping with attributes enabled: %v", err)
 	}
-	setPolicy(t, kc, "ADMIN_VIEW")
+	setPolicy(t, kc, "")
 	for _, s := range []*keycloak.Store{s, openStore(t, kc, true)} {
 		err := s.Update(context.Background(), u.ID, func(cur userattrs.Attributes) (userattrs.Attributes, error) {
 			return userattrs.Attributes{"tos_accepted": {"true"}}, nil
@@ -209,23 +193,12 @@ func TestExtensionRespectsTheUserProfile(t *testing.T) {
 	kc := kctest.Shared(t)
 	s := openStore(t, kc)
 	u := kc.NewUser(t)
-	status, body := kc.Admin(t, "GET", "/users/profile", nil)
-	var profile map[string]any
-	if status != 200 || json.Unmarshal(body, &profile) != nil {
-		t.Fatalf("GET profile: %d", status)
-	}
-	original := append([]any(nil), profile["attributes"].([]any)...)
-	profile["attributes"] = append(profile["attributes"].([]any), map[string]any{
-		"name": "postcode", "displayName": "Postcode",
-		"validations": map[string]any{"pattern": map[string]any{"pattern": "^[0-9]{5}$", "error-message": "error-postcode"}},
-		"permissions": map[string]any{"view": []string{"admin", "user"}, "edit": []string{"admin", "user"}},
-	})
-	if status, body := kc.Admin(t, "PUT", "/users/profile", profile); status != 200 {
-		t.Fatalf("PUT profile: %d %s", status, body)
-	}
-	t.Cleanup(func() {
-		profile["attributes"] = original
-		kc.Admin(t, "PUT", "/users/profile", profile)
+	kc.EditProfile(t, func(profile map[string]any) {
+		profile["attributes"] = append(profile["attributes"].([]any), map[string]any{
+			"name": "postcode", "displayName": "Postcode",
+			"validations": map[string]any{"pattern": map[string]any{"pattern": "^[0-9]{5}$", "error-message": "error-postcode"}},
+			"permissions": map[string]any{"view": []string{"admin", "user"}, "edit": []string{"admin", "user"}},
+		})
 	})
 	set := func(value string) error {
 		return s.Update(context.Background(), u.ID, func(cur userattrs.Attributes) (userattrs.Attributes, error) {
@@ -251,13 +224,14 @@ func TestExtensionRespectsTheUserProfile(t *testing.T) {
 	if err := set("54321"); err != nil {
 		t.Fatal(err)
 	}
-	status, body = kc.Admin(t, "GET", "/admin-events?resourceTypes=USER&operationTypes=UPDATE&resourcePath=users/"+u.ID, nil)
+	status, body := kc.Admin(t, "GET", "/admin-events?resourceTypes=USER&operationTypes=UPDATE&resourcePath=users/"+u.ID, nil)
 	if status != 200 || !strings.Contains(string(body), u.ID) {
 		t.Fatalf("no admin event of the write: %d %s", status, body)
 	}
 }
 
-// The extension serves only callers allowed to manage the realm's users.
+// The extension serves only callers allowed to manage the realm's users,
+// and only for a caller they name: a user or an administrator.
 func TestExtensionRefusesOthers(t *testing.T) {
 	kc := kctest.Shared(t)
 	u := kc.NewUser(t)
@@ -268,11 +242,17 @@ func TestExtensionRefusesOthers(t *testing.T) {
 	}
 	base := kc.URL + "/realms/" + kc.Realm + "/userattrs/users/" + u.ID
 	for _, tc := range []struct {
-		name, token string
-		status      int
-	}{{"no token", "", 401}, {"a user's token", userToken, 403}, {"garbage", "not-a-token", 401}, {"the service account", service, 200}} {
+		name, token, query string
+		status             int
+	}{
+		{"no token", "", "?caller=user", 401}, {"a user's token", userToken, "?caller=user", 403},
+		{"garbage", "not-a-token", "?caller=admin", 401},
+		{"the service account for a user", service, "?caller=user", 200},
+		{"the service account for an administrator", service, "?caller=admin", 200},
+		{"the service account for no one", service, "", 400}, {"the service account for another", service, "?caller=root", 400},
+	} {
 		for _, method := range []string{"GET", "PUT"} {
-			req, _ := http.NewRequest(method, base, strings.NewReader(`{"version":"x","set":{"a":["1"]}}`))
+			req, _ := http.NewRequest(method, base+tc.query, strings.NewReader(`{"version":"x","set":{"a":["1"]}}`))
 			req.Header.Set("Content-Type", "application/json")
 			if tc.token != "" {
 				req.Header.Set("Authorization", "Bearer "+tc.token)

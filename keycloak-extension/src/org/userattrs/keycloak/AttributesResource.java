@@ -8,6 +8,7 @@ import jakarta.ws.rs.PUT;
 import jakarta.ws.rs.Path;
 import jakarta.ws.rs.PathParam;
 import jakarta.ws.rs.Produces;
+import jakarta.ws.rs.QueryParam;
 import jakarta.ws.rs.core.MediaType;
 import jakarta.ws.rs.core.Response;
 import java.nio.charset.StandardCharsets;
@@ -16,8 +17,10 @@ import java.security.NoSuchAlgorithmException;
 import java.util.ArrayList;
 import java.util.Base64;
 import java.util.HashMap;
+import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
 import java.util.TreeMap;
 import java.util.regex.Pattern;
 import org.keycloak.connections.jpa.JpaConnectionProvider;
@@ -44,15 +47,26 @@ import org.keycloak.userprofile.ValidationException;
 /**
  * A user's attributes with a version, and a write of attribute changes that
  * holds only while that version does, inside one Keycloak transaction that
- * locks the user's row. The version is a hash of the attributes, so it
- * needs no column of its own and every node computes it alike.
+ * locks the user's row. The version is a hash of all the user's attributes,
+ * so it needs no column of its own and every node computes it alike.
  *
- * Callers authenticate with a bearer token of the realm and need the
+ * Every read and write serves one kind of caller, named by the query
+ * parameter caller: "user", a user reading and changing their own
+ * attributes, which the realm's user profile judges as Keycloak's own
+ * Account API does (UserProfileContext.ACCOUNT); or "admin", a backend
+ * acting as an administrator, judged as Keycloak's Admin API judges
+ * (UserProfileContext.USER_API). A read returns only what the caller may
+ * view; a write refuses any attribute the caller may not edit.
+ *
+ * The service authenticates with a bearer token of the realm and needs the
  * manage-users permission on its users.
  */
 public class AttributesResource {
     /** Keycloak's user ids: anything else never reaches the database. */
     private static final Pattern USER_ID = Pattern.compile("^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$");
+
+    /** What the service checks, so that it never talks to an extension that ignores the caller. */
+    private static final String PROTOCOL = "2";
 
     private final KeycloakSession session;
     private final RealmModel realm;
@@ -67,36 +81,46 @@ public class AttributesResource {
     @Produces(MediaType.APPLICATION_JSON)
     public Response info() {
         authorize();
-        return Response.ok(Map.of("extension", "userattrs", "protocol", "1")).build();
+        return Response.ok(Map.of("extension", "userattrs", "protocol", PROTOCOL)).build();
     }
 
+    /** The attributes the caller may view, and the version of all of them. */
     @GET
     @Path("users/{id}")
     @Produces(MediaType.APPLICATION_JSON)
-    public Response read(@PathParam("id") String id) {
+    public Response read(@PathParam("id") String id, @QueryParam("caller") String caller) {
         authorize();
+        UserProfileContext context = context(caller);
+        if (context == null) {
+            return badCaller();
+        }
         UserModel user = user(id);
         if (user == null) {
             return notFound();
         }
-        Map<String, List<String>> attributes = user.getAttributes();
-        return Response.ok(Map.of("version", version(attributes), "attributes", attributes)).build();
+        return Response.ok(Map.of("version", version(user.getAttributes()), "attributes", readable(context, user),
+                "caller", caller)).build();
     }
 
     /**
      * Applies {"version": v, "set": {name: [values]}, "remove": [names]}
      * when the user's attributes still have version v: 200 with the new
-     * version; 409 with the current version and attributes when they
-     * moved; 422 when the realm's user profile would refuse or drop a
-     * value.
+     * version; 409 with the current version and the attributes the caller
+     * may view when they moved; 403 naming the attributes the caller may
+     * not edit; 422 when the realm's user profile would refuse or drop a
+     * value. Attributes the change does not name are never written.
      */
     @PUT
     @Path("users/{id}")
     @Consumes(MediaType.APPLICATION_JSON)
     @Produces(MediaType.APPLICATION_JSON)
     @SuppressWarnings("unchecked")
-    public Response write(@PathParam("id") String id, Map<String, Object> change) {
+    public Response write(@PathParam("id") String id, @QueryParam("caller") String caller, Map<String, Object> change) {
         AdminAuth auth = authorize();
+        UserProfileContext context = context(caller);
+        if (context == null) {
+            return badCaller();
+        }
         if (!USER_ID.matcher(id).matches()) {
             return notFound();
         }
@@ -121,7 +145,7 @@ public class AttributesResource {
             // The attributes as they are now, so that the caller can apply
             // its merge again without reading them first.
             return Response.status(Response.Status.CONFLICT)
-                    .entity(Map.of("version", version(current), "attributes", current)).build();
+                    .entity(Map.of("version", version(current), "attributes", readable(context, user))).build();
         }
 
         Map<String, List<String>> set = (Map<String, List<String>>) change.getOrDefault("set", Map.of());
@@ -129,7 +153,14 @@ public class AttributesResource {
         Map<String, List<String>> next = new HashMap<>(current);
         next.putAll(set);
         remove.forEach(next::remove);
-        List<Map<String, String>> refused = refusals(user, set, next);
+        Set<String> named = new LinkedHashSet<>(set.keySet());
+        named.addAll(remove);
+        UserProfile profile = needsProfile(named) ? session.getProvider(UserProfileProvider.class).create(context, next, user) : null;
+        List<String> readOnly = readOnly(context, profile, named);
+        if (!readOnly.isEmpty()) {
+            return Response.status(Response.Status.FORBIDDEN).entity(Map.of("readOnly", readOnly)).build();
+        }
+        List<Map<String, String>> refused = refusals(profile, set);
         if (!refused.isEmpty()) {
             return Response.status(422).entity(Map.of("errors", refused)).build();
         }
@@ -149,32 +180,68 @@ public class AttributesResource {
     }
 
     /**
-     * The values the realm's user profile would refuse, or drop: a managed
-     * attribute's validators, and unmanaged attributes where the profile
-     * does not keep them.
+     * The attributes of the user the caller may view, as the realm's user
+     * profile judges them in the caller's context.
      */
-    private List<Map<String, String>> refusals(UserModel user, Map<String, List<String>> set, Map<String, List<String>> next) {
-        List<Map<String, String>> refused = new ArrayList<>();
-        UserProfileProvider profiles = session.getProvider(UserProfileProvider.class);
-        UPConfig config = profiles.getConfiguration();
-        UPConfig.UnmanagedAttributePolicy policy = config.getUnmanagedAttributePolicy();
-        boolean keepsUnmanaged = policy == UPConfig.UnmanagedAttributePolicy.ENABLED
-                || policy == UPConfig.UnmanagedAttributePolicy.ADMIN_EDIT;
-        boolean managed = false;
-        for (String name : set.keySet()) {
+    private Map<String, List<String>> readable(UserProfileContext context, UserModel user) {
+        return session.getProvider(UserProfileProvider.class).create(context, user).getAttributes().getReadable();
+    }
+
+    /**
+     * Whether judging these names needs the user profile, the costly part
+     * of a write: unmanaged attributes are judged by the realm's policy
+     * for them alone.
+     */
+    private boolean needsProfile(Set<String> names) {
+        UPConfig config = session.getProvider(UserProfileProvider.class).getConfiguration();
+        for (String name : names) {
             if (config.getAttribute(name) != null) {
-                managed = true;
-            } else if (!keepsUnmanaged) {
-                refused.add(Map.of("attribute", name, "message",
-                        "the realm's user profile does not keep unmanaged attributes"));
+                return true;
             }
         }
-        if (!managed) {
-            // Unmanaged attributes have no validators: nothing more to ask
-            // the profile, which is the costly part of a write.
+        return false;
+    }
+
+    /**
+     * The names the caller may not edit. Unmanaged attributes follow the
+     * realm's unmanaged-attribute policy as Keycloak applies it: ENABLED,
+     * everyone edits; ADMIN_EDIT, administrators only (users do not even
+     * see them); ADMIN_VIEW, nobody. A realm that keeps no unmanaged
+     * attributes at all refuses their values instead (see refusals).
+     */
+    private List<String> readOnly(UserProfileContext context, UserProfile profile, Set<String> names) {
+        List<String> refused = new ArrayList<>();
+        UPConfig config = session.getProvider(UserProfileProvider.class).getConfiguration();
+        UPConfig.UnmanagedAttributePolicy policy = config.getUnmanagedAttributePolicy();
+        boolean editsUnmanaged = policy == null || policy == UPConfig.UnmanagedAttributePolicy.ENABLED
+                || policy == UPConfig.UnmanagedAttributePolicy.ADMIN_EDIT && context.isAdminContext();
+        for (String name : names) {
+            boolean editable = config.getAttribute(name) == null ? editsUnmanaged : !profile.getAttributes().isReadOnly(name);
+            if (!editable) {
+                refused.add(name);
+            }
+        }
+        return refused;
+    }
+
+    /**
+     * The values the realm's user profile refuses, or would drop: those of
+     * unmanaged attributes where the realm keeps none, and what the
+     * validators of the managed attributes set refuse.
+     */
+    private List<Map<String, String>> refusals(UserProfile profile, Map<String, List<String>> set) {
+        List<Map<String, String>> refused = new ArrayList<>();
+        UPConfig config = session.getProvider(UserProfileProvider.class).getConfiguration();
+        if (config.getUnmanagedAttributePolicy() == null) {
+            for (String name : set.keySet()) {
+                if (config.getAttribute(name) == null) {
+                    refused.add(Map.of("attribute", name, "message", "the realm's user profile does not keep unmanaged attributes"));
+                }
+            }
+        }
+        if (profile == null) {
             return refused;
         }
-        UserProfile profile = profiles.create(UserProfileContext.USER_API, next, user);
         try {
             profile.validate();
         } catch (ValidationException e) {
@@ -185,6 +252,21 @@ public class AttributesResource {
             }
         }
         return refused;
+    }
+
+    /** The user-profile context of a caller, or null for none of the two. */
+    private static UserProfileContext context(String caller) {
+        if ("user".equals(caller)) {
+            return UserProfileContext.ACCOUNT;
+        }
+        if ("admin".equals(caller)) {
+            return UserProfileContext.USER_API;
+        }
+        return null;
+    }
+
+    private static Response badCaller() {
+        return Response.status(Response.Status.BAD_REQUEST).entity(Map.of("error", "caller must be user or admin")).build();
     }
 
     private UserModel user(String id) {
