@@ -2,6 +2,7 @@ package userattrs_test
 
 import (
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -120,6 +121,40 @@ func TestValidate(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A body of thousands of bad members lists the first MaxViolations, in body
+// order, and costs no more to check than one of that many: past them
+// nothing is checked or formatted.
+func TestValidateStopsAtMaxViolations(t *testing.T) {
+	bad := func(n int) userattrs.Patch {
+		p := make(userattrs.Patch, n)
+		for i := range p {
+			p[i] = userattrs.Change{Key: "k" + strconv.Itoa(i), BadType: "a number", BadIndex: -1}
+		}
+		return p
+	}
+	var invalid *userattrs.InvalidError
+	if err := userattrs.DefaultLimits.Validate(bad(4000)); !errors.As(err, &invalid) ||
+		len(invalid.Violations) != userattrs.MaxViolations || invalid.Violations[99].Key != "k99" {
+		t.Fatalf("4000 bad members: %v", err)
+	}
+	few, many := bad(userattrs.MaxViolations), bad(4000)
+	fewAllocs := testing.AllocsPerRun(20, func() { userattrs.DefaultLimits.Validate(few) })
+	manyAllocs := testing.AllocsPerRun(20, func() { userattrs.DefaultLimits.Validate(many) })
+	if manyAllocs > fewAllocs {
+		t.Fatalf("checking 4000 bad members allocates %v times, %d of them %v", manyAllocs, userattrs.MaxViolations, fewAllocs)
+	}
+	// So do members that break a per-user bound together.
+	l := userattrs.DefaultLimits
+	l.MaxAttributes = 1
+	adds := make(userattrs.Patch, 500)
+	for i := range adds {
+		adds[i] = userattrs.Change{Key: "a" + strconv.Itoa(i), Values: []string{"v"}, BadIndex: -1}
+	}
+	if err := l.Validate(adds); !errors.As(err, &invalid) || len(invalid.Violations) != userattrs.MaxViolations {
+		t.Fatalf("500 members past the attribute bound: %v", err)
 	}
 }
 

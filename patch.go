@@ -101,11 +101,20 @@ const reservedDetail = "this attribute name is reserved and cannot be set (it ma
 	"apps decode the attributes as a JSON:API document, in which a member of this name has a meaning of its own, " +
 	"so an attribute of this name would break or vanish from every read of this user; choose another name"
 
+// MaxViolations bounds the violations an *InvalidError lists: the first
+// ones of the body, as many as one response shows. Past them the body is
+// refused all the same, and nothing more is checked or formatted, so that
+// a body of thousands of bad members costs what one of a hundred does.
+const MaxViolations = 100
+
 // validate is Validate that also refuses a value for any key reserved
 // reports, in the same pass, so that the violations stay in body order.
 func (l Limits) validate(p Patch, reserved func(string) bool) error {
 	var violations []Violation
 	for _, c := range p {
+		if len(violations) == MaxViolations {
+			break
+		}
 		if detail := l.problem(c); detail != "" {
 			index := -1
 			if c.BadType != "" {
@@ -245,6 +254,9 @@ func (l Limits) tooLarge(p Patch, total int) error {
 func blame(p Patch, detail string, counted func(Change) bool) error {
 	var violations []Violation
 	for _, c := range p {
+		if len(violations) == MaxViolations {
+			break
+		}
 		if !c.Remove() && counted(c) {
 			violations = append(violations, Violation{Key: c.Key, Index: -1, Detail: detail})
 		}

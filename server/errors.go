@@ -66,8 +66,9 @@ var titles = map[string]string{
 const retryAfterSeconds = "5"
 
 // maxErrors bounds how many errors one response lists, so that a body of
-// thousands of bad members cannot make a response many times its size.
-const maxErrors = 100
+// thousands of bad members cannot make a response many times its size:
+// as many as the domain checks of one body.
+const maxErrors = userattrs.MaxViolations
 
 // apiError is one JSON:API error object.
 type apiError struct {
