@@ -111,6 +111,20 @@ func (p Policy) visibleRecord(r Record) (Record, bool) {
 	return r, len(r.Set)+len(r.Removed) > 0
 }
 
+// HistoryBounds bound what one user's history keeps. Once a change's
+// record takes the user past either bound, the user's oldest records go,
+// in the transaction that adds the record: however fast a user writes,
+// their history takes at most this much room. The zero value bounds
+// nothing.
+type HistoryBounds struct {
+	MaxRecords int   // records per user
+	MaxBytes   int64 // bytes per user, of the record as stored (its names, values and ids)
+}
+
+// DefaultHistoryBounds are the bounds unless an operator chooses others:
+// an audit trail longer than this is theirs to ask for.
+var DefaultHistoryBounds = HistoryBounds{MaxRecords: 1000, MaxBytes: 1 << 20}
+
 // HistoryQuery selects a page of a user's history, newest first.
 type HistoryQuery struct {
 	// Before is the cursor: only changes with a lower Seq; 0 for the

@@ -46,6 +46,8 @@ type Env struct {
 	Events bool
 	// Warn tells the operator what the store cannot promise as configured.
 	Warn func(msg string)
+	// HistoryBounds bound each user's history, in the stores that keep one.
+	HistoryBounds userattrs.HistoryBounds
 	// Staleness bounds how long a store may act on what it read of data
 	// others change (--read-cache-ttl): Keycloak's user profile, where the
 	// store applies it itself.

@@ -45,12 +45,13 @@ func TestPruneOnce(t *testing.T) {
 
 // userattrs history prints a user's changes, newest first, a JSON record
 // per line, for an operator (on SQLite once the service has stopped: the
-// file is one process's).
+// file is one process's). The history keeps to --history-max-records: of
+// three changes, the oldest is gone.
 func TestHistoryCommand(t *testing.T) {
 	dir := t.TempDir()
-	p := startServe(t, dir, nil, "--dev", "--data-dir", dir)
+	p := startServe(t, dir, nil, "--dev", "--data-dir", dir, "--history-max-records", "2")
 	tok := mintToken(t, dir, "--sub", "alice", "--data-dir", dir)
-	for _, body := range []string{`{"tos_accepted":"yes"}`, `{"tos_accepted":null,"plan":"pro"}`} {
+	for _, body := range []string{`{"first":"gone"}`, `{"tos_accepted":"yes"}`, `{"tos_accepted":null,"plan":"pro"}`} {
 		if status, _ := call(t, "PUT", p.url+"/user/2024-3/attributes", tok, body); status != 204 {
 			t.Fatalf("PUT %s: %d", body, status)
 		}

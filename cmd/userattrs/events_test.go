@@ -324,8 +324,10 @@ func TestEventsSurviveKillAndOutage(t *testing.T) {
 	env := []string{"USERATTRS_EVENTS_WEBHOOK_SECRET=" + webhookSecret}
 	scan.Secrets.Add(webhookSecret)
 	start := func() *process {
+		// The whole history, unbounded, is what every delivery is
+		// checked against.
 		return startServe(t, dir, env, "--dev", "--data-dir", dir, "--events-nats-url", ns.url, "--events-webhook-url", hook.url,
-			"--max-attributes", "100000", "--max-user-bytes", "100000000")
+			"--max-attributes", "100000", "--max-user-bytes", "100000000", "--history-max-records", "0", "--history-max-bytes", "0")
 	}
 	users := eventUsers(8)
 	p := start()
@@ -413,7 +415,8 @@ func TestEventsTwoInstancesShareOutbox(t *testing.T) {
 	env := []string{"USERATTRS_EVENTS_WEBHOOK_SECRET=" + webhookSecret}
 	scan.Secrets.Add(webhookSecret)
 	start := func() *process {
-		return startServe(t, dir, env, "--dev", "--data-dir", dir, "--store", dbURL, "--events-webhook-url", hook.url)
+		return startServe(t, dir, env, "--dev", "--data-dir", dir, "--store", dbURL, "--events-webhook-url", hook.url,
+			"--history-max-records", "0", "--history-max-bytes", "0")
 	}
 	a, b := start(), start()
 	users := eventUsers(6)

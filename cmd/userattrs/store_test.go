@@ -73,6 +73,8 @@ func TestNonsensicalSettings(t *testing.T) {
 		{"--shutdown-delay", "-1s"},
 		{"--max-user-bytes", "0"},
 		{"--read-cache-max-bytes", "-1"},
+		{"--history-max-records", "-1"},
+		{"--history-max-bytes", "1MiB"},
 		{"--max-connections", "0"},
 		{"--max-idle-connections", "-1"},
 		{"--max-store-operations", "0"},

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"fmt"
 	"log/slog"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -30,6 +32,7 @@ type storeConfig struct {
 	readCache         bool
 	readCacheTTL      positiveDuration
 	readCacheMaxBytes int
+	historyBounds     userattrs.HistoryBounds
 	openers           map[string]store.Opener // by kind, once the flags are parsed
 	events            bool                    // write change events to the outbox
 }
@@ -56,10 +59,31 @@ func (c *storeConfig) flags(fs *flag.FlagSet) {
 	c.readCacheTTL = positiveDuration(2 * time.Second)
 	fs.Var(&c.readCacheTTL, "read-cache-ttl", "with a store that others write too (Keycloak), how long a cached user is served (changes made elsewhere show after at most this), "+
 		"and how soon a change of the realm's user profile applies with --keycloak-admin-api-only")
+	c.historyBounds = userattrs.DefaultHistoryBounds
+	fs.Func("history-max-records", fmt.Sprintf("most records one user's history keeps; a change past it drops the user's oldest "+
+		"(default %d; 0: no bound)", c.historyBounds.MaxRecords), func(s string) error {
+		n, err := strconv.Atoi(s)
+		c.historyBounds.MaxRecords = n
+		return wholeNumber(n, err)
+	})
+	fs.Func("history-max-bytes", fmt.Sprintf("most bytes of records one user's history keeps; a change past it drops the user's oldest "+
+		"(default %d; 0: no bound)", c.historyBounds.MaxBytes), func(s string) error {
+		n, err := strconv.ParseInt(s, 10, 64)
+		c.historyBounds.MaxBytes = n
+		return wholeNumber(n, err)
+	})
 	c.openers = map[string]store.Opener{}
 	for _, k := range stores {
 		c.openers[k.Name] = k.Flags(fs)
 	}
+}
+
+// wholeNumber refuses what did not parse as a whole number, or is below 0.
+func wholeNumber[T int | int64](n T, err error) error {
+	if err != nil || n < 0 {
+		return errors.New("must be a whole number, 0 or more")
+	}
+	return nil
 }
 
 // kind returns the store spec names (the default SQLite file when empty)
@@ -88,6 +112,6 @@ func (c *storeConfig) open(ctx context.Context, logger *slog.Logger) (userattrs.
 		return nil, kind, err
 	}
 	s, err := c.openers[kind.Name](ctx, spec, store.Env{Timeout: c.timeout, Events: c.events, Warn: func(msg string) { logger.Warn(msg) },
-		Staleness: time.Duration(c.readCacheTTL)})
+		Staleness: time.Duration(c.readCacheTTL), HistoryBounds: c.historyBounds})
 	return s, kind, err
 }

@@ -30,6 +30,9 @@ type Harness struct {
 	// UnknownUser, for stores that declare KnownUsers, is an id the store
 	// knows no user by.
 	UnknownUser string
+	// Bounded, for stores that declare History, opens a store on a backend
+	// of its own whose history keeps to bounds.
+	Bounded func(t *testing.T, bounds userattrs.HistoryBounds) userattrs.Store
 }
 
 // RunTests runs the whole suite against the stores newHarness opens,

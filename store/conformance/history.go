@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -156,6 +157,58 @@ func RunHistoryTests(t *testing.T, newHarness func(t *testing.T) Harness) {
 		}
 		if got := history(t, h.Store, user, userattrs.HistoryQuery{Since: time.Now().Add(time.Minute)}); len(got) != 0 {
 			t.Errorf("since a time to come: %d records", len(got))
+		}
+	})
+
+	t.Run("a user's history keeps to its bounds", func(t *testing.T) {
+		h := newHarness(t)
+		if h.Bounded == nil {
+			t.Fatal("a store with a history must give the suite a bounded one (Harness.Bounded)")
+		}
+		bounded := h.Bounded(t, userattrs.HistoryBounds{MaxRecords: 5, MaxBytes: 1 << 20})
+		svc := newService(bounded, userattrs.ReadCacheConfig{})
+		user, other := h.NewUser(t), h.NewUser(t)
+		admin := userattrs.WithOrigin(context.Background(), origin)
+		for i := range 8 {
+			// Changes through the admin API count alike.
+			merge := svc.Merge
+			if i%2 == 1 {
+				merge = svc.AdminMerge
+			}
+			if err := merge(admin, user, patch("k", strconv.Itoa(i)), userattrs.Precondition{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		mustMerge(t, svc, other, patch("k", "mine"))
+		kept := history(t, bounded, user, userattrs.HistoryQuery{})
+		if len(kept) != 5 || kept[0].Set["k"][0] != "7" || kept[4].Set["k"][0] != "3" {
+			t.Fatalf("%d records kept, newest first: %+v; want the 5 newest, 7 to 3", len(kept), kept)
+		}
+		if got := history(t, bounded, other, userattrs.HistoryQuery{}); len(got) != 1 {
+			t.Fatalf("another user's history: %d records", len(got))
+		}
+		// Pruning takes its records off the user's count: after it, the
+		// bound counts from what is left.
+		if _, err := bounded.(userattrs.History).PruneHistory(context.Background(), time.Now().Add(time.Second), 100); err != nil {
+			t.Fatal(err)
+		}
+		for i := range 3 {
+			mustMerge(t, svc, user, patch("k", "again"+strconv.Itoa(i)))
+		}
+		if got := history(t, bounded, user, userattrs.HistoryQuery{}); len(got) != 3 {
+			t.Fatalf("after pruning everything and 3 changes: %d records", len(got))
+		}
+
+		// Bytes: records of a 1000-byte value, about 1,100 bytes each as
+		// stored, of which 3,600 bytes hold 3.
+		bytesBounded := h.Bounded(t, userattrs.HistoryBounds{MaxRecords: 1000, MaxBytes: 3600})
+		svc = newService(bytesBounded, userattrs.ReadCacheConfig{})
+		user = h.NewUser(t)
+		for i := range 6 {
+			mustMerge(t, svc, user, patch("k", strconv.Itoa(i)+strings.Repeat("x", 999)))
+		}
+		if kept := history(t, bytesBounded, user, userattrs.HistoryQuery{}); len(kept) != 3 || kept[0].Set["k"][0][0] != '5' {
+			t.Fatalf("%d records kept under the byte bound, want the 3 newest", len(kept))
 		}
 	})
 

@@ -44,6 +44,7 @@ type Store struct {
 	writes  *sqlstore.Batcher
 	timeout time.Duration // of one batch's transaction
 	events  bool          // a change writes its event to the outbox
+	bounds  userattrs.HistoryBounds
 }
 
 var _ userattrs.Store = (*Store)(nil)
@@ -75,7 +76,8 @@ func Kind() store.Kind {
 				"size of the PostgreSQL connection pool (default: the URL's pool_max_conns, else %d)", DefaultMaxConns))
 			migrate := fs.Bool("auto-migrate", true, "apply pending schema migrations at start (else: userattrs migrate)")
 			return func(ctx context.Context, spec string, env store.Env) (userattrs.Store, error) {
-				return Open(ctx, Config{URL: spec, MaxConns: int32(maxConns), Migrate: *migrate, Timeout: env.Timeout, Events: env.Events})
+				return Open(ctx, Config{URL: spec, MaxConns: int32(maxConns), Migrate: *migrate, Timeout: env.Timeout, Events: env.Events,
+					HistoryBounds: env.HistoryBounds})
 			}
 		},
 		Migrate: Migrate,
@@ -103,6 +105,8 @@ type Config struct {
 	// Events: every change also writes its change event to the outbox, in
 	// its transaction, for the dispatchers of every instance to deliver.
 	Events bool
+	// HistoryBounds bound each user's history (the zero value: none).
+	HistoryBounds userattrs.HistoryBounds
 }
 
 // Open connects to the database and checks (or brings up to date) its
@@ -131,7 +135,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("postgres: %w", mapError(err))
 	}
-	s := &Store{pool: pool, timeout: cmp.Or(cfg.Timeout, 5*time.Second), events: cfg.Events}
+	s := &Store{pool: pool, timeout: cmp.Or(cfg.Timeout, 5*time.Second), events: cfg.Events, bounds: cfg.HistoryBounds}
 	if err := s.migrate(ctx, cfg.Migrate); err != nil {
 		pool.Close()
 		return nil, err
@@ -271,14 +275,17 @@ func (s *Store) Update(ctx context.Context, user string, update func(userattrs.A
 const (
 	// lockRows locks the rows of a batch's users in the order of their
 	// ids: the order every batch on every instance takes its locks in.
-	lockRows = "SELECT user_id, attributes FROM user_attributes WHERE user_id = ANY($1) ORDER BY user_id FOR UPDATE"
+	lockRows = `SELECT user_id, attributes, history_records, history_bytes FROM user_attributes WHERE user_id = ANY($1)
+		ORDER BY user_id FOR UPDATE`
 	// createRows gives users their first row, so that there is a row to
 	// lock; it commits on its own, holding no other lock, and leaves rows
 	// another instance created as they are.
 	createRows = `INSERT INTO user_attributes (user_id, attributes)
 		SELECT id, '{}' FROM unnest($1::text[]) AS id ORDER BY id ON CONFLICT (user_id) DO NOTHING`
-	saveRows = `UPDATE user_attributes AS u SET attributes = v.attributes, updated_at = now()
-		FROM unnest($1::text[], $2::text[]) AS v(user_id, attributes) WHERE u.user_id = v.user_id`
+	saveRows = `UPDATE user_attributes AS u SET attributes = v.attributes, updated_at = now(),
+			history_records = v.records, history_bytes = v.bytes
+		FROM unnest($1::text[], $2::text[], $3::int[], $4::bigint[]) AS v(user_id, attributes, records, bytes)
+		WHERE u.user_id = v.user_id`
 )
 
 // commit applies a batch in one transaction. Users without a row get one
@@ -323,12 +330,13 @@ func (s *Store) apply(ctx context.Context, batch []*sqlstore.Merge, users []stri
 	locked := &lockedRows{current: make(map[string]lockedRow, len(users)), journal: sqlstore.NewJournal()}
 	var user string
 	var column []byte
+	var usage sqlstore.Usage
 	read := &pgx.Batch{}
 	read.Queue("BEGIN")
 	read.Queue(lockRows, users).Query(func(rows pgx.Rows) error {
-		_, err := pgx.ForEachRow(rows, []any{&user, &column}, func() error {
+		_, err := pgx.ForEachRow(rows, []any{&user, &column, &usage.Records, &usage.Bytes}, func() error {
 			attrs, err := sqlstore.Decode(column)
-			locked.current[user] = lockedRow{attrs: attrs, err: err}
+			locked.current[user] = lockedRow{attrs: attrs, err: err, usage: usage}
 			return nil
 		})
 		return err
@@ -350,13 +358,18 @@ func (s *Store) apply(ctx context.Context, batch []*sqlstore.Merge, users []stri
 	}
 	write := &pgx.Batch{}
 	if len(locked.saved) > 0 {
-		ids, columns := make([]string, 0, len(locked.saved)), make([]string, 0, len(locked.saved))
-		for _, u := range locked.saved {
-			ids = append(ids, u)
-			columns = append(columns, string(sqlstore.Encode(locked.current[u].attrs)))
+		if err := s.queueJournal(ctx, conn, write, locked); err != nil {
+			return nil, err
 		}
-		write.Queue(saveRows, ids, columns)
-		s.queueJournal(write, locked.journal)
+		n := len(locked.saved)
+		ids, columns, records, bytes := make([]string, 0, n), make([]string, 0, n), make([]int32, 0, n), make([]int64, 0, n)
+		for _, u := range locked.saved {
+			row := locked.current[u]
+			ids = append(ids, u)
+			columns = append(columns, string(sqlstore.Encode(row.attrs)))
+			records, bytes = append(records, int32(row.usage.Records)), append(bytes, row.usage.Bytes)
+		}
+		write.Queue(saveRows, ids, columns, records, bytes)
 	}
 	write.Queue("COMMIT")
 	return nil, mapError(conn.SendBatch(ctx, write).Close())
@@ -372,7 +385,8 @@ type lockedRows struct {
 
 type lockedRow struct {
 	attrs userattrs.Attributes
-	err   error // a column that did not decode: that user's merges fail
+	err   error          // a column that did not decode: that user's merges fail
+	usage sqlstore.Usage // of the user's history, the batch's records included once journaled
 	saved bool
 }
 
@@ -387,7 +401,7 @@ func (r *lockedRows) Save(_ context.Context, user string, _, next userattrs.Attr
 	if !r.current[user].saved {
 		r.saved = append(r.saved, user)
 	}
-	r.current[user] = lockedRow{attrs: next, saved: true}
+	r.current[user] = lockedRow{attrs: next, saved: true, usage: r.current[user].usage}
 	r.journal.Add(rec)
 	return nil
 }

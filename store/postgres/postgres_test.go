@@ -36,6 +36,9 @@ func TestConformance(t *testing.T) {
 			Store:   mustOpen(t, postgres.Config{URL: url, Migrate: true, Events: true}),
 			Reopen:  func(t *testing.T) userattrs.Store { return mustOpen(t, postgres.Config{URL: url, Events: true}) },
 			NewUser: func(*testing.T) string { return xid.New().String() },
+			Bounded: func(t *testing.T, b userattrs.HistoryBounds) userattrs.Store {
+				return mustOpen(t, postgres.Config{URL: srv.NewDatabase(t), Migrate: true, HistoryBounds: b})
+			},
 		}
 	})
 }

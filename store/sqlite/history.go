@@ -50,23 +50,47 @@ func unixMilli(t time.Time) int64 {
 }
 
 // PruneHistory removes those of the limit oldest records that are older
-// than before, in a short transaction of the write connection's, between
-// the writer's batches. The one writer stamps records in seq order, so
-// the oldest by seq are the oldest: pruning reads at most limit rows, and
-// a clock that stepped back keeps a record a little longer, never drops
-// one early.
-func (s *Store) PruneHistory(ctx context.Context, before time.Time, limit int) (int, error) {
+// than before, and takes them off their users' history usage, in a short
+// transaction of the write connection's, between the writer's batches.
+// The one writer stamps records in seq order, so the oldest by seq are the
+// oldest: pruning reads at most limit rows, and a clock that stepped back
+// keeps a record a little longer, never drops one early.
+func (s *Store) PruneHistory(ctx context.Context, before time.Time, limit int) (removed int, err error) {
 	if s.isClosed() {
 		return 0, userattrs.ErrClosed
 	}
-	res, err := s.write.ExecContext(ctx, `DELETE FROM attribute_history WHERE seq IN
-		(SELECT seq FROM (SELECT seq, at_ms FROM attribute_history ORDER BY seq LIMIT ?2) WHERE at_ms < ?1)`,
-		before.UnixMilli(), limit)
+	tx, err := s.write.BeginTx(ctx, nil)
 	if err != nil {
 		return 0, mapError(err)
 	}
-	n, err := res.RowsAffected()
-	return int(n), mapError(err)
+	defer tx.Rollback()
+	rows, err := tx.QueryContext(ctx, `DELETE FROM attribute_history WHERE seq IN
+		(SELECT seq FROM (SELECT seq, at_ms FROM attribute_history ORDER BY seq LIMIT ?2) WHERE at_ms < ?1)
+		RETURNING user_id, size`, before.UnixMilli(), limit)
+	if err != nil {
+		return 0, mapError(err)
+	}
+	gone := map[string]sqlstore.Usage{}
+	for rows.Next() {
+		var user string
+		var size int64
+		if err := rows.Scan(&user, &size); err != nil {
+			rows.Close()
+			return 0, mapError(err)
+		}
+		gone[user] = gone[user].With(size)
+		removed++
+	}
+	if err := rows.Close(); err != nil {
+		return 0, mapError(err)
+	}
+	for user, u := range gone {
+		if _, err := tx.ExecContext(ctx, "UPDATE history_usage SET records = records - ?2, bytes = bytes - ?3 WHERE user_id = ?1",
+			user, u.Records, u.Bytes); err != nil {
+			return 0, mapError(err)
+		}
+	}
+	return removed, mapError(tx.Commit())
 }
 
 // Deliver passes the oldest events to send. This process is the file's

@@ -48,7 +48,9 @@ type Store struct {
 	read    *sql.DB
 	get     *sql.Stmt // on the read pool
 	// The writer's statements, prepared once on its connection.
-	lockRow, upsert, remove, probe *sql.Stmt
+	lockRow, upsert, remove, probe          *sql.Stmt
+	addUsage, setUsage, oldest, trimRecords *sql.Stmt
+	bounds                                  userattrs.HistoryBounds
 	// Inserts of 1, 2, 4... maxBatch records and events, prepared at open:
 	// a batch's go in with a few statements, never one per change.
 	records, events map[int]*sql.Stmt
@@ -76,10 +78,18 @@ const (
 	deleteAttribute = "DELETE FROM user_attribute WHERE user_id = ? AND name = ?"
 	probeWrite      = "INSERT OR REPLACE INTO store_probe (id, checked_at) VALUES (1, ?)"
 	insertRecords   = `INSERT INTO attribute_history (id, user_id, at_ms, actor_type, actor_id, client_id, request_id,
-		set_values, removed_keys, changed_keys) VALUES `
-	recordValues = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-	insertEvents = "INSERT INTO event_outbox (part, at_ms, record) VALUES "
-	eventValues  = "(?, ?, ?)"
+		set_values, removed_keys, changed_keys, size) VALUES `
+	recordValues = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+	// What a batch's records add to a user's history, and what it then
+	// holds; the user's oldest rows, and their removal past the bounds.
+	addUsage = `INSERT INTO history_usage (user_id, records, bytes) VALUES (?1, ?2, ?3)
+		ON CONFLICT (user_id) DO UPDATE SET records = records + excluded.records, bytes = bytes + excluded.bytes
+		RETURNING records, bytes`
+	setUsage      = "UPDATE history_usage SET records = ?2, bytes = ?3 WHERE user_id = ?1"
+	oldestRecords = "SELECT seq, size FROM attribute_history WHERE user_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3"
+	trimRecords   = "DELETE FROM attribute_history WHERE user_id = ?1 AND seq <= ?2"
+	insertEvents  = "INSERT INTO event_outbox (part, at_ms, record) VALUES "
+	eventValues   = "(?, ?, ?)"
 )
 
 var _ userattrs.Store = (*Store)(nil)
@@ -88,7 +98,8 @@ var _ userattrs.Store = (*Store)(nil)
 // migrations run whenever it opens.
 func Kind() store.Kind {
 	open := func(ctx context.Context, spec string, env store.Env) (userattrs.Store, error) {
-		return Open(ctx, Config{Path: strings.TrimPrefix(spec, "sqlite:"), StalledAfter: env.Timeout, Events: env.Events})
+		return Open(ctx, Config{Path: strings.TrimPrefix(spec, "sqlite:"), StalledAfter: env.Timeout, Events: env.Events,
+			HistoryBounds: env.HistoryBounds})
 	}
 	return store.Kind{
 		Name:  "sqlite",
@@ -122,6 +133,8 @@ type Config struct {
 	// Events: every change also writes its change event to the outbox, in
 	// its transaction, for a dispatcher to deliver.
 	Events bool
+	// HistoryBounds bound each user's history (the zero value: none).
+	HistoryBounds userattrs.HistoryBounds
 }
 
 // Open opens (creating if needed) the database at cfg.Path and brings its
@@ -233,14 +246,15 @@ func open(ctx context.Context, cfg Config) (*Store, error) {
 	for _, p := range []struct {
 		stmt  **sql.Stmt
 		query string
-	}{{&s.lockRow, selectAttributes}, {&s.upsert, upsertAttribute}, {&s.remove, deleteAttribute}, {&s.probe, probeWrite}} {
+	}{{&s.lockRow, selectAttributes}, {&s.upsert, upsertAttribute}, {&s.remove, deleteAttribute}, {&s.probe, probeWrite},
+		{&s.addUsage, addUsage}, {&s.setUsage, setUsage}, {&s.oldest, oldestRecords}, {&s.trimRecords, trimRecords}} {
 		if *p.stmt, err = write.PrepareContext(ctx, p.query); err != nil {
 			s.read.Close()
 			write.Close()
 			return nil, fmt.Errorf("sqlite: prepare: %w", mapError(err))
 		}
 	}
-	s.eventsOn, s.records, s.events = cfg.Events, map[int]*sql.Stmt{}, map[int]*sql.Stmt{}
+	s.eventsOn, s.records, s.events, s.bounds = cfg.Events, map[int]*sql.Stmt{}, map[int]*sql.Stmt{}, cfg.HistoryBounds
 	type sizedInsert struct {
 		stmts          map[int]*sql.Stmt
 		insert, values string
@@ -286,7 +300,8 @@ func (s *Store) Close() error {
 	var err error
 	s.close.Do(func() {
 		s.writes.Close()
-		errs := []error{s.get.Close(), s.lockRow.Close(), s.upsert.Close(), s.remove.Close(), s.probe.Close()}
+		errs := []error{s.get.Close(), s.lockRow.Close(), s.upsert.Close(), s.remove.Close(), s.probe.Close(),
+			s.addUsage.Close(), s.setUsage.Close(), s.oldest.Close(), s.trimRecords.Close()}
 		for _, stmt := range slices.Concat(slices.Collect(maps.Values(s.records)), slices.Collect(maps.Values(s.events))) {
 			errs = append(errs, stmt.Close())
 		}
@@ -622,13 +637,18 @@ func (r *batchRow) writeJournal(ctx context.Context) error {
 		return nil
 	}
 	at := records[0].Time.UnixMilli()
-	args := make([]any, 0, 10*len(records))
+	args := make([]any, 0, 11*len(records))
+	added := make(map[string]sqlstore.Usage, len(r.pending))
 	for i := range records {
 		rec := &records[i]
 		c := sqlstore.Columns(rec)
-		args = append(args, rec.ID, rec.User, at, c.ActorType, c.ActorID, rec.ClientID, rec.RequestID, c.Set, c.Removed, c.Changed)
+		args = append(args, rec.ID, rec.User, at, c.ActorType, c.ActorID, rec.ClientID, rec.RequestID, c.Set, c.Removed, c.Changed, c.Size)
+		added[rec.User] = added[rec.User].With(c.Size)
 	}
-	if err := r.exec(ctx, r.s.records, len(records), 10, args); err != nil || !r.s.eventsOn {
+	if err := r.exec(ctx, r.s.records, len(records), 11, args); err != nil {
+		return err
+	}
+	if err := r.bound(ctx, added); err != nil || !r.s.eventsOn {
 		return err
 	}
 	args = args[:0]
@@ -636,6 +656,47 @@ func (r *batchRow) writeJournal(ctx context.Context) error {
 		args = append(args, userattrs.OutboxPartition(records[i].User), at, sqlstore.EventData(&records[i]))
 	}
 	return r.exec(ctx, r.s.events, len(records), 3, args)
+}
+
+// bound adds to each user's history usage what the batch's records add,
+// and removes the oldest records of those it takes past the bounds.
+func (r *batchRow) bound(ctx context.Context, added map[string]sqlstore.Usage) error {
+	for user, add := range added {
+		var usage sqlstore.Usage
+		if err := r.tx.StmtContext(ctx, r.s.addUsage).QueryRowContext(ctx, user, add.Records, add.Bytes).
+			Scan(&usage.Records, &usage.Bytes); err != nil {
+			return mapError(err)
+		}
+		if !usage.Over(r.s.bounds) {
+			continue
+		}
+		through, kept, err := sqlstore.Trim(r.s.bounds, usage, func(after int64, n int) ([]sqlstore.SizedSeq, error) {
+			rows, err := r.tx.StmtContext(ctx, r.s.oldest).QueryContext(ctx, user, after, n)
+			if err != nil {
+				return nil, mapError(err)
+			}
+			defer rows.Close()
+			var oldest []sqlstore.SizedSeq
+			for rows.Next() {
+				var row sqlstore.SizedSeq
+				if err := rows.Scan(&row.Seq, &row.Size); err != nil {
+					return nil, mapError(err)
+				}
+				oldest = append(oldest, row)
+			}
+			return oldest, mapError(rows.Err())
+		})
+		if err != nil {
+			return err
+		}
+		if _, err := r.tx.StmtContext(ctx, r.s.trimRecords).ExecContext(ctx, user, through); err != nil {
+			return mapError(err)
+		}
+		if _, err := r.tx.StmtContext(ctx, r.s.setUsage).ExecContext(ctx, user, kept.Records, kept.Bytes); err != nil {
+			return mapError(err)
+		}
+	}
+	return nil
 }
 
 // exec inserts n rows of args, width values each, with the prepared

@@ -40,6 +40,9 @@ type RecordColumns struct {
 	// Set and Removed as JSON, and Changed, the keys of both, as a JSON
 	// array: what the key filter reads.
 	Set, Removed, Changed string
+	// Size is what the row counts against HistoryBounds.MaxBytes: the
+	// bytes of its text columns.
+	Size int64
 }
 
 // Columns returns the columns of rec's history row.
@@ -49,8 +52,60 @@ func Columns(rec *userattrs.Record) RecordColumns {
 		changed = append(changed, k)
 	}
 	changed = append(changed, rec.Removed...)
-	return RecordColumns{ActorType: rec.Actor.Type, ActorID: rec.Actor.ID,
+	c := RecordColumns{ActorType: rec.Actor.Type, ActorID: rec.Actor.ID,
 		Set: string(Encode(rec.Set)), Removed: string(AppendValues(nil, rec.Removed)), Changed: string(AppendValues(nil, changed))}
+	c.Size = int64(len(rec.ID) + len(rec.User) + len(c.ActorType) + len(c.ActorID) + len(rec.ClientID) + len(rec.RequestID) +
+		len(c.Set) + len(c.Removed) + len(c.Changed))
+	return c
+}
+
+// Usage is what one user's history holds.
+type Usage struct {
+	Records int
+	Bytes   int64
+}
+
+// With returns u with one more record of size bytes.
+func (u Usage) With(size int64) Usage { return Usage{Records: u.Records + 1, Bytes: u.Bytes + size} }
+
+// Over reports whether u breaks b.
+func (u Usage) Over(b userattrs.HistoryBounds) bool {
+	return b.MaxRecords > 0 && u.Records > b.MaxRecords || b.MaxBytes > 0 && u.Bytes > b.MaxBytes
+}
+
+// SizedSeq is a history row's seq and size.
+type SizedSeq struct {
+	Seq, Size int64
+}
+
+// trimChunk is how many of a user's oldest rows Trim reads at a time: at
+// the bound, a change drops about one.
+const trimChunk = 16
+
+// Trim decides which of a user's oldest records go so that what remains
+// of usage keeps to b: those with a seq up to through (0: none). oldest
+// returns, in seq order, the user's n oldest rows after a seq. Should the
+// rows run out while usage is still over b (a bound below what one batch
+// adds), everything read goes.
+func Trim(b userattrs.HistoryBounds, usage Usage, oldest func(after int64, n int) ([]SizedSeq, error)) (through int64, kept Usage, err error) {
+	for usage.Over(b) {
+		// Far past the record bound (a bound just lowered), read the
+		// excess at once, up to a page.
+		rows, err := oldest(through, min(max(trimChunk, usage.Records-b.MaxRecords), MaxHistoryPage))
+		if err != nil {
+			return 0, usage, err
+		}
+		if len(rows) == 0 {
+			return through, usage, nil
+		}
+		for _, r := range rows {
+			if !usage.Over(b) {
+				break
+			}
+			through, usage.Records, usage.Bytes = r.Seq, usage.Records-1, usage.Bytes-r.Size
+		}
+	}
+	return through, usage, nil
 }
 
 // ScanRecord reads a history row selected as HistoryColumns.
