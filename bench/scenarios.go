@@ -104,7 +104,7 @@ func (b *bench) measureEvents() error {
 		w.WriteHeader(http.StatusNoContent)
 	}))
 	defer receiver.Close()
-	s, _, tokens, err := b.startDev("events", []string{"USERATTRS_EVENTS_WEBHOOK_SECRET=a-secret-of-the-benchmark"},
+	s, _, tokens, err := b.startDev("events", []string{"USERATTRS_EVENTS_WEBHOOK_SECRET=whsec_YS1zZWNyZXQtb2YtdGhlLWJlbmNobWFyay1ydW5z"},
 		"--store", "sqlite:"+filepath.Join(b.tmp, "events", "bench.db"), "--events-webhook-url", receiver.URL)
 	if err != nil {
 		return err

@@ -4,8 +4,9 @@
 # (org.openapitools:openapi-generator-cli, from Maven Central, run with the
 # default JDK), a Python virtual environment, and the TypeScript compiler
 # (from npm); the two linters teams run on the document (@redocly/cli,
-# @stoplight/spectral-cli, from npm); and schemathesis, the API fuzzer
-# driven by the document (from PyPI, into the virtual environment). Kept
+# @stoplight/spectral-cli, from npm); schemathesis, the API fuzzer driven
+# by the document, and standardwebhooks, the official verifier of webhook
+# signatures (from PyPI, into the virtual environment). Kept
 # in the cache, and re-checked against the versions below on every run;
 # prints export lines for `eval`.
 #
@@ -21,6 +22,7 @@ TYPESCRIPT_VERSION=5.9.3
 REDOCLY_VERSION=2.77.0
 SPECTRAL_VERSION=6.16.3
 SCHEMATHESIS_VERSION=4.32.5
+STANDARDWEBHOOKS_VERSION=1.3.0
 cache=${USERATTRS_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/userattrs}/clients
 mkdir -p "$cache"
 
@@ -51,9 +53,18 @@ if ! "$cache/venv/bin/python" -c 'import sys' >/dev/null 2>&1; then
   rm -rf "$cache/venv"
   python3 -m venv "$cache/venv" >&2
 fi
-if [ "$("$cache/venv/bin/schemathesis" --version 2>/dev/null)" != "schemathesis, version $SCHEMATHESIS_VERSION" ]; then
-  log "installing schemathesis==$SCHEMATHESIS_VERSION from PyPI"
-  "$cache/venv/bin/pip" install -q --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION" >&2
+# The PyPI packages, each checked by its installed version.
+pypi_packages=("schemathesis==$SCHEMATHESIS_VERSION" "standardwebhooks==$STANDARDWEBHOOKS_VERSION")
+pypi_current() {
+  "$cache/venv/bin/python" - "${pypi_packages[@]}" <<'PY' 2>/dev/null
+import sys
+from importlib.metadata import version
+sys.exit(any(version(name) != want for name, want in (p.split("==") for p in sys.argv[1:])))
+PY
+}
+if ! pypi_current; then
+  log "installing ${pypi_packages[*]} from PyPI"
+  "$cache/venv/bin/pip" install -q --disable-pip-version-check "${pypi_packages[@]}" >&2
 fi
 
 # The npm packages: each installed version must be the one asked for.

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 
 	"github.com/userattrs/userattrs"
 	"github.com/userattrs/userattrs/events"
@@ -27,6 +28,7 @@ type changesConfig struct {
 	natsSubject      string
 	webhookURL       string
 	webhookSecret    string
+	webhookSigners   []*standardwebhooks.Webhook // read from webhookSecret by check
 	source           string
 }
 
@@ -38,7 +40,8 @@ func (c *changesConfig) flags(fs *flag.FlagSet) {
 		"subject prefix of change events; the user id is the last token (a stream "+events.DefaultStream+" is created for PREFIX.> if none takes it)")
 	fs.StringVar(&c.webhookURL, "events-webhook-url", "", "POST change events to this URL, signed with --events-webhook-secret")
 	fs.StringVar(&c.webhookSecret, "events-webhook-secret", "",
-		"key of the HMAC-SHA256 signature in the "+events.SignatureHeader+" header (prefer USERATTRS_EVENTS_WEBHOOK_SECRET)")
+		"comma-separated Standard Webhooks secrets (whsec_ and the base64 of at least 24 random bytes); every delivery is signed "+
+			"with each, so that a secret can be rotated (prefer USERATTRS_EVENTS_WEBHOOK_SECRET)")
 	fs.StringVar(&c.source, "events-source", events.DefaultSource, "the CloudEvents source of change events")
 }
 
@@ -55,9 +58,14 @@ func (c *changesConfig) check() error {
 		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 			return errors.New("--events-webhook-url must be an http or https URL")
 		}
-		if len(c.webhookSecret) < 16 {
-			return errors.New("--events-webhook-url needs --events-webhook-secret of at least 16 bytes, so that receivers can check each event")
+		if c.webhookSecret == "" {
+			return errors.New("--events-webhook-url needs --events-webhook-secret, so that receivers can check each event")
 		}
+		signers, err := events.ParseSecrets(c.webhookSecret)
+		if err != nil {
+			return fmt.Errorf("--events-webhook-secret: %w", err)
+		}
+		c.webhookSigners = signers
 	}
 	if c.natsURL != "" && (c.natsSubject == "" || strings.ContainsAny(c.natsSubject, " *>")) {
 		return errors.New("--events-nats-subject must be a subject prefix without spaces or wildcards")
@@ -86,7 +94,7 @@ func (c *changesConfig) start(ctx context.Context, st userattrs.Store, storeName
 			sinks = append(sinks, n)
 		}
 		if c.webhookURL != "" {
-			sinks = append(sinks, events.NewWebhook(c.webhookURL, []byte(c.webhookSecret)))
+			sinks = append(sinks, events.NewWebhook(c.webhookURL, c.webhookSigners))
 		}
 		dispatcher = events.NewDispatcher(outbox, events.Config{Source: c.source, Sinks: sinks, Logger: logger, Metrics: reg})
 		logger.Info("change events on", "nats", c.natsURL != "", "webhook", c.webhookURL != "")

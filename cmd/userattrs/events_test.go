@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -20,6 +22,7 @@ import (
 	natsserver "github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 
 	"github.com/userattrs/userattrs"
 	"github.com/userattrs/userattrs/events"
@@ -28,7 +31,7 @@ import (
 	"github.com/userattrs/userattrs/reliability"
 )
 
-const webhookSecret = "a-webhook-secret-of-the-tests"
+const webhookSecret = "whsec_YS13ZWJob29rLXNlY3JldC1vZi10aGUtdGVzdHM="
 
 // natsServer is a real nats-server with JetStream, run in the test
 // process, which a test can stop and start again on the same port and
@@ -135,14 +138,19 @@ type webhookReceiver struct {
 
 func startWebhook(t *testing.T) *webhookReceiver {
 	w := &webhookReceiver{}
+	// The official Standard Webhooks library checks each delivery.
+	verifier, err := standardwebhooks.NewWebhook(webhookSecret)
+	if err != nil {
+		t.Fatal(err)
+	}
 	srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		if w.down.Load() {
 			rw.WriteHeader(http.StatusServiceUnavailable)
 			return
 		}
-		if r.Header.Get(events.SignatureHeader) != events.Sign([]byte(webhookSecret), body) {
-			t.Errorf("an event without a valid signature")
+		if err := verifier.Verify(body, r.Header); err != nil {
+			t.Errorf("an event without a valid signature: %v", err)
 			rw.WriteHeader(http.StatusUnauthorized)
 			return
 		}
@@ -449,4 +457,65 @@ func TestEventsTwoInstancesShareOutbox(t *testing.T) {
 	t.Logf("events through two PostgreSQL instances sharing one outbox: %d changes acknowledged, %d recorded, %d deliveries "+
 		"(%s by one instance, %s by the other), %d duplicates, %d order violations", f.acked, f.changes, f.delivered, da, db,
 		f.duplicates, f.orderViolations)
+}
+
+// A delivery of serve verifies with the official Standard Webhooks library
+// of another ecosystem (PyPI standardwebhooks), under the new secret of a
+// rotation, as a receiver written in Python checks it.
+func TestWebhookVerifiedByPythonLibrary(t *testing.T) {
+	tools := clientTools(t)
+	dir := t.TempDir()
+	delivered := make(chan *http.Request, 1)
+	bodies := make(chan []byte, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		select {
+		case delivered <- r:
+			bodies <- body
+		default:
+		}
+		rw.WriteHeader(http.StatusNoContent)
+	}))
+	defer srv.Close()
+	const rotatedIn = "whsec_dGhlLW5ldy1zZWNyZXQtb2YtYS1yb3RhdGlvbg=="
+	env := []string{"USERATTRS_EVENTS_WEBHOOK_SECRET=" + webhookSecret + "," + rotatedIn}
+	scan.Secrets.Add(webhookSecret, rotatedIn)
+	p := startServe(t, dir, env, "--dev", "--data-dir", dir, "--events-webhook-url", srv.URL)
+	if status, body := call(t, "PUT", p.url+"/user/2024-3/attributes", mintToken(t, dir, "--sub", "alice", "--data-dir", dir),
+		`{"tos_accepted":"true"}`); status != 204 {
+		t.Fatalf("PUT: %d %s", status, body)
+	}
+	var r *http.Request
+	select {
+	case r = <-delivered:
+	case <-time.After(20 * time.Second):
+		t.Fatal("no delivery")
+	}
+	headers := map[string]string{}
+	for _, h := range []string{"webhook-id", "webhook-timestamp", "webhook-signature"} {
+		headers[h] = r.Header.Get(h)
+	}
+	hb, _ := json.Marshal(headers)
+	for name, data := range map[string][]byte{"body": <-bodies, "headers.json": hb} {
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	verify := `import json, os, sys
+from standardwebhooks.webhooks import Webhook
+body = open(sys.argv[1], "rb").read()
+headers = json.load(open(sys.argv[2]))
+event = Webhook(os.environ["SECRET"]).verify(body, headers)
+try:
+    Webhook(os.environ["SECRET"]).verify(body.replace(b"true", b"fals"), headers)
+    sys.exit("a changed body verified")
+except Exception:
+    pass
+print(event["type"])
+`
+	out := runTool(t, dir, []string{"SECRET=" + rotatedIn}, tools["CLIENTS_PYTHON"], "-c", verify,
+		filepath.Join(dir, "body"), filepath.Join(dir, "headers.json"))
+	if strings.TrimSpace(out) != events.Type {
+		t.Fatalf("the Python verifier: %q", out)
+	}
 }
