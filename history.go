@@ -191,21 +191,39 @@ func (s *Service) History(ctx context.Context, user string, q HistoryQuery) ([]R
 	if !ok || !s.store.Capabilities().History {
 		return nil, 0, ErrNoHistory
 	}
+	if q.Key != "" && s.policy.Hidden(q.Key) {
+		// A hidden attribute's changes are no one's to list, not even
+		// when and how often they happened.
+		return nil, 0, nil
+	}
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
-	records, err := within(ctx, s.ops, func() ([]Record, error) { return h.History(ctx, user, q) })
-	if err != nil {
-		return nil, 0, s.storeError(err)
+	// Records that changed only hidden attributes are left out, and the
+	// page filled from further back instead, so that neither a short page
+	// nor an empty one with a next link tells of them. One more record
+	// than the page says whether there is a next page at all.
+	limit, want := q.Limit, q.Limit+1
+	var visible []Record
+	for len(visible) < want {
+		q.Limit = want - len(visible)
+		records, err := within(ctx, s.ops, func() ([]Record, error) { return h.History(ctx, user, q) })
+		if err != nil {
+			return nil, 0, s.storeError(err)
+		}
+		for _, r := range records {
+			if r, ok := s.policy.visibleRecord(r); ok {
+				visible = append(visible, r)
+			}
+		}
+		if len(records) < q.Limit {
+			break
+		}
+		q.Before = records[len(records)-1].Seq
 	}
 	var next int64
-	if len(records) == q.Limit && q.Limit > 0 {
-		next = records[len(records)-1].Seq
-	}
-	visible := records[:0]
-	for _, r := range records {
-		if r, ok := s.policy.visibleRecord(r); ok {
-			visible = append(visible, r)
-		}
+	if len(visible) > limit {
+		visible = visible[:limit]
+		next = visible[limit-1].Seq
 	}
 	return visible, next, nil
 }

@@ -42,7 +42,14 @@ func getHistory(svc *userattrs.Service) http.Handler {
 		if !ok {
 			return
 		}
-		query := r.URL.Query()
+		// url.Values drops a pair it cannot unescape without a word, which
+		// would turn "filter[key]=k%" into no filter at all.
+		query, err := url.ParseQuery(r.URL.RawQuery)
+		if err != nil {
+			writeErrors(w, r, newError(http.StatusBadRequest, codeInvalidParameter,
+				"the query string has a malformed percent-escape; escape % as %25"))
+			return
+		}
 		q, bad := historyQuery(query)
 		if bad != nil {
 			writeErrors(w, r, *bad)

@@ -171,8 +171,42 @@ func TestHistoryHidesHidden(t *testing.T) {
 		t.Fatal(err)
 	}
 	f := newFixture(t, func(o *options) { o.store, o.policy = store, policy })
-	doc := f.history(t, f.adminToken(), adminPath("alice")+"/history")
+	svc := f.adminToken()
+	doc := f.history(t, svc, adminPath("alice")+"/history")
 	if len(doc.Data) != 1 || len(doc.Data[0].Attributes.Set) != 1 || doc.Data[0].Attributes.Set["a"][0] != "1" {
 		t.Fatalf("history: %+v", doc.Data)
 	}
+	// A hidden attribute matches no filter, not even the records that
+	// changed it with others.
+	if doc := f.history(t, svc, adminPath("alice")+"/history?filter[key]=internal_score"); len(doc.Data) != 0 || doc.Links["next"] != "" {
+		t.Fatalf("filtered by a hidden key: %+v", doc)
+	}
+	// Pages of one record, walked to the end, show the visible changes and
+	// nothing of the hidden one between them: no empty page, no link to one.
+	tok := f.token("alice", read, write)
+	f.put(tok, `{"b":"2"}`)
+	if err := store.Update(context.Background(), "alice", func(a userattrs.Attributes) (userattrs.Attributes, error) {
+		next := a.Clone()
+		next["internal_score"] = []string{"11"}
+		return next, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	f.put(tok, `{"c":"3"}`)
+	var walked []string
+	for next := adminPath("alice") + "/history?page[size]=1"; next != ""; {
+		page := f.history(t, svc, next)
+		if len(page.Data) != 1 {
+			t.Fatalf("page %s: %d records", next, len(page.Data))
+		}
+		for k := range page.Data[0].Attributes.Set {
+			walked = append(walked, k)
+		}
+		next = page.Links["next"]
+	}
+	if strings.Join(walked, ",") != "c,b,a" {
+		t.Fatalf("the pages show %v, want c, b, a", walked)
+	}
+	// A malformed escape is refused, not dropped with its filter.
+	f.do("GET", adminPath("alice")+"/history?filter[key]=k%", "", "Authorization", "Bearer "+svc).errors(t, 400, "invalid-parameter")
 }
