@@ -189,10 +189,12 @@ func claimList(claims map[string]json.RawMessage, name string) ([]string, error)
 	return list, err
 }
 
-// claimIsTrue reports whether a claim is true, or the string "true".
+// claimIsTrue reports whether a claim is the JSON boolean true. The string
+// "true" is not: Keycloak's user-attribute mappers emit strings, so a realm
+// that maps a user attribute into this claim would let users who set that
+// attribute make themselves service accounts.
 func claimIsTrue(claims map[string]json.RawMessage, name string) bool {
-	v := strings.TrimSpace(string(claims[name]))
-	return v == "true" || v == `"true"`
+	return strings.TrimSpace(string(claims[name])) == "true"
 }
 
 // Dispatch checks JWTs with a local verifier and every other token by

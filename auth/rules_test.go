@@ -55,6 +55,21 @@ func payloadOf(is *testIssuer, extra string) string {
 // serviceAccount in a case's reason: accepted as a service account's token.
 const serviceAccount = "(service account)"
 
+// The service-account claim counts only as the JSON boolean true: a
+// string, which a user-attribute mapper would put there from an attribute
+// a user may set, makes no service account.
+func TestServiceAccountClaimIsBoolean(t *testing.T) {
+	rs := newKey(t, jose.RS256, "rs")
+	is := newTestIssuer(t, rs)
+	v := auth.NewOIDC(auth.OIDCConfig{Issuer: is.srv.URL, Rules: auth.Rules{Audience: "userattrs", ServiceAccountClaim: "sa"}})
+	for claim, want := range map[string]bool{`true`: true, `"true"`: false, `1`: false, `false`: false, `["true"]`: false} {
+		id, err := v.Verify(context.Background(), signRaw(t, rs, "JWT", payloadOf(is, `,"sub":"alice","sa":`+claim)))
+		if err != nil || id.ServiceAccount != want {
+			t.Errorf("claim %s: service account %v, %v; want %v", claim, id.ServiceAccount, err, want)
+		}
+	}
+}
+
 // Only access tokens meant for this API, for a user whom every store can
 // keep or for a service account, get in; what is wrong is named right.
 func TestTokenRules(t *testing.T) {

@@ -53,6 +53,11 @@ func (c *changesConfig) check() error {
 	if c.historyRetention < 0 {
 		return errors.New("--history-retention must not be negative")
 	}
+	// Checked as every event will be, so that a source no event could
+	// carry stops the program here rather than every delivery later.
+	if _, err := events.Encode(c.source, userattrs.Record{ID: "check", User: "check", Time: time.Now()}); err != nil {
+		return errors.New("--events-source must be a non-empty URI reference, as a CloudEvent's source is (such as /userattrs)")
+	}
 	if c.webhookURL != "" {
 		u, err := url.Parse(c.webhookURL)
 		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {

@@ -97,8 +97,8 @@ func (c *authConfig) flags(fs *flag.FlagSet) {
 	fs.Var(&c.requireLinked, "require-linked-identity", "CLIENT=PROVIDER: calls by CLIENT need a linked identity at PROVIDER (repeatable)")
 	fs.StringVar(&c.linkedClaim, "linked-identity-claim", "", "token claim listing the user's linked providers (stores other than Keycloak)")
 	fs.StringVar(&c.serviceAccountClaim, "admin-service-account-claim", "",
-		"a claim (true) that marks service accounts' tokens that carry a user id as subject, as Keycloak's do; "+
-			"tokens without a subject, or with their client id as subject, are service accounts' anyway")
+		"a claim (the JSON boolean true; the string \"true\" does not count) that marks service accounts' tokens that carry a user id "+
+			"as subject, as Keycloak's do; tokens without a subject, or with their client id as subject, are service accounts' anyway")
 }
 
 func serveFlags(fs *flag.FlagSet) *serveConfig {
@@ -230,15 +230,15 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	defer logOut.Close()
 	logger := slog.New(slog.NewJSONHandler(logOut, &slog.HandlerOptions{Level: cfg.logLevel.Level}))
 
+	if err := cfg.changes.check(); err != nil {
+		return usageError{err}
+	}
 	verifier, readiness, err := newVerifier(ctx, &cfg.auth, cfg.store.dataDir, logger)
 	if err != nil {
 		return err
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	if err := cfg.changes.check(); err != nil {
-		return usageError{err}
-	}
 	cfg.store.events = cfg.changes.eventsOn()
 	st, kind, err := cfg.store.open(ctx, logger)
 	if err != nil {
@@ -347,6 +347,11 @@ func newVerifier(ctx context.Context, cfg *authConfig, dataDir string, logger *s
 	if cfg.dev {
 		if cfg.oidcIssuer != "" || cfg.introspectionURL != "" {
 			return nil, nil, errors.New("--dev excludes --oidc-issuer and --introspection-url: it trusts only the development key")
+		}
+		if cfg.serviceAccountClaim != "" {
+			// Development tokens carry no such claim: a service account's
+			// is one whose subject is its client (userattrs token --sub C --client C).
+			return nil, nil, errors.New("--dev excludes --admin-service-account-claim: a development token is a service account's when its subject is its client")
 		}
 		key, err := auth.LoadOrCreateDevKey(dataDir)
 		if err != nil {
