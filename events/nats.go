@@ -25,6 +25,7 @@ const DefaultStream = "USERATTRS_EVENTS"
 // duplicate that arrives within its window.
 type NATS struct {
 	prefix string
+	maxAge time.Duration // of the stream this sink creates
 	conn   *nats.Conn
 	js     jetstream.JetStream
 
@@ -32,9 +33,13 @@ type NATS struct {
 	stream bool // a stream takes the subjects
 }
 
+// DefaultMaxAge is how long the stream this sink creates keeps an event.
+const DefaultMaxAge = 7 * 24 * time.Hour
+
 // NewNATS connects to url; it connects again by itself whenever the
-// connection drops, and a server down at start is retried too.
-func NewNATS(url, subject string) (*NATS, error) {
+// connection drops, and a server down at start is retried too. A stream it
+// creates keeps events for maxAge.
+func NewNATS(url, subject string, maxAge time.Duration) (*NATS, error) {
 	conn, err := nats.Connect(url, nats.Name("userattrs"), nats.RetryOnFailedConnect(true),
 		nats.MaxReconnects(-1), nats.ReconnectWait(500*time.Millisecond))
 	if err != nil {
@@ -45,7 +50,7 @@ func NewNATS(url, subject string) (*NATS, error) {
 		conn.Close()
 		return nil, err
 	}
-	return &NATS{prefix: strings.TrimSuffix(subject, "."), conn: conn, js: js}, nil
+	return &NATS{prefix: strings.TrimSuffix(subject, "."), maxAge: maxAge, conn: conn, js: js}, nil
 }
 
 func (n *NATS) Name() string { return "nats" }
@@ -64,13 +69,22 @@ func Subject(prefix, user string) string {
 }
 
 func (n *NATS) Send(ctx context.Context, e Event) error {
-	if err := n.ensureStream(ctx); err != nil {
-		return err
-	}
 	msg := &nats.Msg{Subject: Subject(n.prefix, e.User), Data: e.Body, Header: nats.Header{}}
 	msg.Header.Set("Content-Type", "application/cloudevents+json")
-	_, err := n.js.PublishMsg(ctx, msg, jetstream.WithMsgID(e.ID))
-	return err
+	for attempt := 0; ; attempt++ {
+		if err := n.ensureStream(ctx); err != nil {
+			return err
+		}
+		_, err := n.js.PublishMsg(ctx, msg, jetstream.WithMsgID(e.ID))
+		if attempt > 0 || !(errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders)) {
+			return err
+		}
+		// No stream takes the subject any more (deleted while the service
+		// ran): look for one again, and create it, once.
+		n.mu.Lock()
+		n.stream = false
+		n.mu.Unlock()
+	}
 }
 
 // ensureStream creates a stream for the subjects unless one takes them
@@ -83,8 +97,10 @@ func (n *NATS) ensureStream(ctx context.Context) error {
 	}
 	_, err := n.js.StreamNameBySubject(ctx, n.prefix+".x")
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		// Bounded by age: events nobody consumed do not fill the
+		// broker's disk.
 		_, err = n.js.CreateStream(ctx, jetstream.StreamConfig{Name: DefaultStream, Subjects: []string{n.prefix + ".>"},
-			Storage: jetstream.FileStorage, Duplicates: 2 * time.Minute})
+			Storage: jetstream.FileStorage, Duplicates: 2 * time.Minute, MaxAge: n.maxAge, Discard: jetstream.DiscardOld})
 	}
 	if err == nil {
 		n.stream = true

@@ -26,6 +26,7 @@ type changesConfig struct {
 	historyRetention time.Duration
 	natsURL          string
 	natsSubject      string
+	natsMaxAge       time.Duration
 	webhookURL       string
 	webhookSecret    string
 	webhookSigners   []*standardwebhooks.Webhook // read from webhookSecret by check
@@ -38,6 +39,8 @@ func (c *changesConfig) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.natsURL, "events-nats-url", "", "publish change events to NATS JetStream at this URL (nats://host:4222)")
 	fs.StringVar(&c.natsSubject, "events-nats-subject", events.DefaultSubject,
 		"subject prefix of change events; the user id is the last token (a stream "+events.DefaultStream+" is created for PREFIX.> if none takes it)")
+	fs.DurationVar(&c.natsMaxAge, "events-nats-max-age", events.DefaultMaxAge,
+		"how long the stream the service creates keeps an event (JetStream MaxAge); an operator's own stream keeps its limits")
 	fs.StringVar(&c.webhookURL, "events-webhook-url", "", "POST change events to this URL, signed with --events-webhook-secret")
 	fs.StringVar(&c.webhookSecret, "events-webhook-secret", "",
 		"comma-separated Standard Webhooks secrets (whsec_ and the base64 of at least 24 random bytes); every delivery is signed "+
@@ -52,6 +55,9 @@ func (c *changesConfig) eventsOn() bool { return c.natsURL != "" || c.webhookURL
 func (c *changesConfig) check() error {
 	if c.historyRetention < 0 {
 		return errors.New("--history-retention must not be negative")
+	}
+	if c.natsMaxAge <= 0 {
+		return errors.New("--events-nats-max-age must be positive: a stream without a bound fills the broker's disk")
 	}
 	// Checked as every event will be, so that a source no event could
 	// carry stops the program here rather than every delivery later.
@@ -92,7 +98,7 @@ func (c *changesConfig) start(ctx context.Context, st userattrs.Store, storeName
 		}
 		var sinks []events.Sink
 		if c.natsURL != "" {
-			n, err := events.NewNATS(c.natsURL, c.natsSubject)
+			n, err := events.NewNATS(c.natsURL, c.natsSubject, c.natsMaxAge)
 			if err != nil {
 				return nil, fmt.Errorf("events: NATS: %w", err)
 			}

@@ -519,3 +519,57 @@ print(event["type"])
 		t.Fatalf("the Python verifier: %q", out)
 	}
 }
+
+// The stream the service creates is bounded by age (--events-nats-max-age),
+// and a stream deleted while the service runs is created again by the
+// next delivery: events go on instead of failing for ever.
+func TestNATSStreamBoundedAndRecreated(t *testing.T) {
+	dir := t.TempDir()
+	ns := startNATS(t)
+	p := startServe(t, dir, nil, "--dev", "--data-dir", dir, "--events-nats-url", ns.url, "--events-nats-max-age", "36h")
+	tok := mintToken(t, dir, "--sub", "alice", "--data-dir", dir)
+	nc, err := nats.Connect(ns.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	// waitFor waits until the service's stream holds n messages.
+	waitFor := func(n uint64) jetstream.Stream {
+		t.Helper()
+		for {
+			if stream, err := js.Stream(ctx, events.DefaultStream); err == nil {
+				if info, err := stream.Info(ctx); err == nil && info.State.Msgs >= n {
+					return stream
+				}
+			}
+			select {
+			case <-ctx.Done():
+				t.Fatalf("the stream never held %d events", n)
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}
+	if status, _ := call(t, "PUT", p.url+"/user/2024-3/attributes", tok, `{"a":"1"}`); status != 204 {
+		t.Fatal(status)
+	}
+	info, err := waitFor(1).Info(ctx)
+	if err != nil || info.Config.MaxAge != 36*time.Hour || info.Config.Discard != jetstream.DiscardOld {
+		t.Fatalf("stream limits: %+v, %v", info.Config, err)
+	}
+	if err := js.DeleteStream(ctx, events.DefaultStream); err != nil {
+		t.Fatal(err)
+	}
+	if status, _ := call(t, "PUT", p.url+"/user/2024-3/attributes", tok, `{"a":"2"}`); status != 204 {
+		t.Fatal(status)
+	}
+	msg, err := waitFor(1).GetLastMsgForSubject(ctx, events.Subject(events.DefaultSubject, "alice"))
+	if err != nil || !strings.Contains(string(msg.Data), `"a":["2"]`) {
+		t.Fatalf("the event after the stream was deleted: %v", err)
+	}
+}
