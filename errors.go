@@ -21,6 +21,10 @@ var (
 	// as it may; it is ErrUnavailable, answered at once rather than after
 	// queueing until the timeout.
 	ErrOverloaded = fmt.Errorf("%w: too many store operations at once", ErrUnavailable)
+	// ErrOutboxFull: change events wait undelivered past the outbox's
+	// bound; changes are refused, rather than acknowledged without their
+	// events, until the sinks take them.
+	ErrOutboxFull = fmt.Errorf("%w: the outbox of change events is full", ErrUnavailable)
 )
 
 // Violation is one member of a PUT body that breaks a rule.

@@ -45,6 +45,7 @@ type Service struct {
 	// callerViews: the store shows users and administrators different
 	// attributes, and the read cache keeps users' views only.
 	callerViews bool
+	admit       func() error // nil: every merge is taken
 }
 
 // ServiceConfig configures a Service.
@@ -61,6 +62,10 @@ type ServiceConfig struct {
 	// counting those whose callers gave up but the store still runs;
 	// beyond it a call fails at once with ErrOverloaded. Zero: no bound.
 	MaxStoreOperations int
+	// Admit, when set, is asked before every merge, and refuses the merges
+	// the service cannot take now (ErrOutboxFull: the outbox of change
+	// events is past its bound).
+	Admit func() error
 }
 
 // NewService returns a service that keeps attributes in store. The read
@@ -78,7 +83,7 @@ func NewService(store Store, cfg ServiceConfig) *Service {
 		cache.TTL = 0
 	}
 	s := &Service{store: store, limits: cfg.Limits, policy: cfg.Policy, timeout: cfg.StoreTimeout,
-		cache: newReadCache(cache), callerViews: caps.CallerViews}
+		cache: newReadCache(cache), callerViews: caps.CallerViews, admit: cfg.Admit}
 	if cfg.MaxStoreOperations > 0 {
 		s.ops = make(chan struct{}, cfg.MaxStoreOperations)
 	}
@@ -165,6 +170,11 @@ func (s *Service) merge(ctx context.Context, user string, patch Patch, cond Prec
 	}
 	if err := checkWritable(patch, writable); err != nil {
 		return err
+	}
+	if s.admit != nil {
+		if err := s.admit(); err != nil {
+			return err
+		}
 	}
 	ctx, cancel := s.bound(ctx)
 	defer cancel()

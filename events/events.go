@@ -82,8 +82,14 @@ type Config struct {
 	Poll time.Duration
 	// SendTimeout bounds one send to one sink (default 10s).
 	SendTimeout time.Duration
-	Logger      *slog.Logger
-	Metrics     prometheus.Registerer
+	// MaxDepth bounds the outbox: while it holds that many events or more,
+	// Admit refuses changes and Ready fails (0: no bound). It is checked
+	// as the outbox gauges are, every StatsEvery (default 1s), so the
+	// outbox may pass it by what arrives in between.
+	MaxDepth   int
+	StatsEvery time.Duration
+	Logger     *slog.Logger
+	Metrics    prometheus.Registerer
 }
 
 // Dispatcher delivers the events of an outbox until its context ends.
@@ -94,6 +100,7 @@ type Dispatcher struct {
 	depth      prometheus.Gauge
 	oldest     prometheus.Gauge
 	deliveries *prometheus.CounterVec
+	pastBound  atomic.Int64 // the outbox's depth when past MaxDepth, else 0
 }
 
 // NewDispatcher returns a dispatcher of outbox's events to cfg's sinks.
@@ -115,6 +122,9 @@ func NewDispatcher(outbox userattrs.Outbox, cfg Config) *Dispatcher {
 	}
 	if cfg.SendTimeout <= 0 {
 		cfg.SendTimeout = 10 * time.Second
+	}
+	if cfg.StatsEvery <= 0 {
+		cfg.StatsEvery = time.Second
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -247,7 +257,8 @@ func (d *Dispatcher) Deliveries(sink, result string) prometheus.Counter {
 	return d.deliveries.WithLabelValues(sink, result)
 }
 
-// watch keeps the outbox gauges current.
+// watch keeps the outbox gauges, and whether the outbox is past its
+// bound, current.
 func (d *Dispatcher) watch(ctx context.Context) {
 	for {
 		depth, oldest, err := d.outbox.OutboxStats(ctx)
@@ -258,14 +269,35 @@ func (d *Dispatcher) watch(ctx context.Context) {
 				age = max(time.Since(oldest).Seconds(), 0)
 			}
 			d.oldest.Set(age)
+			past := 0
+			if d.cfg.MaxDepth > 0 && depth >= d.cfg.MaxDepth {
+				past = depth
+			}
+			if d.pastBound.Swap(int64(past)) == 0 && past > 0 {
+				d.cfg.Logger.Error("events: the outbox is past its bound; changes are refused until the sinks take its events",
+					"depth", depth, "bound", d.cfg.MaxDepth)
+			}
 		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(5 * time.Second):
+		case <-time.After(d.cfg.StatsEvery):
 		}
 	}
 }
+
+// Admit refuses a change while the outbox is past its bound: a change is
+// never acknowledged without its event, so none is taken that the outbox
+// has no room for.
+func (d *Dispatcher) Admit() error {
+	if n := d.pastBound.Load(); n > 0 {
+		return fmt.Errorf("%w: %d change events wait undelivered, the bound is %d", userattrs.ErrOutboxFull, n, d.cfg.MaxDepth)
+	}
+	return nil
+}
+
+// Ready fails, saying why, while the outbox is past its bound.
+func (d *Dispatcher) Ready(context.Context) error { return d.Admit() }
 
 // ErrRefused is a sink's answer that it did not take an event.
 var ErrRefused = errors.New("the sink refused the event")

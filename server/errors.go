@@ -31,6 +31,7 @@ const (
 	codeAttributeReserved      = "attribute-reserved"
 	codeInternalError          = "internal-error"
 	codeStoreUnavailable       = "store-unavailable"
+	codeOutboxFull             = "outbox-full"
 	codeServiceAccountRequired = "service-account-required"
 	codeUserNotFound           = "user-not-found"
 	codeHistoryNotKept         = "history-not-kept"
@@ -56,6 +57,7 @@ var titles = map[string]string{
 	codeAttributeReserved:      "Attribute name is reserved",
 	codeInternalError:          "Internal server error",
 	codeStoreUnavailable:       "Service unavailable",
+	codeOutboxFull:             "Change events undelivered",
 	codeServiceAccountRequired: "Service account required",
 	codeUserNotFound:           "User not found",
 	codeHistoryNotKept:         "History not kept",
@@ -167,6 +169,11 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 		w.Header().Set("Retry-After", "1")
 		writeErrors(w, r, newError(http.StatusServiceUnavailable, codeStoreUnavailable,
 			"this instance is running as many store operations as it may; retry shortly"))
+	case errors.Is(err, userattrs.ErrOutboxFull):
+		// Counted by the request metrics and the outbox gauges; readiness
+		// logs why.
+		writeErrors(w, r, newError(http.StatusServiceUnavailable, codeOutboxFull,
+			"changes are refused while the events of earlier changes wait undelivered past the service's bound; nothing was changed; retry later"))
 	case errors.Is(err, userattrs.ErrUnavailable), errors.Is(err, auth.ErrUnavailable):
 		logFrom(r.Context()).Warn("dependency unavailable", "error", err.Error())
 		writeErrors(w, r, newError(http.StatusServiceUnavailable, codeStoreUnavailable,

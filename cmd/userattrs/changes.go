@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -27,6 +28,7 @@ type changesConfig struct {
 	natsURL          string
 	natsSubject      string
 	natsMaxAge       time.Duration
+	outboxMax        int
 	webhookURL       string
 	webhookSecret    string
 	webhookSigners   []*standardwebhooks.Webhook // read from webhookSecret by check
@@ -46,7 +48,19 @@ func (c *changesConfig) flags(fs *flag.FlagSet) {
 		"comma-separated Standard Webhooks secrets (whsec_ and the base64 of at least 24 random bytes); every delivery is signed "+
 			"with each, so that a secret can be rotated (prefer USERATTRS_EVENTS_WEBHOOK_SECRET)")
 	fs.StringVar(&c.source, "events-source", events.DefaultSource, "the CloudEvents source of change events")
+	fs.Func("events-outbox-max", fmt.Sprintf("most change events the outbox holds undelivered; past it changes are refused (503 outbox-full) "+
+		"and readiness fails, until the sinks take them (default %d; 0: no bound)", defaultOutboxMax), func(s string) error {
+		n, err := strconv.Atoi(s)
+		c.outboxMax = n
+		return wholeNumber(n, err)
+	})
+	c.outboxMax = defaultOutboxMax
 }
+
+// defaultOutboxMax bounds the outbox unless told otherwise: about 230 MB
+// of events on SQLite, hours of a receiver's outage at a busy instance's
+// rate.
+const defaultOutboxMax = 1_000_000
 
 // eventsOn reports whether any sink is configured.
 func (c *changesConfig) eventsOn() bool { return c.natsURL != "" || c.webhookURL != "" }
@@ -84,30 +98,38 @@ func (c *changesConfig) check() error {
 	return nil
 }
 
+// changes is what start runs: wait waits for it to stop; with events on,
+// the dispatcher, whose Admit and Ready serve the outbox's bound.
+type changes struct {
+	wait       func()
+	dispatcher *events.Dispatcher // nil with events off
+}
+
 // start runs, until ctx ends, the history's pruning and, with events on,
-// the dispatcher of the store's outbox; the returned function waits for
-// both to stop. A store that cannot deliver events starts neither.
-func (c *changesConfig) start(ctx context.Context, st userattrs.Store, storeName string, logger *slog.Logger, reg prometheus.Registerer) (wait func(), err error) {
+// the dispatcher of the store's outbox. A store that cannot deliver
+// events starts neither.
+func (c *changesConfig) start(ctx context.Context, st userattrs.Store, storeName string, logger *slog.Logger, reg prometheus.Registerer) (changes, error) {
 	caps := st.Capabilities()
 	var dispatcher *events.Dispatcher
 	if c.eventsOn() {
 		outbox, ok := st.(userattrs.Outbox)
 		if !ok || !caps.Outbox {
-			return nil, fmt.Errorf("the %s store cannot deliver change events: it has no transactional outbox "+
+			return changes{}, fmt.Errorf("the %s store cannot deliver change events: it has no transactional outbox "+
 				"(events are delivered from the SQLite and PostgreSQL stores); remove --events-nats-url and --events-webhook-url", storeName)
 		}
 		var sinks []events.Sink
 		if c.natsURL != "" {
 			n, err := events.NewNATS(c.natsURL, c.natsSubject, c.natsMaxAge)
 			if err != nil {
-				return nil, fmt.Errorf("events: NATS: %w", err)
+				return changes{}, fmt.Errorf("events: NATS: %w", err)
 			}
 			sinks = append(sinks, n)
 		}
 		if c.webhookURL != "" {
 			sinks = append(sinks, events.NewWebhook(c.webhookURL, c.webhookSigners))
 		}
-		dispatcher = events.NewDispatcher(outbox, events.Config{Source: c.source, Sinks: sinks, Logger: logger, Metrics: reg})
+		dispatcher = events.NewDispatcher(outbox, events.Config{Source: c.source, Sinks: sinks, Logger: logger, Metrics: reg,
+			MaxDepth: c.outboxMax})
 		logger.Info("change events on", "nats", c.natsURL != "", "webhook", c.webhookURL != "")
 	}
 	var running sync.WaitGroup
@@ -117,7 +139,7 @@ func (c *changesConfig) start(ctx context.Context, st userattrs.Store, storeName
 	if dispatcher != nil {
 		running.Go(func() { dispatcher.Run(ctx) })
 	}
-	return running.Wait, nil
+	return changes{wait: running.Wait, dispatcher: dispatcher}, nil
 }
 
 // prune removes history records older than retention now and then every

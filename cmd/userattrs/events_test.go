@@ -573,3 +573,69 @@ func TestNATSStreamBoundedAndRecreated(t *testing.T) {
 		t.Fatalf("the event after the stream was deleted: %v", err)
 	}
 }
+
+// With the receiver down, the outbox fills to its bound (--events-outbox-max)
+// and no further: past it, changes are refused with 503 outbox-full and
+// readiness fails, rather than acknowledged without their events; once the
+// receiver is back, every acknowledged change is delivered and changes are
+// taken again.
+func TestOutboxBound(t *testing.T) {
+	dir := t.TempDir()
+	hook := startWebhook(t)
+	hook.down.Store(true)
+	env := []string{"USERATTRS_EVENTS_WEBHOOK_SECRET=" + webhookSecret}
+	scan.Secrets.Add(webhookSecret)
+	p := startServe(t, dir, env, "--dev", "--data-dir", dir, "--events-webhook-url", hook.url, "--events-outbox-max", "5")
+	tok := mintToken(t, dir, "--sub", "alice", "--data-dir", dir)
+	var acked []string
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		value := "v" + strconv.Itoa(len(acked))
+		status, body := call(t, "PUT", p.url+"/user/2024-3/attributes", tok, `{"k":"`+value+`"}`)
+		if status == 204 {
+			acked = append(acked, value)
+		} else if status == 503 && strings.Contains(body, `"code":"outbox-full"`) {
+			break
+		} else {
+			t.Fatalf("PUT with the receiver down: %d %s", status, body)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d changes taken with the receiver down and a bound of 5", len(acked))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	// The bound is checked every second: a few changes may pass it in
+	// between, never many.
+	if len(acked) < 5 || len(acked) > 20 {
+		t.Fatalf("%d changes taken before the outbox was full, with a bound of 5", len(acked))
+	}
+	if status, _ := call(t, "GET", p.url+"/health/readiness", "", ""); status != 503 {
+		t.Fatalf("readiness with a full outbox: %d", status)
+	}
+	waitForLog(t, p, "the outbox is past its bound")
+	hook.down.Store(false)
+	deadline = time.Now().Add(60 * time.Second)
+	for {
+		if status, _ := call(t, "GET", p.url+"/health/readiness", "", ""); status == 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("still not ready a minute after the receiver came back")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if status, body := call(t, "PUT", p.url+"/user/2024-3/attributes", tok, `{"k":"after"}`); status != 204 {
+		t.Fatalf("PUT once the outbox drained: %d %s", status, body)
+	}
+	hook.mu.Lock()
+	delivered := map[string]bool{}
+	for _, r := range hook.records {
+		delivered[r.Set["k"][0]] = true
+	}
+	hook.mu.Unlock()
+	for _, v := range acked {
+		if !delivered[v] {
+			t.Errorf("the acknowledged change k=%s was never delivered", v)
+		}
+	}
+}

@@ -246,13 +246,13 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	defer st.Close()
 	changesCtx, stopChanges := context.WithCancel(context.WithoutCancel(ctx))
-	waitChanges, err := cfg.changes.start(changesCtx, st, kind.Name, logger, reg)
+	running, err := cfg.changes.start(changesCtx, st, kind.Name, logger, reg)
 	if err != nil {
 		stopChanges()
 		return err
 	}
 	// The dispatcher stops after the last request, before the store closes.
-	defer waitChanges()
+	defer running.wait()
 	defer stopChanges()
 	caps := st.Capabilities()
 	if !caps.Durable {
@@ -271,9 +271,14 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	readCache := userattrs.ReadCacheConfig{Enabled: cfg.store.readCache, TTL: time.Duration(cfg.store.readCacheTTL),
 		MaxBytes: cfg.store.readCacheMaxBytes}
-	svc := userattrs.NewService(metrics.InstrumentStore(st, kind.Name, reg), userattrs.ServiceConfig{
+	svcConfig := userattrs.ServiceConfig{
 		Limits: cfg.limits, Policy: policy, StoreTimeout: cfg.store.timeout, ReadCache: readCache, MaxStoreOperations: cfg.maxStoreOps,
-	})
+	}
+	if running.dispatcher != nil {
+		svcConfig.Admit = running.dispatcher.Admit
+		readiness = append(readiness, server.ReadinessCheck{Name: "events outbox", Check: running.dispatcher.Ready})
+	}
+	svc := userattrs.NewService(metrics.InstrumentStore(st, kind.Name, reg), svcConfig)
 	// Say at start what readiness would say: a store that cannot serve as
 	// configured (Keycloak without the extension, say) is told at once.
 	go func() {
