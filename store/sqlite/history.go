@@ -93,6 +93,8 @@ func (s *Store) PruneHistory(ctx context.Context, before time.Time, limit int) (
 	return removed, mapError(tx.Commit())
 }
 
+const deleteEvents = "DELETE FROM event_outbox WHERE seq IN (SELECT value FROM json_each(?))"
+
 // Deliver passes the oldest events to send. This process is the file's
 // only writer, and its one writer commits events in seq order, so one
 // dispatcher at a time delivers them all in that order.
@@ -111,8 +113,15 @@ func (s *Store) Deliver(ctx context.Context, max int, send func([]userattrs.Reco
 		return 0, err
 	}
 	if done := sqlstore.Done(events, send(events)); len(done) > 0 {
-		if _, err := s.write.ExecContext(ctx, "DELETE FROM event_outbox WHERE seq IN (SELECT value FROM json_each(?))",
-			string(sqlstore.AppendSeqs(nil, done))); err != nil {
+		seqs := string(sqlstore.AppendSeqs(nil, done))
+		_, err := s.write.ExecContext(ctx, deleteEvents, seqs)
+		if isFull(err) && s.reserve.release() {
+			// The sinks took these events: on a full disk, give up the
+			// reserve rather than send them again and again.
+			s.reserve.full.Store(true)
+			_, err = s.write.ExecContext(ctx, deleteEvents, seqs)
+		}
+		if err != nil {
 			return len(events), mapError(err)
 		}
 	}

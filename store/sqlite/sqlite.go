@@ -66,6 +66,7 @@ type Store struct {
 	// transaction failed.
 	committing atomic.Int64 // Unix nanoseconds
 	lastFailed atomic.Bool
+	reserve    *reserve
 }
 
 // maxBatch bounds how many merges share one transaction.
@@ -135,6 +136,10 @@ type Config struct {
 	Events bool
 	// HistoryBounds bound each user's history (the zero value: none).
 	HistoryBounds userattrs.HistoryBounds
+	// Reserve is the disk space set aside beside the database, so that
+	// delivered events can be deleted on a full disk (default
+	// DefaultReserve; below 0: none).
+	Reserve int64
 }
 
 // Open opens (creating if needed) the database at cfg.Path and brings its
@@ -151,16 +156,24 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if cfg.StalledAfter <= 0 {
 		cfg.StalledAfter = 5 * time.Second
 	}
+	if cfg.Reserve == 0 {
+		cfg.Reserve = DefaultReserve
+	}
 	lock, err := lockFile(cfg.Path)
 	if err != nil {
 		return nil, err
+	}
+	room := newReserve(cfg.Path, cfg.Reserve)
+	if err := room.make(); err != nil {
+		lock.Close()
+		return nil, fmt.Errorf("sqlite: set aside %d bytes beside the database, for deliveries on a full disk: %w", cfg.Reserve, err)
 	}
 	s, err := open(ctx, cfg)
 	if err != nil {
 		lock.Close()
 		return nil, err
 	}
-	s.lock, s.path, s.stallAt = lock, cfg.Path, cfg.StalledAfter
+	s.lock, s.path, s.stallAt, s.reserve = lock, cfg.Path, cfg.StalledAfter, room
 	return s, nil
 }
 
@@ -335,6 +348,13 @@ func (s *Store) Ping(ctx context.Context) error {
 			return fmt.Errorf("%w: sqlite: a write has not finished for %v", userattrs.ErrUnavailable, running.Round(time.Second))
 		}
 	}
+	if s.reserve.full.Load() || s.reserve.used.Load() {
+		// Probes of a few bytes may fit where a change does not: on a
+		// full disk readiness asks the file system instead, every time.
+		if err := s.reserve.recover(); err != nil {
+			return fmt.Errorf("%w: %w", userattrs.ErrUnavailable, err)
+		}
+	}
 	if s.lastFailed.Load() {
 		if err := s.writes.Do(ctx, "", nil, nil); err != nil {
 			return err
@@ -497,6 +517,9 @@ func (s *Store) commit(batch []*sqlstore.Merge) ([]error, error) {
 	}()
 	row.settle(err)
 	s.lastFailed.Store(err != nil)
+	if isFull(err) {
+		s.reserve.full.Store(true)
+	}
 	return outcomes, err
 }
 

@@ -137,12 +137,17 @@ func TestDeletedFile(t *testing.T) {
 	}
 }
 
-// A full disk fails readiness as it fails writes, and readiness comes back
-// by itself once there is room; a healthy store's probes write nothing.
+// A full disk fails readiness as it fails writes, on every probe, and
+// readiness comes back by itself once there is room; a healthy store's
+// probes write nothing. On the full disk, events the sinks took are
+// deleted all the same, in the room the store set aside.
 func TestFullDisk(t *testing.T) {
-	dir := disktest.Small(t, 1024)
+	dir := disktest.Small(t, 4096)
 	path := filepath.Join(dir, "userattrs.db")
-	s := mustOpen(t, path)
+	open := func() *sqlite.Store {
+		return mustOpenWith(t, sqlite.Config{Path: path, Events: true, Reserve: 512 << 10})
+	}
+	s := open()
 	ctx := context.Background()
 	for range 3 {
 		if err := s.Ping(ctx); err != nil {
@@ -153,13 +158,18 @@ func TestFullDisk(t *testing.T) {
 	if probes := query(t, path, "SELECT count(*) FROM store_probe"); probes != "0" {
 		t.Fatalf("healthy pings wrote %s probe rows", probes)
 	}
-	s = mustOpen(t, path)
+	s = open()
+	for i := range 5 {
+		if err := set(s, "early"+strconv.Itoa(i), "1"); err != nil {
+			t.Fatal(err)
+		}
+	}
 	filler := filepath.Join(dir, "filler")
 	f, err := os.Create(filler)
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.Write(make([]byte, 4<<20)) // fails with ENOSPC once the tmpfs is full
+	f.Write(make([]byte, 8<<20)) // fails with ENOSPC once the tmpfs is full
 	f.Close()
 	big := strings.Repeat("x", 60<<10)
 	failed := 0
@@ -174,12 +184,37 @@ func TestFullDisk(t *testing.T) {
 	if failed == 0 {
 		t.Fatal("every write succeeded on a full disk")
 	}
-	if err := s.Ping(ctx); !errors.Is(err, userattrs.ErrUnavailable) {
-		t.Fatalf("ping on a full disk: %v, want ErrUnavailable", err)
+	for i := range 24 {
+		if err := s.Ping(ctx); !errors.Is(err, userattrs.ErrUnavailable) || !strings.Contains(err.Error(), "full") {
+			t.Fatalf("ping %d on a full disk: %v, want ErrUnavailable saying the disk is full", i, err)
+		}
+	}
+	// The sinks take every event: they are deleted, not sent again.
+	var outbox userattrs.Outbox = s
+	for {
+		n, err := outbox.Deliver(ctx, 100, func(events []userattrs.Record) []bool {
+			done := make([]bool, len(events))
+			for i := range done {
+				done[i] = true
+			}
+			return done
+		})
+		if err != nil {
+			t.Fatalf("delivering on a full disk: %v", err)
+		}
+		if n == 0 {
+			break
+		}
+	}
+	if depth, _, err := outbox.OutboxStats(ctx); err != nil || depth != 0 {
+		t.Fatalf("outbox after delivery on a full disk: %d, %v", depth, err)
 	}
 	os.Remove(filler)
 	if err := s.Ping(ctx); err != nil {
 		t.Fatalf("ping once there is room: %v", err)
+	}
+	if fi, err := os.Stat(path + "-reserve"); err != nil || fi.Size() != 512<<10 {
+		t.Fatalf("the reserve once there is room: %v, %v", fi, err)
 	}
 	if err := set(s, "after", "1"); err != nil {
 		t.Fatalf("write once there is room: %v", err)
