@@ -274,18 +274,25 @@ func waitDelivered(t *testing.T, base, adminToken string, users []string, sinks 
 	}
 }
 
-// streamEvents reads every message of the JetStream stream, in stream
-// order.
-func streamEvents(t *testing.T, natsURL string) *received {
-	nc, err := nats.Connect(natsURL)
+// connectJetStream connects to the nats-server at url until the test ends.
+func connectJetStream(t *testing.T, url string) jetstream.JetStream {
+	t.Helper()
+	nc, err := nats.Connect(url)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer nc.Close()
+	t.Cleanup(nc.Close)
 	js, err := jetstream.New(nc)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return js
+}
+
+// streamEvents reads every message of the JetStream stream, in stream
+// order.
+func streamEvents(t *testing.T, natsURL string) *received {
+	js := connectJetStream(t, natsURL)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	stream, err := js.Stream(ctx, events.DefaultStream)
@@ -528,15 +535,7 @@ func TestNATSStreamBoundedAndRecreated(t *testing.T) {
 	ns := startNATS(t)
 	p := startServe(t, dir, nil, "--dev", "--data-dir", dir, "--events-nats-url", ns.url, "--events-nats-max-age", "36h")
 	tok := mintToken(t, dir, "--sub", "alice", "--data-dir", dir)
-	nc, err := nats.Connect(ns.url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := connectJetStream(t, ns.url)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	// waitFor waits until the service's stream holds n messages.
@@ -614,16 +613,7 @@ func TestOutboxBound(t *testing.T) {
 	}
 	waitForLog(t, p, "the outbox is past its bound")
 	hook.down.Store(false)
-	deadline = time.Now().Add(60 * time.Second)
-	for {
-		if status, _ := call(t, "GET", p.url+"/health/readiness", "", ""); status == 200 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("still not ready a minute after the receiver came back")
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	p.waitReady(t, time.Minute)
 	if status, body := call(t, "PUT", p.url+"/user/2024-3/attributes", tok, `{"k":"after"}`); status != 204 {
 		t.Fatalf("PUT once the outbox drained: %d %s", status, body)
 	}

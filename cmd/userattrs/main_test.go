@@ -165,6 +165,22 @@ func call(t *testing.T, method, url, token, body string, headers ...string) (int
 	return resp.StatusCode, string(b)
 }
 
+// waitReady waits until the process's readiness answers 200, for at most
+// within, and returns how long that took.
+func (p *process) waitReady(t *testing.T, within time.Duration) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for {
+		if status, _ := call(t, "GET", p.url+"/health/readiness", "", ""); status == 200 {
+			return time.Since(start)
+		}
+		if time.Since(start) > within {
+			t.Fatalf("not ready within %v\n%s", within, p.logs.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 // selfServiceAttributes matches the path of the self-service attributes
 // route, whose answers the iOS SDK decodes.
 var selfServiceAttributes = regexp.MustCompile(`^/user/[^/]+/attributes$`)

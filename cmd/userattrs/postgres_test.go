@@ -121,16 +121,7 @@ func TestDatabaseOutage(t *testing.T) {
 	restarted = true
 	back := time.Now()
 	for _, p := range []*process{a, b} {
-		deadline := time.Now().Add(30 * time.Second)
-		for {
-			if status, _ := call(t, "GET", p.url+"/health/readiness", "", ""); status == 200 {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatal("readiness did not recover after the database came back")
-			}
-			time.Sleep(200 * time.Millisecond)
-		}
+		p.waitReady(t, 30*time.Second)
 	}
 	recovered := time.Since(back)
 	time.Sleep(time.Second) // writers succeed again
