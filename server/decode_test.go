@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -46,7 +47,7 @@ func FuzzDecodePatch(f *testing.F) {
 		if !utf8.Valid(body) || refErr != nil || reference == nil {
 			t.Fatalf("accepted %q, which is not a UTF-8 JSON object (%v)", body, refErr)
 		}
-		if len(patch) != len(reference) {
+		if len(patch) != len(reference) && !(len(patch) < len(reference) && badMembers(patch) == userattrs.MaxViolations) {
 			t.Fatalf("%q: %d members decoded, encoding/json sees %d", body, len(patch), len(reference))
 		}
 		// Nothing is coerced: a U+FFFD in what was decoded stands in the
@@ -90,6 +91,38 @@ func FuzzDecodePatch(f *testing.F) {
 			}
 		}
 	})
+}
+
+func badMembers(p userattrs.Patch) int {
+	n := 0
+	for _, c := range p {
+		if c.BadType != "" {
+			n++
+		}
+	}
+	return n
+}
+
+// A body of thousands of members of the wrong type is decoded up to the
+// MaxViolations-th, which is all its answer lists; one that is not valid
+// JSON past them is still 400.
+func TestDecodeStopsAtMaxViolations(t *testing.T) {
+	var b strings.Builder
+	b.WriteString(`{"ok":"1"`)
+	for i := range 4000 {
+		fmt.Fprintf(&b, `,"k%d":1`, i)
+	}
+	valid := b.String() + "}"
+	patch, derr := decodePatch([]byte(valid))
+	if derr != nil || len(patch) != userattrs.MaxViolations+1 || badMembers(patch) != userattrs.MaxViolations {
+		t.Fatalf("%d members decoded, %d bad, %v", len(patch), badMembers(patch), derr)
+	}
+	if _, derr := decodePatch([]byte(strings.Replace(valid, `{"ok":"1"`, `{"ok":"1","ok":"2"`, 1))); derr == nil || derr.code != codeInvalidBody {
+		t.Fatalf("a duplicate before the bound: %v", derr)
+	}
+	if _, derr := decodePatch([]byte(b.String() + `,}`)); derr == nil || derr.code != codeInvalidJSON {
+		t.Fatalf("invalid JSON after thousands of bad members: %v", derr)
+	}
 }
 
 // acceptable reports whether a decoded JSON value is one the contract takes:

@@ -96,3 +96,75 @@ func dirSize(t *testing.T, dir string) int64 {
 	}
 	return total
 }
+
+// Eight clients sending bodies of 4,000 bad members cost other users'
+// writes little: checking stops at the 100th violation. The row reports
+// the rate of other users' PUTs without the flood and with it; make
+// reliability also holds the second to at least half the first.
+func TestInvalidBodyFlood(t *testing.T) {
+	dir := t.TempDir()
+	p := startServe(t, dir, nil, "--dev", "--data-dir", dir)
+	users := make([]string, 8)
+	for i := range users {
+		users[i] = "writer" + strconv.Itoa(i)
+	}
+	tokens := tokensFor(t, dir, append(users, "flooder")...)
+	var bad strings.Builder
+	bad.WriteString("{")
+	for i := range 4000 {
+		if i > 0 {
+			bad.WriteString(",")
+		}
+		fmt.Fprintf(&bad, `"k%d":1`, i)
+	}
+	bad.WriteString("}")
+	client := &http.Client{Timeout: 10 * time.Second}
+	put := func(tok, body string) int {
+		req, _ := http.NewRequest("PUT", p.url+"/user/2024-3/attributes", strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+tok)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := client.Do(req)
+		if err != nil {
+			return 0
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	// rate runs the writers, and flooders bad bodies beside them, for d,
+	// and returns the writers' acknowledged PUTs per second.
+	rate := func(flooders int, d time.Duration) float64 {
+		var acked atomic.Int64
+		stop := time.Now().Add(d)
+		var wg sync.WaitGroup
+		for i, u := range users {
+			wg.Go(func() {
+				for n := 0; time.Now().Before(stop); n++ {
+					if put(tokens[u], `{"n":"`+strconv.Itoa(i)+"-"+strconv.Itoa(n)+`"}`) == 204 {
+						acked.Add(1)
+					}
+				}
+			})
+		}
+		for range flooders {
+			wg.Go(func() {
+				for time.Now().Before(stop) {
+					if status := put(tokens["flooder"], bad.String()); status != 422 {
+						t.Errorf("a body of 4,000 bad members: %d", status)
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		return float64(acked.Load()) / d.Seconds()
+	}
+	quiet := rate(0, 5*time.Second)
+	flooded := rate(8, 5*time.Second)
+	if os.Getenv(reliability.EnvReport) != "" && flooded < quiet/2 {
+		t.Errorf("other users' PUTs: %.0f/s under the flood, %.0f/s without: less than half", flooded, quiet)
+	}
+	reliability.Report(t.Logf, reliability.Row{
+		Scenario: "8 clients sending bodies of 4,000 bad members (SQLite)",
+		Note: fmt.Sprintf("other users' PUTs %.0f/s without the flood, %.0f/s with it (%.2f)", quiet, flooded, flooded/quiet),
+	})
+}
