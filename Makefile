@@ -40,5 +40,5 @@ reliability:
 	mkdir -p results && rm -f $(RELIABILITY_REPORT)
 	USERATTRS_RELIABILITY_REPORT=$(RELIABILITY_REPORT) go test -count=1 -timeout 20m -run '^(TestFaults|TestOverload)$$' ./reliability
 	USERATTRS_RELIABILITY_REPORT=$(RELIABILITY_REPORT) go test -count=1 -timeout 20m \
-		-run '^(TestPostgresFailover|TestDatabaseOutage|TestKillInstanceUnderLoad|TestKeycloakOutage|TestStalledDisk|TestKillUnderWriteStorm|TestUserWritingFlatOut)$$' ./cmd/userattrs
+		-run '^(TestPostgresFailover|TestDatabaseOutage|TestKillInstanceUnderLoad|TestKeycloakOutage|TestStalledDisk|TestKillUnderWriteStorm|TestUserWritingFlatOut|TestInvalidBodyFlood)$$' ./cmd/userattrs
 	@go run ./reliability/table $(RELIABILITY_REPORT)
