@@ -1,7 +1,12 @@
 package userattrs
 
 import (
+	"bytes"
 	"context"
+	"crypto/aes"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/binary"
 	"errors"
 	"hash/fnv"
 	"slices"
@@ -127,9 +132,12 @@ var DefaultHistoryBounds = HistoryBounds{MaxRecords: 1000, MaxBytes: 1 << 20}
 
 // HistoryQuery selects a page of a user's history, newest first.
 type HistoryQuery struct {
-	// Before is the cursor: only changes with a lower Seq; 0 for the
-	// newest.
+	// Before is where a page starts, for stores: only changes with a lower
+	// Seq; 0 for the newest.
 	Before int64
+	// Cursor is where a page starts, for clients of Service.History: a
+	// cursor it gave out, "" for the newest. It seals Before.
+	Cursor string
 	// Key keeps only changes that set or removed it; "" keeps all.
 	Key string
 	// Since and Until keep changes at or after Since and before Until;
@@ -148,6 +156,10 @@ type History interface {
 	// returns how many it removed; pruning in small steps keeps merges
 	// from waiting for it.
 	PruneHistory(ctx context.Context, before time.Time, limit int) (int, error)
+	// CursorKey returns a random 16-byte key kept with the history, the
+	// same for every instance that shares the store, which seals the
+	// history's cursors.
+	CursorKey(ctx context.Context) ([]byte, error)
 }
 
 // Outbox is implemented by stores that write a change event in the
@@ -186,18 +198,28 @@ func OutboxPartition(user string) int {
 // History returns a page of the history of user, newest first, with the
 // attributes the policy hides left out (and records that changed nothing
 // else), and the cursor of the next page: 0 when there is none.
-func (s *Service) History(ctx context.Context, user string, q HistoryQuery) ([]Record, int64, error) {
+func (s *Service) History(ctx context.Context, user string, q HistoryQuery) ([]Record, string, error) {
 	h, ok := s.store.(History)
 	if !ok || !s.store.Capabilities().History {
-		return nil, 0, ErrNoHistory
+		return nil, "", ErrNoHistory
 	}
 	if q.Key != "" && s.policy.Hidden(q.Key) {
 		// A hidden attribute's changes are no one's to list, not even
 		// when and how often they happened.
-		return nil, 0, nil
+		return nil, "", nil
 	}
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
+	key, err := within(ctx, s.ops, func() ([]byte, error) { return h.CursorKey(ctx) })
+	if err != nil {
+		return nil, "", s.storeError(err)
+	}
+	q.Before = 0
+	if q.Cursor != "" {
+		if q.Before, err = openCursor(key, user, q.Cursor); err != nil {
+			return nil, "", err
+		}
+	}
 	// Records that changed only hidden attributes are left out, and the
 	// page filled from further back instead, so that neither a short page
 	// nor an empty one with a next link tells of them. One more record
@@ -208,7 +230,7 @@ func (s *Service) History(ctx context.Context, user string, q HistoryQuery) ([]R
 		q.Limit = want - len(visible)
 		records, err := within(ctx, s.ops, func() ([]Record, error) { return h.History(ctx, user, q) })
 		if err != nil {
-			return nil, 0, s.storeError(err)
+			return nil, "", s.storeError(err)
 		}
 		for _, r := range records {
 			if r, ok := s.policy.visibleRecord(r); ok {
@@ -220,10 +242,52 @@ func (s *Service) History(ctx context.Context, user string, q HistoryQuery) ([]R
 		}
 		q.Before = records[len(records)-1].Seq
 	}
-	var next int64
+	var next string
 	if len(visible) > limit {
 		visible = visible[:limit]
-		next = visible[limit-1].Seq
+		next = sealCursor(key, user, visible[limit-1].Seq)
 	}
 	return visible, next, nil
+}
+
+// ErrBadCursor is a history cursor this service did not give out for this
+// user's history.
+var ErrBadCursor = errors.New("not a cursor of this user's history")
+
+// sealCursor returns the cursor of the page after the record of user with
+// seq: one AES block of the seq and a hash of the user, so that a cursor
+// tells nothing of how many changes the service has recorded, and one made
+// up, changed, or taken from another user's history does not open.
+func sealCursor(key []byte, user string, seq int64) string {
+	block, err := aes.NewCipher(key)
+	if err != nil {
+		panic(err) // CursorKey returns 16 bytes
+	}
+	var plain, sealed [aes.BlockSize]byte
+	binary.BigEndian.PutUint64(plain[:8], uint64(seq))
+	userHash := sha256.Sum256([]byte(user))
+	copy(plain[8:], userHash[:8])
+	block.Encrypt(sealed[:], plain[:])
+	return base64.RawURLEncoding.EncodeToString(sealed[:])
+}
+
+// openCursor returns the seq a cursor of sealCursor seals, or
+// ErrBadCursor.
+func openCursor(key []byte, user, cursor string) (int64, error) {
+	sealed, err := base64.RawURLEncoding.Strict().DecodeString(cursor)
+	if err != nil || len(sealed) != aes.BlockSize {
+		return 0, ErrBadCursor
+	}
+	block, err := aes.NewCipher(key)
+	if err != nil {
+		return 0, err
+	}
+	var plain [aes.BlockSize]byte
+	block.Decrypt(plain[:], sealed)
+	userHash := sha256.Sum256([]byte(user))
+	seq := int64(binary.BigEndian.Uint64(plain[:8]))
+	if !bytes.Equal(plain[8:], userHash[:8]) || seq <= 0 {
+		return 0, ErrBadCursor
+	}
+	return seq, nil
 }

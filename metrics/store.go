@@ -80,6 +80,15 @@ func (s *Store) History(ctx context.Context, user string, q userattrs.HistoryQue
 	return h.History(ctx, user, q)
 }
 
+// CursorKey passes on the key of the history's cursors.
+func (s *Store) CursorKey(ctx context.Context) ([]byte, error) {
+	h, ok := s.next.(userattrs.History)
+	if !ok {
+		return nil, userattrs.ErrNoHistory
+	}
+	return h.CursorKey(ctx)
+}
+
 // PruneHistory passes pruning on, measured.
 func (s *Store) PruneHistory(ctx context.Context, before time.Time, limit int) (n int, err error) {
 	defer s.observe("prune_history", time.Now(), &err)

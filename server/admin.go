@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strconv"
 	"time"
 	"unicode/utf8"
@@ -72,8 +73,8 @@ func getHistory(svc *userattrs.Service) http.Handler {
 		for _, rec := range records {
 			doc.Data = append(doc.Data, resource{Type: "attribute-changes", ID: rec.ID, Attributes: rec})
 		}
-		if next != 0 {
-			query.Set("page[cursor]", strconv.FormatInt(next, 10))
+		if next != "" {
+			query.Set("page[cursor]", next)
 			doc.Links["next"] = r.URL.Path + "?" + query.Encode()
 		}
 		body, err := json.Marshal(doc)
@@ -91,6 +92,9 @@ func getHistory(svc *userattrs.Service) http.Handler {
 		}
 	})
 }
+
+// cursorPattern is the shape of the history's cursors.
+var cursorPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{22}$`)
 
 // historyQuery reads the history route's parameters, or the error that
 // names the first bad one.
@@ -117,12 +121,12 @@ func historyQuery(v url.Values) (userattrs.HistoryQuery, *apiError) {
 		q.Limit = n
 	}
 	if s := v.Get("page[cursor]"); s != "" {
-		// As the document states it: 1 to 18 digits, no leading zero.
-		n, err := strconv.ParseInt(s, 10, 64)
-		if err != nil || n < 1 || len(s) > 18 || s[0] == '0' || s[0] == '+' {
+		// As the document states it: 22 characters of base64url. The
+		// service opens it, or refuses it, against the user's history.
+		if !cursorPattern.MatchString(s) {
 			return bad("page[cursor]", "not a cursor this service gave out")
 		}
-		q.Before = n
+		q.Cursor = s
 	}
 	if s := v.Get("filter[key]"); s != "" {
 		// A filter, not a name to keep: a name no attribute can have

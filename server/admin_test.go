@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -131,6 +132,23 @@ func TestHistoryRoute(t *testing.T) {
 	rest := f.history(t, svc, page.Links["next"])
 	if len(rest.Data) != 2 || rest.Data[1].Attributes.Set["n"][0] != "0" {
 		t.Fatalf("second page: %+v", rest)
+	}
+	// The cursor is opaque: no count of the service's changes in it, and
+	// one changed, or taken to another user's history, does not open.
+	next, _ := url.Parse(page.Links["next"])
+	cursor := next.Query().Get("page[cursor]")
+	if _, err := strconv.ParseInt(cursor, 10, 64); err == nil || len(cursor) != 22 {
+		t.Fatalf("cursor %q", cursor)
+	}
+	tampered := "A" + cursor[1:]
+	if cursor[0] == 'A' {
+		tampered = "B" + cursor[1:]
+	}
+	for _, path := range []string{adminPath("bob") + "/history?page[cursor]=" + cursor, adminPath("alice") + "/history?page[cursor]=" + tampered} {
+		doc := f.do("GET", path, "", "Authorization", "Bearer "+svc).errors(t, 400, "invalid-parameter")
+		if len(doc.Errors) != 1 || !strings.Contains(doc.Errors[0].Detail, "cursor") {
+			t.Errorf("%s: %+v", path, doc)
+		}
 	}
 	if later := f.history(t, svc, adminPath("alice")+"/history?filter[since]=2999-01-01T00:00:00Z"); len(later.Data) != 0 {
 		t.Errorf("changes after 2999: %d", len(later.Data))

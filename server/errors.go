@@ -156,6 +156,10 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 		writeErrors(w, r, newError(http.StatusNotFound, codeUserNotFound, "the store knows no user with this id"))
 	case errors.Is(err, userattrs.ErrUserNotFound):
 		writeErrors(w, r, newError(http.StatusNotFound, codeNotFound, "the user of this token does not exist"))
+	case errors.Is(err, userattrs.ErrBadCursor):
+		e := newError(http.StatusBadRequest, codeInvalidParameter, "not a cursor this service gave out for this user's history")
+		e.Source = &source{Parameter: "page[cursor]"}
+		writeErrors(w, r, e)
 	case errors.Is(err, userattrs.ErrNoHistory):
 		writeErrors(w, r, newError(http.StatusNotImplemented, codeHistoryNotKept,
 			"this store keeps no history of changes: none is recorded, so none can be listed"))

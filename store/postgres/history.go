@@ -218,3 +218,11 @@ func (s *Store) OutboxStats(ctx context.Context) (int, time.Time, error) {
 	}
 	return depth, *oldest, nil
 }
+
+// CursorKey returns the key of the history's cursors, which migration 4
+// made for every instance.
+func (s *Store) CursorKey(ctx context.Context) ([]byte, error) {
+	var key []byte
+	err := s.pool.QueryRow(ctx, "SELECT cursor_key FROM store_key WHERE id = 1").Scan(&key)
+	return key, mapError(err)
+}

@@ -158,3 +158,11 @@ func (s *Store) OutboxStats(ctx context.Context) (int, time.Time, error) {
 	}
 	return depth, time.UnixMilli(oldest.Int64), nil
 }
+
+// CursorKey returns the key of the history's cursors, which migration 6
+// made.
+func (s *Store) CursorKey(ctx context.Context) ([]byte, error) {
+	var key []byte
+	err := s.read.QueryRowContext(ctx, "SELECT cursor_key FROM store_key WHERE id = 1").Scan(&key)
+	return key, mapError(err)
+}
