@@ -165,6 +165,6 @@ func TestInvalidBodyFlood(t *testing.T) {
 	}
 	reliability.Report(t.Logf, reliability.Row{
 		Scenario: "8 clients sending bodies of 4,000 bad members (SQLite)",
-		Note: fmt.Sprintf("other users' PUTs %.0f/s without the flood, %.0f/s with it (%.2f)", quiet, flooded, flooded/quiet),
+		Note:     fmt.Sprintf("other users' PUTs %.0f/s without the flood, %.0f/s with it (%.2f)", quiet, flooded, flooded/quiet),
 	})
 }
