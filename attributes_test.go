@@ -143,7 +143,10 @@ func TestValidateStopsAtMaxViolations(t *testing.T) {
 	few, many := bad(userattrs.MaxViolations), bad(4000)
 	fewAllocs := testing.AllocsPerRun(20, func() { userattrs.DefaultLimits.Validate(few) })
 	manyAllocs := testing.AllocsPerRun(20, func() { userattrs.DefaultLimits.Validate(many) })
-	if manyAllocs > fewAllocs {
+	// Twice as many at most: the race detector's sync.Pool drops what it
+	// pools at random, which fmt's printers feel; checking all 4,000
+	// would allocate forty times as many.
+	if manyAllocs > 2*fewAllocs {
 		t.Fatalf("checking 4000 bad members allocates %v times, %d of them %v", manyAllocs, userattrs.MaxViolations, fewAllocs)
 	}
 	// So do members that break a per-user bound together.
