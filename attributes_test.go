@@ -60,9 +60,12 @@ func TestPolicy(t *testing.T) {
 	if len(visible) != 1 || visible["tos_accepted"] == nil {
 		t.Fatalf("Visible = %v", visible)
 	}
-	// With nothing to leave out, Visible allocates nothing.
+	// With nothing to leave out, Visible copies nothing (names without
+	// wildcards: a regular expression's matcher comes from a sync.Pool,
+	// which the race detector empties at random).
+	literal, _ := userattrs.NewPolicy(userattrs.PolicyConfig{Hidden: []string{"secret"}, Reserved: userattrs.DefaultReserved})
 	all := userattrs.Attributes{"a": {"1"}, "b": {"2"}}
-	if allocs := testing.AllocsPerRun(100, func() { p.Visible(all) }); allocs != 0 {
+	if allocs := testing.AllocsPerRun(100, func() { literal.Visible(all) }); allocs != 0 {
 		t.Errorf("Visible of attributes it keeps whole allocates %v times", allocs)
 	}
 	var none userattrs.Policy
