@@ -36,7 +36,7 @@ const (
 		SELECT e.part, $2, e.record FROM unnest($1::smallint[], $3::text[]) WITH ORDINALITY AS e(part, record, n) ORDER BY e.n`
 	selectHistory = `SELECT seq, id, user_id, (extract(epoch FROM at) * 1000)::bigint AS at_ms, actor_type, actor_id,
 		client_id, request_id, set_values, removed_keys FROM attribute_history
-		WHERE user_id = $1 AND ($2 = 0 OR seq < $2) AND ($3::timestamptz IS NULL OR at >= $3)
+		WHERE user_id = $1 AND seq < $2 AND ($3::timestamptz IS NULL OR at >= $3)
 		AND ($4::timestamptz IS NULL OR at < $4) AND ($5 = '' OR $5 = ANY(changed_keys))
 		ORDER BY seq DESC LIMIT $6`
 )
@@ -107,7 +107,7 @@ func (s *Store) History(ctx context.Context, user string, q userattrs.HistoryQue
 	if s.writes.Closed() {
 		return nil, userattrs.ErrClosed
 	}
-	rows, _ := s.pool.Query(ctx, selectHistory, user, q.Before, optionalTime(q.Since), optionalTime(q.Until), q.Key,
+	rows, _ := s.pool.Query(ctx, selectHistory, user, sqlstore.PageStart(q), optionalTime(q.Since), optionalTime(q.Until), q.Key,
 		min(q.Limit, sqlstore.MaxHistoryPage))
 	records, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (userattrs.Record, error) {
 		return sqlstore.ScanRecord(row.Scan)

@@ -15,7 +15,7 @@ var (
 )
 
 const selectHistory = `SELECT ` + sqlstore.HistoryColumns + ` FROM attribute_history
-	WHERE user_id = ?1 AND (?2 = 0 OR seq < ?2) AND (?3 = 0 OR at_ms >= ?3) AND (?4 = 0 OR at_ms < ?4)
+	WHERE user_id = ?1 AND seq < ?2 AND (?3 = 0 OR at_ms >= ?3) AND (?4 = 0 OR at_ms < ?4)
 	AND (?5 = '' OR EXISTS (SELECT 1 FROM json_each(changed_keys) WHERE value = ?5))
 	ORDER BY seq DESC LIMIT ?6`
 
@@ -25,7 +25,7 @@ func (s *Store) History(ctx context.Context, user string, q userattrs.HistoryQue
 	if s.isClosed() {
 		return nil, userattrs.ErrClosed
 	}
-	rows, err := s.read.QueryContext(ctx, selectHistory, user, q.Before, unixMilli(q.Since), unixMilli(q.Until), q.Key,
+	rows, err := s.read.QueryContext(ctx, selectHistory, user, sqlstore.PageStart(q), unixMilli(q.Since), unixMilli(q.Until), q.Key,
 		min(q.Limit, sqlstore.MaxHistoryPage))
 	if err != nil {
 		return nil, mapError(err)

@@ -3,6 +3,7 @@ package sqlstore
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"strconv"
 	"time"
 
@@ -166,6 +167,17 @@ func AppendSeqs(b []byte, seqs []int64) []byte {
 		b = strconv.AppendInt(b, s, 10)
 	}
 	return append(b, ']')
+}
+
+// PageStart is the seq a history page starts below: q.Before, or past every
+// seq for the newest page. A plain "seq < ?" lets the query walk the
+// (user_id, seq) index from the cursor on; "? = 0 OR seq < ?" made it read
+// every newer record first, so that a deep cursor cost its depth.
+func PageStart(q userattrs.HistoryQuery) int64 {
+	if q.Before == 0 {
+		return math.MaxInt64
+	}
+	return q.Before
 }
 
 // MaxHistoryPage bounds the records one history query returns.
