@@ -48,14 +48,15 @@ type Store struct {
 	read    *sql.DB
 	get     *sql.Stmt // on the read pool
 	// The writer's statements, prepared once on its connection.
-	lockRow, upsert, remove, probe          *sql.Stmt
-	addUsage, setUsage, oldest, trimRecords *sql.Stmt
-	bounds                                  userattrs.HistoryBounds
-	// Inserts of 1, 2, 4... maxBatch records and events, prepared at open:
-	// a batch's go in with a few statements, never one per change.
-	records, events map[int]*sql.Stmt
-	eventsOn        bool       // a change writes its event to the outbox
-	delivering      sync.Mutex // one dispatcher at a time holds the outbox
+	lockRow, upsert, remove, probe *sql.Stmt
+	setUsage, oldest, trimRecords  *sql.Stmt
+	bounds                         userattrs.HistoryBounds
+	// Inserts of 1, 2, 4... maxBatch records, events and history usages,
+	// prepared at open: a batch's go in with a few statements, never one
+	// per change.
+	records, events, usages map[int]*sql.Stmt
+	eventsOn                bool       // a change writes its event to the outbox
+	delivering              sync.Mutex // one dispatcher at a time holds the outbox
 	// The attributes of users as the writer last committed or read them.
 	known  *knowledge
 	writes *sqlstore.Batcher // one writer: SQLite has one write lock
@@ -81,11 +82,12 @@ const (
 	insertRecords   = `INSERT INTO attribute_history (id, user_id, at_ms, actor_type, actor_id, client_id, request_id,
 		set_values, removed_keys, changed_keys, size) VALUES `
 	recordValues = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-	// What a batch's records add to a user's history, and what it then
-	// holds; the user's oldest rows, and their removal past the bounds.
-	addUsage = `INSERT INTO history_usage (user_id, records, bytes) VALUES (?1, ?2, ?3)
-		ON CONFLICT (user_id) DO UPDATE SET records = records + excluded.records, bytes = bytes + excluded.bytes
-		RETURNING records, bytes`
+	// What a batch's records add to its users' histories, and what they
+	// then hold; a user's oldest rows, and their removal past the bounds.
+	addUsage    = "INSERT INTO history_usage (user_id, records, bytes) VALUES "
+	usageValues = "(?, ?, ?)"
+	usageAdded  = ` ON CONFLICT (user_id) DO UPDATE SET records = records + excluded.records, bytes = bytes + excluded.bytes
+		RETURNING user_id, records, bytes`
 	setUsage      = "UPDATE history_usage SET records = ?2, bytes = ?3 WHERE user_id = ?1"
 	oldestRecords = "SELECT seq, size FROM attribute_history WHERE user_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3"
 	trimRecords   = "DELETE FROM attribute_history WHERE user_id = ?1 AND seq <= ?2"
@@ -260,26 +262,27 @@ func open(ctx context.Context, cfg Config) (*Store, error) {
 		stmt  **sql.Stmt
 		query string
 	}{{&s.lockRow, selectAttributes}, {&s.upsert, upsertAttribute}, {&s.remove, deleteAttribute}, {&s.probe, probeWrite},
-		{&s.addUsage, addUsage}, {&s.setUsage, setUsage}, {&s.oldest, oldestRecords}, {&s.trimRecords, trimRecords}} {
+		{&s.setUsage, setUsage}, {&s.oldest, oldestRecords}, {&s.trimRecords, trimRecords}} {
 		if *p.stmt, err = write.PrepareContext(ctx, p.query); err != nil {
 			s.read.Close()
 			write.Close()
 			return nil, fmt.Errorf("sqlite: prepare: %w", mapError(err))
 		}
 	}
-	s.eventsOn, s.records, s.events, s.bounds = cfg.Events, map[int]*sql.Stmt{}, map[int]*sql.Stmt{}, cfg.HistoryBounds
+	s.eventsOn, s.bounds = cfg.Events, cfg.HistoryBounds
+	s.records, s.events, s.usages = map[int]*sql.Stmt{}, map[int]*sql.Stmt{}, map[int]*sql.Stmt{}
 	type sizedInsert struct {
-		stmts          map[int]*sql.Stmt
-		insert, values string
+		stmts                  map[int]*sql.Stmt
+		insert, values, suffix string
 	}
-	inserts := []sizedInsert{{s.records, insertRecords, recordValues}}
+	inserts := []sizedInsert{{s.records, insertRecords, recordValues, ""}, {s.usages, addUsage, usageValues, usageAdded}}
 	if cfg.Events {
 		// Without events no event is ever inserted: nothing to prepare.
-		inserts = append(inserts, sizedInsert{s.events, insertEvents, eventValues})
+		inserts = append(inserts, sizedInsert{s.events, insertEvents, eventValues, ""})
 	}
 	for n := 1; n <= maxBatch; n *= 2 {
 		for _, p := range inserts {
-			if p.stmts[n], err = write.PrepareContext(ctx, p.insert+strings.Repeat(p.values+",", n-1)+p.values); err != nil {
+			if p.stmts[n], err = write.PrepareContext(ctx, p.insert+strings.Repeat(p.values+",", n-1)+p.values+p.suffix); err != nil {
 				s.read.Close()
 				write.Close()
 				return nil, fmt.Errorf("sqlite: prepare: %w", mapError(err))
@@ -314,8 +317,9 @@ func (s *Store) Close() error {
 	s.close.Do(func() {
 		s.writes.Close()
 		errs := []error{s.get.Close(), s.lockRow.Close(), s.upsert.Close(), s.remove.Close(), s.probe.Close(),
-			s.addUsage.Close(), s.setUsage.Close(), s.oldest.Close(), s.trimRecords.Close()}
-		for _, stmt := range slices.Concat(slices.Collect(maps.Values(s.records)), slices.Collect(maps.Values(s.events))) {
+			s.setUsage.Close(), s.oldest.Close(), s.trimRecords.Close()}
+		for _, stmt := range slices.Concat(slices.Collect(maps.Values(s.records)), slices.Collect(maps.Values(s.events)),
+			slices.Collect(maps.Values(s.usages))) {
 			errs = append(errs, stmt.Close())
 		}
 		err = errors.Join(append(errs, s.read.Close(), s.write.Close(), s.lock.Close())...)
@@ -682,17 +686,38 @@ func (r *batchRow) writeJournal(ctx context.Context) error {
 }
 
 // bound adds to each user's history usage what the batch's records add,
-// and removes the oldest records of those it takes past the bounds.
+// with a few multi-row upserts, and removes the oldest records of those it
+// takes past the bounds.
 func (r *batchRow) bound(ctx context.Context, added map[string]sqlstore.Usage) error {
+	args := make([]any, 0, 3*len(added))
 	for user, add := range added {
-		var usage sqlstore.Usage
-		if err := r.tx.StmtContext(ctx, r.s.addUsage).QueryRowContext(ctx, user, add.Records, add.Bytes).
-			Scan(&usage.Records, &usage.Bytes); err != nil {
-			return mapError(err)
+		args = append(args, user, add.Records, add.Bytes)
+	}
+	var over []string
+	usages := map[string]sqlstore.Usage{}
+	err := r.each(ctx, r.s.usages, len(added), 3, args, func(stmt *sql.Stmt, args []any) error {
+		rows, err := stmt.QueryContext(ctx, args...)
+		if err != nil {
+			return err
 		}
-		if !usage.Over(r.s.bounds) {
-			continue
+		defer rows.Close()
+		for rows.Next() {
+			var user string
+			var usage sqlstore.Usage
+			if err := rows.Scan(&user, &usage.Records, &usage.Bytes); err != nil {
+				return err
+			}
+			if usage.Over(r.s.bounds) {
+				over, usages[user] = append(over, user), usage
+			}
 		}
+		return rows.Err()
+	})
+	if err != nil {
+		return mapError(err)
+	}
+	for _, user := range over {
+		usage := usages[user]
 		through, kept, err := sqlstore.Trim(r.s.bounds, usage, func(after int64, n int) ([]sqlstore.SizedSeq, error) {
 			rows, err := r.tx.StmtContext(ctx, r.s.oldest).QueryContext(ctx, user, after, n)
 			if err != nil {
@@ -725,10 +750,19 @@ func (r *batchRow) bound(ctx context.Context, added map[string]sqlstore.Usage) e
 // exec inserts n rows of args, width values each, with the prepared
 // inserts whose sizes add up to n: at most one per power of two.
 func (r *batchRow) exec(ctx context.Context, stmts map[int]*sql.Stmt, n, width int, args []any) error {
+	return mapError(r.each(ctx, stmts, n, width, args, func(stmt *sql.Stmt, args []any) error {
+		_, err := stmt.ExecContext(ctx, args...)
+		return err
+	}))
+}
+
+// each runs, in the batch's transaction, the prepared statements of stmts
+// whose sizes add up to n rows of args, width values each, with run.
+func (r *batchRow) each(ctx context.Context, stmts map[int]*sql.Stmt, n, width int, args []any, run func(*sql.Stmt, []any) error) error {
 	for size := maxBatch; n > 0; size /= 2 {
 		for n >= size {
-			if _, err := r.tx.StmtContext(ctx, stmts[size]).ExecContext(ctx, args[:size*width]...); err != nil {
-				return mapError(err)
+			if err := run(r.tx.StmtContext(ctx, stmts[size]), args[:size*width]); err != nil {
+				return err
 			}
 			args, n = args[size*width:], n-size
 		}
