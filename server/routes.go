@@ -21,12 +21,13 @@ func routes(mux *http.ServeMux, cfg Config) {
 	}
 	mux.Handle("GET /user/{version}/attributes",
 		knownVersion(versions, authn.require(scopeRead, getAttributes(cfg.Service.Get, tokenUser))))
+	large := newLargeBodies()
 	mux.Handle("PUT /user/{version}/attributes",
-		knownVersion(versions, authn.require(scopeWrite, putAttributes(cfg.Service.Merge, cfg.MaxBodyBytes, tokenUser))))
+		knownVersion(versions, authn.require(scopeWrite, putAttributes(cfg.Service.Merge, cfg.MaxBodyBytes, tokenUser, large))))
 	mux.Handle("/user/{version}/attributes", knownVersion(versions, methodNotAllowed("GET, HEAD, PUT")))
 
 	mux.Handle("GET /admin/users/{id}/attributes", authn.requireAdmin(getAttributes(cfg.Service.AdminGet, pathUser)))
-	mux.Handle("PUT /admin/users/{id}/attributes", authn.requireAdmin(putAttributes(cfg.Service.AdminMerge, cfg.MaxBodyBytes, pathUser)))
+	mux.Handle("PUT /admin/users/{id}/attributes", authn.requireAdmin(putAttributes(cfg.Service.AdminMerge, cfg.MaxBodyBytes, pathUser, large)))
 	mux.Handle("/admin/users/{id}/attributes", methodNotAllowed("GET, HEAD, PUT"))
 	mux.Handle("GET /admin/users/{id}/attributes/history", authn.requireAdmin(getHistory(cfg.Service)))
 	mux.Handle("/admin/users/{id}/attributes/history", methodNotAllowed("GET, HEAD"))
