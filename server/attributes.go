@@ -243,21 +243,7 @@ func putAttributes(merge merger, maxBodyBytes int64, user userOf, large *largeBo
 			writeErrors(w, r, tooLarge)
 			return
 		}
-		// A large body takes its slot before it is read, when its length
-		// is declared, so that reading it waits too.
-		slot := r.ContentLength >= largeBody
-		if slot && !large.take(r.Context()) {
-			return // the client went away while the body waited
-		}
 		body, err := readBody(http.MaxBytesReader(w, r.Body, maxBodyBytes), r.ContentLength)
-		if !slot && len(body) >= largeBody {
-			if slot = large.take(r.Context()); !slot {
-				return
-			}
-		}
-		if slot {
-			defer large.release()
-		}
 		var tooBig *http.MaxBytesError
 		switch {
 		case errors.As(err, &tooBig):
@@ -274,6 +260,14 @@ func putAttributes(merge merger, maxBodyBytes int64, user userOf, large *largeBo
 		case err != nil:
 			writeErrors(w, r, newError(http.StatusBadRequest, codeInvalidJSON, "the body could not be read"))
 			return
+		}
+		// A large body takes its slot once read: a client that sends one
+		// slowly holds no slot while it does.
+		if len(body) >= largeBody {
+			if !large.take(r.Context()) {
+				return // the client went away while the body waited
+			}
+			defer large.release()
 		}
 		patch, decodeErr := decodePatch(body)
 		if decodeErr != nil {
