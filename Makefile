@@ -39,6 +39,6 @@ reliability:
 	scripts/test-deps.sh
 	mkdir -p results && rm -f $(RELIABILITY_REPORT)
 	USERATTRS_RELIABILITY_REPORT=$(RELIABILITY_REPORT) go test -count=1 -timeout 20m -run '^(TestFaults|TestOverload)$$' ./reliability
-	USERATTRS_RELIABILITY_REPORT=$(RELIABILITY_REPORT) go test -count=1 -timeout 20m \
-		-run '^(TestPostgresFailover|TestDatabaseOutage|TestKillInstanceUnderLoad|TestKeycloakOutage|TestStalledDisk|TestKillUnderWriteStorm|TestUserWritingFlatOut|TestInvalidBodyFlood)$$' ./cmd/userattrs
+	USERATTRS_RELIABILITY_REPORT=$(RELIABILITY_REPORT) go test -count=1 -timeout 40m \
+		-run '^(TestPostgresFailover|TestDatabaseOutage|TestKillInstanceUnderLoad|TestKeycloakOutage|TestStalledDisk|TestKillUnderWriteStorm|TestUserWritingFlatOut|TestInvalidBodyFlood|TestSlowReceiver|TestReceiverDown)$$' ./cmd/userattrs
 	@go run ./reliability/table $(RELIABILITY_REPORT)

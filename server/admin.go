@@ -43,12 +43,8 @@ func getHistory(svc *userattrs.Service) http.Handler {
 		if !ok {
 			return
 		}
-		// url.Values drops a pair it cannot unescape without a word, which
-		// would turn "filter[key]=k%" into no filter at all.
-		query, err := url.ParseQuery(r.URL.RawQuery)
-		if err != nil {
-			writeErrors(w, r, newError(http.StatusBadRequest, codeInvalidParameter,
-				"the query string has a malformed percent-escape; escape % as %25"))
+		query, ok := parseQuery(w, r, historyParams, "page[size], page[cursor], filter[key], filter[since] and filter[until]")
+		if !ok {
 			return
 		}
 		q, bad := historyQuery(query)
@@ -61,36 +57,101 @@ func getHistory(svc *userattrs.Service) http.Handler {
 			writeError(w, r, err)
 			return
 		}
-		type resource struct {
-			Type       string           `json:"type"`
-			ID         string           `json:"id"`
-			Attributes userattrs.Record `json:"attributes"`
-		}
-		doc := struct {
-			Data  []resource        `json:"data"`
-			Links map[string]string `json:"links"`
-		}{Data: make([]resource, 0, len(records)), Links: map[string]string{"self": r.URL.RequestURI()}}
+		doc := newListDocument[userattrs.Record](r, len(records))
 		for _, rec := range records {
-			doc.Data = append(doc.Data, resource{Type: "attribute-changes", ID: rec.ID, Attributes: rec})
+			doc.add("attribute-changes", rec.ID, rec)
 		}
 		if next != "" {
 			query.Set("page[cursor]", next)
 			doc.Links["next"] = r.URL.Path + "?" + query.Encode()
 		}
-		body, err := json.Marshal(doc)
-		if err != nil {
-			writeError(w, r, err)
-			return
-		}
-		h := w.Header()
-		h["Cache-Control"] = noStore
-		h["Content-Type"] = []string{"application/vnd.api+json"}
-		h["Content-Length"] = []string{strconv.Itoa(len(body))}
-		w.WriteHeader(http.StatusOK)
-		if r.Method != http.MethodHead {
-			w.Write(body)
-		}
+		writeDocument(w, r, doc)
 	})
+}
+
+// listDocument is a JSON:API document of a list of resources of one type.
+type listDocument[T any] struct {
+	Data  []resource[T]     `json:"data"`
+	Links map[string]string `json:"links"`
+}
+
+type resource[T any] struct {
+	Type       string `json:"type"`
+	ID         string `json:"id"`
+	Attributes T      `json:"attributes"`
+}
+
+// newListDocument returns an empty list linked to r, with room for n.
+func newListDocument[T any](r *http.Request, n int) *listDocument[T] {
+	return &listDocument[T]{Data: make([]resource[T], 0, n), Links: map[string]string{"self": r.URL.RequestURI()}}
+}
+
+func (d *listDocument[T]) add(typ, id string, attributes T) {
+	d.Data = append(d.Data, resource[T]{Type: typ, ID: id, Attributes: attributes})
+}
+
+// writeDocument answers 200 with doc, a JSON:API document no cache keeps.
+func writeDocument(w http.ResponseWriter, r *http.Request, doc any) {
+	body, err := json.Marshal(doc)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	h := w.Header()
+	h["Cache-Control"] = noStore
+	h["Content-Type"] = []string{"application/vnd.api+json"}
+	h["Content-Length"] = []string{strconv.Itoa(len(body))}
+	w.WriteHeader(http.StatusOK)
+	if r.Method != http.MethodHead {
+		w.Write(body)
+	}
+}
+
+// parseQuery reads a query string, which url.Values would take with a
+// malformed escape dropped without a word: "filter[key]=k%" would become
+// no filter at all. It refuses a parameter the route does not take
+// (allowed names them), or one given twice or empty.
+func parseQuery(w http.ResponseWriter, r *http.Request, allowed map[string]bool, takes string) (url.Values, bool) {
+	query, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		writeErrors(w, r, newError(http.StatusBadRequest, codeInvalidParameter,
+			"the query string has a malformed percent-escape; escape % as %25"))
+		return nil, false
+	}
+	for name, values := range query {
+		detail := ""
+		switch {
+		case !allowed[name]:
+			detail = "unknown query parameter; this route takes " + takes
+		case len(values) != 1 || values[0] == "":
+			detail = "give this parameter once, with a value"
+		default:
+			continue
+		}
+		writeErrors(w, r, parameterError(name, detail))
+		return nil, false
+	}
+	return query, true
+}
+
+func parameterError(name, detail string) apiError {
+	e := newError(http.StatusBadRequest, codeInvalidParameter, detail)
+	e.Source = &source{Parameter: name}
+	return e
+}
+
+// pageSize reads page[size]: def when absent, 1 to most.
+func pageSize(v url.Values, def, most int) (int, *apiError) {
+	s := v.Get("page[size]")
+	if s == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 || n > most {
+		e := parameterError("page[size]", "a whole number from 1 to "+strconv.Itoa(most))
+		return 0, &e
+	}
+	return n, nil
 }
 
 // cursorPattern is the shape of the history's cursors.
@@ -99,26 +160,14 @@ var cursorPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{22}$`)
 // historyQuery reads the history route's parameters, or the error that
 // names the first bad one.
 func historyQuery(v url.Values) (userattrs.HistoryQuery, *apiError) {
-	q := userattrs.HistoryQuery{Limit: defaultHistoryPage}
+	q := userattrs.HistoryQuery{}
 	bad := func(name, detail string) (userattrs.HistoryQuery, *apiError) {
-		e := newError(http.StatusBadRequest, codeInvalidParameter, detail)
-		e.Source = &source{Parameter: name}
+		e := parameterError(name, detail)
 		return q, &e
 	}
-	for name, values := range v {
-		if !historyParams[name] {
-			return bad(name, "unknown query parameter; this route takes page[size], page[cursor], filter[key], filter[since] and filter[until]")
-		}
-		if len(values) != 1 || values[0] == "" {
-			return bad(name, "give this parameter once, with a value")
-		}
-	}
-	if s := v.Get("page[size]"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 || n > maxHistoryPage {
-			return bad("page[size]", "a whole number from 1 to "+strconv.Itoa(maxHistoryPage))
-		}
-		q.Limit = n
+	var e *apiError
+	if q.Limit, e = pageSize(v, defaultHistoryPage, maxHistoryPage); e != nil {
+		return q, e
 	}
 	if s := v.Get("page[cursor]"); s != "" {
 		// As the document states it: 22 characters of base64url. The

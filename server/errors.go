@@ -36,6 +36,8 @@ const (
 	codeUserNotFound           = "user-not-found"
 	codeHistoryNotKept         = "history-not-kept"
 	codeInvalidParameter       = "invalid-parameter"
+	codeEventNotFound          = "event-not-found"
+	codeEventsOff              = "events-off"
 )
 
 var titles = map[string]string{
@@ -62,6 +64,8 @@ var titles = map[string]string{
 	codeUserNotFound:           "User not found",
 	codeHistoryNotKept:         "History not kept",
 	codeInvalidParameter:       "Invalid query parameter",
+	codeEventNotFound:          "Parked event not found",
+	codeEventsOff:              "Change events off",
 }
 
 // retryAfterSeconds is what a 503 tells clients to wait before retrying.

@@ -31,6 +31,10 @@ func routes(mux *http.ServeMux, cfg Config) {
 	mux.Handle("/admin/users/{id}/attributes", methodNotAllowed("GET, HEAD, PUT"))
 	mux.Handle("GET /admin/users/{id}/attributes/history", authn.requireAdmin(getHistory(cfg.Service)))
 	mux.Handle("/admin/users/{id}/attributes/history", methodNotAllowed("GET, HEAD"))
+	mux.Handle("GET /admin/events/parked", authn.requireAdmin(getParked(cfg.Outbox)))
+	mux.Handle("/admin/events/parked", methodNotAllowed("GET, HEAD"))
+	mux.Handle("POST /admin/events/parked/{eventId}/resend", authn.requireAdmin(resendParked(cfg.Outbox)))
+	mux.Handle("/admin/events/parked/{eventId}/resend", methodNotAllowed("POST"))
 
 	mux.Handle("GET /health/liveness", liveness())
 	mux.Handle("/health/liveness", methodNotAllowed("GET, HEAD"))

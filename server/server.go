@@ -34,6 +34,9 @@ type Config struct {
 	CheckTimeout time.Duration
 	// RateLimits are the optional per-user and per-client limits (429).
 	RateLimits RateLimits
+	// Outbox, while change events are on, serves the admin API's parked
+	// events.
+	Outbox userattrs.Outbox
 }
 
 // NewHTTPServer returns the HTTP server of handler with the timeouts that

@@ -29,6 +29,8 @@ type changesConfig struct {
 	natsSubject      string
 	natsMaxAge       time.Duration
 	outboxMax        int
+	parkAttempts     int
+	parkAfter        time.Duration
 	webhookURL       string
 	webhookSecret    string
 	webhookSigners   []*standardwebhooks.Webhook // read from webhookSecret by check
@@ -55,6 +57,11 @@ func (c *changesConfig) flags(fs *flag.FlagSet) {
 		return wholeNumber(n, err)
 	})
 	c.outboxMax = defaultOutboxMax
+	fs.IntVar(&c.parkAttempts, "events-park-attempts", 0,
+		"park a change event after this many failed attempts (0: only --events-park-after parks); a parked event leaves the outbox "+
+			"until the admin API sends it again, and its user's later events go on")
+	fs.DurationVar(&c.parkAfter, "events-park-after", 24*time.Hour,
+		"park a change event that has failed for this long since its first failure (0: never by age)")
 }
 
 // defaultOutboxMax bounds the outbox unless told otherwise: about 230 MB
@@ -69,6 +76,9 @@ func (c *changesConfig) eventsOn() bool { return c.natsURL != "" || c.webhookURL
 func (c *changesConfig) check() error {
 	if c.historyRetention < 0 {
 		return errors.New("--history-retention must not be negative")
+	}
+	if c.parkAttempts < 0 || c.parkAfter < 0 {
+		return errors.New("--events-park-attempts and --events-park-after must not be negative")
 	}
 	if c.natsMaxAge <= 0 {
 		return errors.New("--events-nats-max-age must be positive: a stream without a bound fills the broker's disk")
@@ -103,6 +113,7 @@ func (c *changesConfig) check() error {
 type changes struct {
 	wait       func()
 	dispatcher *events.Dispatcher // nil with events off
+	outbox     userattrs.Outbox   // nil with events off
 }
 
 // start runs, until ctx ends, the history's pruning and, with events on,
@@ -111,8 +122,10 @@ type changes struct {
 func (c *changesConfig) start(ctx context.Context, st userattrs.Store, storeName string, logger *slog.Logger, reg prometheus.Registerer) (changes, error) {
 	caps := st.Capabilities()
 	var dispatcher *events.Dispatcher
+	var outbox userattrs.Outbox
 	if c.eventsOn() {
-		outbox, ok := st.(userattrs.Outbox)
+		var ok bool
+		outbox, ok = st.(userattrs.Outbox)
 		if !ok || !caps.Outbox {
 			return changes{}, fmt.Errorf("the %s store cannot deliver change events: it has no transactional outbox "+
 				"(events are delivered from the SQLite and PostgreSQL stores); remove --events-nats-url and --events-webhook-url", storeName)
@@ -128,8 +141,12 @@ func (c *changesConfig) start(ctx context.Context, st userattrs.Store, storeName
 		if c.webhookURL != "" {
 			sinks = append(sinks, events.NewWebhook(c.webhookURL, c.webhookSigners))
 		}
+		parkAge := c.parkAfter
+		if parkAge == 0 {
+			parkAge = -1 // never by age
+		}
 		dispatcher = events.NewDispatcher(outbox, events.Config{Source: c.source, Sinks: sinks, Logger: logger, Metrics: reg,
-			MaxDepth: c.outboxMax})
+			MaxDepth: c.outboxMax, ParkAttempts: c.parkAttempts, ParkAge: parkAge})
 		logger.Info("change events on", "nats", c.natsURL != "", "webhook", c.webhookURL != "")
 	}
 	var running sync.WaitGroup
@@ -139,7 +156,7 @@ func (c *changesConfig) start(ctx context.Context, st userattrs.Store, storeName
 	if dispatcher != nil {
 		running.Go(func() { dispatcher.Run(ctx) })
 	}
-	return changes{wait: running.Wait, dispatcher: dispatcher}, nil
+	return changes{wait: running.Wait, dispatcher: dispatcher, outbox: outbox}, nil
 }
 
 // prune removes history records older than retention now and then every

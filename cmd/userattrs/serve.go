@@ -301,7 +301,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		Service: svc, Verifier: verifier, Logger: logger, Metrics: reg,
 		MaxBodyBytes: cfg.maxBodyBytes, Readiness: readiness, Versions: commaList(cfg.apiVersions),
 		LinkedIdentityRules: server.LinkedIdentityRules(cfg.auth.requireLinked), LinkedIdentities: links,
-		CheckTimeout: cfg.store.timeout, RateLimits: cfg.rateLimits,
+		CheckTimeout: cfg.store.timeout, RateLimits: cfg.rateLimits, Outbox: running.outbox,
 	}), slog.NewLogLogger(logger.Handler(), slog.LevelWarn))
 	ln, err := net.Listen("tcp", cfg.addr)
 	if err != nil {

@@ -234,42 +234,58 @@ func RunHistoryTests(t *testing.T, newHarness func(t *testing.T) Harness) {
 
 // RunOutboxTests checks the outbox of a store opened with events on: each
 // change's event, delivered oldest first per user, and removed once
-// delivered.
+// delivered; users held after a failure, or while a send goes on, are
+// passed over until their hold ends, with their retry state; events that
+// failed too long are parked, listed and put back ahead of their user's
+// later events.
 func RunOutboxTests(t *testing.T, newHarness func(t *testing.T) Harness) {
 	h, svc, user := begin(t, newHarness, userattrs.ReadCacheConfig{})
 	outbox := h.Store.(userattrs.Outbox)
 	ctx := context.Background()
-	drain := func(send func([]userattrs.Record) []bool) {
-		for {
-			n, err := outbox.Deliver(ctx, 100, send)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if n == 0 {
-				return
-			}
+	deliver := func(send func(userattrs.OutboxBatch) userattrs.Outcome) int {
+		t.Helper()
+		n, err := outbox.Deliver(ctx, 100, send)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	drain := func(send func(userattrs.OutboxBatch) userattrs.Outcome) {
+		for deliver(send) > 0 {
 		}
 	}
-	all := func(r []userattrs.Record) []bool { return slices.Repeat([]bool{true}, len(r)) }
+	all := func(b userattrs.OutboxBatch) (o userattrs.Outcome) {
+		for _, e := range b.Events {
+			o.Delivered = append(o.Delivered, e.Seq)
+		}
+		return o
+	}
+	stats := func() userattrs.OutboxStats {
+		t.Helper()
+		s, err := outbox.OutboxStats(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
 	drain(all) // what earlier tests left
 	for i := range 5 {
 		mustMerge(t, svc, user, patch("k", strconv.Itoa(i)))
 	}
-	if depth, oldest, err := outbox.OutboxStats(ctx); err != nil || depth != 5 || time.Since(oldest) > time.Minute {
-		t.Fatalf("stats: %d events since %v, %v", depth, oldest, err)
+	if s := stats(); s.Depth != 5 || time.Since(s.Oldest) > time.Minute || s.Parked != 0 {
+		t.Fatalf("stats: %+v", s)
 	}
 	// A sink that takes two events at a time: the rest come again, in
 	// order, the next time.
 	var got []string
 	var ids []string
-	drain(func(events []userattrs.Record) []bool {
-		done := make([]bool, len(events))
-		for i, e := range events[:min(2, len(events))] {
+	drain(func(b userattrs.OutboxBatch) (o userattrs.Outcome) {
+		for _, e := range b.Events[:min(2, len(b.Events))] {
 			got = append(got, e.Set["k"][0])
 			ids = append(ids, e.ID)
-			done[i] = true
+			o.Delivered = append(o.Delivered, e.Seq)
 		}
-		return done
+		return o
 	})
 	if !slices.Equal(got, []string{"0", "1", "2", "3", "4"}) || len(slices.Compact(slices.Clone(ids))) != 5 {
 		t.Fatalf("delivered %q", got)
@@ -278,7 +294,103 @@ func RunOutboxTests(t *testing.T, newHarness func(t *testing.T) Harness) {
 	if err != nil || len(history) != 5 || history[0].ID != ids[4] {
 		t.Fatalf("an event's id is its record's: %v, %v", err, history)
 	}
-	if depth, _, err := outbox.OutboxStats(ctx); err != nil || depth != 0 {
-		t.Fatalf("after delivery %d events wait (%v)", depth, err)
+	if s := stats(); s.Depth != 0 {
+		t.Fatalf("after delivery %d events wait", s.Depth)
+	}
+
+	// The held user's events wait; another user's go on.
+	other := h.NewUser(t)
+	for i := range 3 {
+		mustMerge(t, svc, user, patch("k", "held"+strconv.Itoa(i)))
+	}
+	mustMerge(t, svc, other, patch("k", "free"))
+	since := time.Now().Add(-time.Minute).Truncate(time.Millisecond)
+	// On a shared store a claim takes one part of the users: claim until
+	// none is left, holding the user at its first event.
+	var first userattrs.Record
+	var freed []string
+	drain(func(b userattrs.OutboxBatch) (o userattrs.Outcome) {
+		if len(b.Retries) != 0 {
+			t.Fatalf("retries before any failure: %v", b.Retries)
+		}
+		holding := false
+		for _, e := range b.Events {
+			switch {
+			case e.User == other:
+				freed = append(freed, e.Set["k"][0])
+				o.Delivered = append(o.Delivered, e.Seq)
+			case holding:
+			case first.ID != "":
+				t.Fatalf("a held user's event was claimed: %+v", e)
+			default:
+				holding = true
+				first = e
+				o.Holds = []userattrs.Hold{{User: user, For: time.Hour, Attempts: 3, Since: since}}
+			}
+		}
+		return o
+	})
+	if !slices.Equal(freed, []string{"free"}) || first.Set["k"][0] != "held0" {
+		t.Fatalf("the other user's events went %q; the held user's first is %+v", freed, first)
+	}
+	// A short hold ends by itself, and the user comes back with its retry
+	// state; Settle applies an outcome outside a claim.
+	if err := outbox.Settle(ctx, userattrs.Outcome{Holds: []userattrs.Hold{{User: user, For: 50 * time.Millisecond, Attempts: 4, Since: since}}}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	deliver(func(b userattrs.OutboxBatch) (o userattrs.Outcome) {
+		r, ok := b.Retries[user]
+		if len(b.Events) != 3 || b.Events[0].ID != first.ID || !ok || r.Attempts != 4 || !r.Since.Equal(since) {
+			t.Fatalf("after the hold: %d events, retry %+v (want 4 attempts since %v)", len(b.Events), b.Retries, since)
+		}
+		// The first keeps failing: it is parked, and the user's later
+		// events go on.
+		o.Parked = []userattrs.Parking{{Seq: first.Seq, Attempts: 5, Reason: "webhook answered 500"}}
+		o.Released = []string{user}
+		return o
+	})
+	if s := stats(); s.Depth != 2 || s.Parked != 1 {
+		t.Fatalf("after parking: %+v", s)
+	}
+	parked, err := outbox.Parked(ctx, 0, 10)
+	if err != nil || len(parked) != 1 {
+		t.Fatalf("parked: %v, %+v", err, parked)
+	}
+	if p := parked[0]; p.Record.ID != first.ID || p.Record.User != user || p.Attempts != 5 || p.Reason != "webhook answered 500" ||
+		time.Since(p.ParkedAt) > time.Minute || p.Record.Set["k"][0] != "held0" {
+		t.Fatalf("parked event: %+v", p)
+	}
+	if more, err := outbox.Parked(ctx, parked[0].Seq, 10); err != nil || len(more) != 0 {
+		t.Fatalf("the page after the last: %v, %+v", err, more)
+	}
+	var later []string
+	deliver(func(b userattrs.OutboxBatch) (o userattrs.Outcome) {
+		if len(b.Retries) != 0 {
+			t.Fatalf("released, yet retries %+v", b.Retries)
+		}
+		// One of the two later events is taken; the other waits.
+		later = append(later, b.Events[0].Set["k"][0])
+		o.Delivered = []int64{b.Events[0].Seq}
+		return o
+	})
+	// Sent again, the parked event goes out before the user's later one.
+	if ok, err := outbox.Unpark(ctx, first.ID); err != nil || !ok {
+		t.Fatalf("Unpark: %v, %v", ok, err)
+	}
+	if ok, err := outbox.Unpark(ctx, first.ID); err != nil || ok {
+		t.Fatalf("Unpark of an event no longer parked: %v, %v", ok, err)
+	}
+	drain(func(b userattrs.OutboxBatch) userattrs.Outcome {
+		for _, e := range b.Events {
+			later = append(later, e.Set["k"][0])
+		}
+		return all(b)
+	})
+	if !slices.Equal(later, []string{"held1", "held0", "held2"}) {
+		t.Fatalf("delivered %q, want held1, then the parked held0 ahead of held2", later)
+	}
+	if s := stats(); s.Depth != 0 || s.Parked != 0 {
+		t.Fatalf("at the end: %+v", s)
 	}
 }

@@ -13,7 +13,6 @@ import (
 
 var (
 	_ userattrs.History = (*Store)(nil)
-	_ userattrs.Outbox  = (*Store)(nil)
 )
 
 const (
@@ -32,8 +31,9 @@ const (
 	oldestRecords = "SELECT seq, size FROM attribute_history WHERE user_id = $1 AND seq > $2 ORDER BY seq LIMIT $3"
 	trimRecords   = `DELETE FROM attribute_history AS h USING unnest($1::text[], $2::bigint[]) AS d(user_id, through)
 		WHERE h.user_id = d.user_id AND h.seq <= d.through`
-	insertEvents = `INSERT INTO event_outbox (part, at, record)
-		SELECT e.part, $2, e.record FROM unnest($1::smallint[], $3::text[]) WITH ORDINALITY AS e(part, record, n) ORDER BY e.n`
+	insertEvents = `INSERT INTO event_outbox (part, user_id, at, record)
+		SELECT e.part, e.user_id, $2, e.record FROM unnest($1::smallint[], $3::text[], $4::text[])
+			WITH ORDINALITY AS e(part, user_id, record, n) ORDER BY e.n`
 	selectHistory = `SELECT seq, id, user_id, (extract(epoch FROM at) * 1000)::bigint AS at_ms, actor_type, actor_id,
 		client_id, request_id, set_values, removed_keys FROM attribute_history
 		WHERE user_id = $1 AND seq < $2 AND ($3::timestamptz IS NULL OR at >= $3)
@@ -56,7 +56,7 @@ func (s *Store) queueJournal(ctx context.Context, conn *pgxpool.Conn, write *pgx
 		cols[i] = make([]string, 0, n)
 	}
 	sizes := make([]int32, 0, n)
-	parts, events := make([]int16, 0, n), make([]string, 0, n)
+	parts, users, events := make([]int16, 0, n), make([]string, 0, n), make([]string, 0, n)
 	for i := range j.Records {
 		rec := &j.Records[i]
 		c := sqlstore.Columns(rec)
@@ -69,6 +69,7 @@ func (s *Store) queueJournal(ctx context.Context, conn *pgxpool.Conn, write *pgx
 		locked.current[rec.User] = row
 		if s.events {
 			parts = append(parts, int16(userattrs.OutboxPartition(rec.User)))
+			users = append(users, rec.User)
 			events = append(events, sqlstore.EventData(rec))
 		}
 	}
@@ -97,7 +98,7 @@ func (s *Store) queueJournal(ctx context.Context, conn *pgxpool.Conn, write *pgx
 		write.Queue(trimRecords, trimmed, through)
 	}
 	if s.events {
-		write.Queue(insertEvents, parts, at, events)
+		write.Queue(insertEvents, parts, at, users, events)
 	}
 	return nil
 }
@@ -159,64 +160,6 @@ func (s *Store) PruneHistory(ctx context.Context, before time.Time, limit int) (
 		removed += int(n)
 	}
 	return removed, mapError(err)
-}
-
-// Deliver claims one part of the outbox that has events and that no other
-// dispatcher, on any instance, holds: its row lock, taken with SKIP LOCKED
-// and held until the delivered events are deleted. A user's events are all
-// in one part, so they go out in seq order, which is their commit order.
-func (s *Store) Deliver(ctx context.Context, max int, send func([]userattrs.Record) []bool) (int, error) {
-	if s.writes.Closed() {
-		return 0, userattrs.ErrClosed
-	}
-	tx, err := s.pool.Begin(ctx)
-	if err != nil {
-		return 0, mapError(err)
-	}
-	defer tx.Rollback(context.WithoutCancel(ctx))
-	var part int16
-	err = tx.QueryRow(ctx, `SELECT p.part FROM event_outbox_part p
-		WHERE EXISTS (SELECT 1 FROM event_outbox o WHERE o.part = p.part)
-		ORDER BY random() LIMIT 1 FOR UPDATE SKIP LOCKED`).Scan(&part)
-	if err == pgx.ErrNoRows {
-		return 0, nil
-	}
-	if err != nil {
-		return 0, mapError(err)
-	}
-	rows, _ := tx.Query(ctx, "SELECT seq, record FROM event_outbox WHERE part = $1 ORDER BY seq LIMIT $2", part, max)
-	events, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (userattrs.Record, error) {
-		var seq int64
-		var data string
-		if err := row.Scan(&seq, &data); err != nil {
-			return userattrs.Record{}, err
-		}
-		return sqlstore.DecodeEvent(seq, data)
-	})
-	if err != nil || len(events) == 0 {
-		return 0, mapError(err)
-	}
-	seqs := sqlstore.Done(events, send(events))
-	if len(seqs) == 0 {
-		return len(events), nil
-	}
-	if _, err := tx.Exec(ctx, "DELETE FROM event_outbox WHERE seq = ANY($1)", seqs); err != nil {
-		return len(events), mapError(err)
-	}
-	return len(events), mapError(tx.Commit(ctx))
-}
-
-// OutboxStats reports how many events wait, and since when.
-func (s *Store) OutboxStats(ctx context.Context) (int, time.Time, error) {
-	var depth int
-	var oldest *time.Time
-	if err := s.pool.QueryRow(ctx, "SELECT count(*), min(at) FROM event_outbox").Scan(&depth, &oldest); err != nil {
-		return 0, time.Time{}, mapError(err)
-	}
-	if oldest == nil {
-		return depth, time.Time{}, nil
-	}
-	return depth, *oldest, nil
 }
 
 // CursorKey returns the key of the history's cursors, which migration 4

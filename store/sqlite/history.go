@@ -2,17 +2,13 @@ package sqlite
 
 import (
 	"context"
-	"database/sql"
 	"time"
 
 	"github.com/userattrs/userattrs"
 	"github.com/userattrs/userattrs/store/sqlstore"
 )
 
-var (
-	_ userattrs.History = (*Store)(nil)
-	_ userattrs.Outbox  = (*Store)(nil)
-)
+var _ userattrs.History = (*Store)(nil)
 
 const selectHistory = `SELECT ` + sqlstore.HistoryColumns + ` FROM attribute_history
 	WHERE user_id = ?1 AND seq < ?2 AND (?3 = 0 OR at_ms >= ?3) AND (?4 = 0 OR at_ms < ?4)
@@ -91,72 +87,6 @@ func (s *Store) PruneHistory(ctx context.Context, before time.Time, limit int) (
 		}
 	}
 	return removed, mapError(tx.Commit())
-}
-
-const deleteEvents = "DELETE FROM event_outbox WHERE seq IN (SELECT value FROM json_each(?))"
-
-// Deliver passes the oldest events to send. This process is the file's
-// only writer, and its one writer commits events in seq order, so one
-// dispatcher at a time delivers them all in that order.
-func (s *Store) Deliver(ctx context.Context, max int, send func([]userattrs.Record) []bool) (int, error) {
-	if s.isClosed() {
-		return 0, userattrs.ErrClosed
-	}
-	s.delivering.Lock()
-	defer s.delivering.Unlock()
-	rows, err := s.read.QueryContext(ctx, "SELECT seq, record FROM event_outbox ORDER BY seq LIMIT ?", max)
-	if err != nil {
-		return 0, mapError(err)
-	}
-	events, err := scanEvents(rows)
-	if err != nil || len(events) == 0 {
-		return 0, err
-	}
-	if done := sqlstore.Done(events, send(events)); len(done) > 0 {
-		seqs := string(sqlstore.AppendSeqs(nil, done))
-		_, err := s.write.ExecContext(ctx, deleteEvents, seqs)
-		if isFull(err) && s.reserve.release() {
-			// The sinks took these events: on a full disk, give up the
-			// reserve rather than send them again and again.
-			s.reserve.full.Store(true)
-			_, err = s.write.ExecContext(ctx, deleteEvents, seqs)
-		}
-		if err != nil {
-			return len(events), mapError(err)
-		}
-	}
-	return len(events), nil
-}
-
-func scanEvents(rows *sql.Rows) ([]userattrs.Record, error) {
-	defer rows.Close()
-	var events []userattrs.Record
-	var seq int64
-	var data string
-	for rows.Next() {
-		if err := rows.Scan(&seq, &data); err != nil {
-			return nil, mapError(err)
-		}
-		r, err := sqlstore.DecodeEvent(seq, data)
-		if err != nil {
-			return nil, err
-		}
-		events = append(events, r)
-	}
-	return events, mapError(rows.Err())
-}
-
-// OutboxStats reports how many events wait, and since when.
-func (s *Store) OutboxStats(ctx context.Context) (int, time.Time, error) {
-	var depth int
-	var oldest sql.NullInt64
-	if err := s.read.QueryRowContext(ctx, "SELECT count(*), min(at_ms) FROM event_outbox").Scan(&depth, &oldest); err != nil {
-		return 0, time.Time{}, mapError(err)
-	}
-	if !oldest.Valid {
-		return depth, time.Time{}, nil
-	}
-	return depth, time.UnixMilli(oldest.Int64), nil
 }
 
 // CursorKey returns the key of the history's cursors, which migration 6

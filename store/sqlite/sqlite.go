@@ -91,8 +91,8 @@ const (
 	setUsage      = "UPDATE history_usage SET records = ?2, bytes = ?3 WHERE user_id = ?1"
 	oldestRecords = "SELECT seq, size FROM attribute_history WHERE user_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3"
 	trimRecords   = "DELETE FROM attribute_history WHERE user_id = ?1 AND seq <= ?2"
-	insertEvents  = "INSERT INTO event_outbox (part, at_ms, record) VALUES "
-	eventValues   = "(?, ?, ?)"
+	insertEvents  = "INSERT INTO event_outbox (part, user_id, at_ms, record) VALUES "
+	eventValues   = "(?, ?, ?, ?)"
 )
 
 var _ userattrs.Store = (*Store)(nil)
@@ -680,9 +680,9 @@ func (r *batchRow) writeJournal(ctx context.Context) error {
 	}
 	args = args[:0]
 	for i := range records {
-		args = append(args, userattrs.OutboxPartition(records[i].User), at, sqlstore.EventData(&records[i]))
+		args = append(args, userattrs.OutboxPartition(records[i].User), records[i].User, at, sqlstore.EventData(&records[i]))
 	}
-	return r.exec(ctx, r.s.events, len(records), 3, args)
+	return r.exec(ctx, r.s.events, len(records), 4, args)
 }
 
 // bound adds to each user's history usage what the batch's records add,

@@ -192,12 +192,11 @@ func TestFullDisk(t *testing.T) {
 	// The sinks take every event: they are deleted, not sent again.
 	var outbox userattrs.Outbox = s
 	for {
-		n, err := outbox.Deliver(ctx, 100, func(events []userattrs.Record) []bool {
-			done := make([]bool, len(events))
-			for i := range done {
-				done[i] = true
+		n, err := outbox.Deliver(ctx, 100, func(b userattrs.OutboxBatch) (o userattrs.Outcome) {
+			for _, e := range b.Events {
+				o.Delivered = append(o.Delivered, e.Seq)
 			}
-			return done
+			return o
 		})
 		if err != nil {
 			t.Fatalf("delivering on a full disk: %v", err)
@@ -206,8 +205,8 @@ func TestFullDisk(t *testing.T) {
 			break
 		}
 	}
-	if depth, _, err := outbox.OutboxStats(ctx); err != nil || depth != 0 {
-		t.Fatalf("outbox after delivery on a full disk: %d, %v", depth, err)
+	if stats, err := outbox.OutboxStats(ctx); err != nil || stats.Depth != 0 {
+		t.Fatalf("outbox after delivery on a full disk: %+v, %v", stats, err)
 	}
 	os.Remove(filler)
 	if err := s.Ping(ctx); err != nil {

@@ -182,3 +182,22 @@ func PageStart(q userattrs.HistoryQuery) int64 {
 
 // MaxHistoryPage bounds the records one history query returns.
 const MaxHistoryPage = 1000
+
+// Users returns the users of events, each once.
+func Users(events []userattrs.Record) []string {
+	users := make([]string, 0, len(events))
+	seen := make(map[string]bool, len(events))
+	for i := range events {
+		if u := events[i].User; !seen[u] {
+			seen[u] = true
+			users = append(users, u)
+		}
+	}
+	return users
+}
+
+// JSONStrings encodes strings as a JSON array, for stores without arrays.
+func JSONStrings(s []string) string {
+	b, _ := json.Marshal(s) // strings always encode
+	return string(b)
+}
