@@ -91,6 +91,16 @@ func (a authenticator) requireAdmin(next http.Handler) http.Handler {
 	return a.check(scopeAdmin, true, next)
 }
 
+// tarpit waits d, or until ctx ends.
+func tarpit(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
+
 // notAUser says why a service account's token is no user's.
 func notAUser(id auth.Identity) string {
 	switch id.Subject {
@@ -148,6 +158,15 @@ func (a authenticator) check(scope string, admin bool, next http.Handler) http.H
 			return
 		}
 		if limit, wait := a.limits.allow(id.Actor(), id.ClientID); limit != "" {
+			if limit == limitRefused {
+				// A client past its budget of refused requests is kept
+				// waiting for its answer, up to a second: one sending bad
+				// bodies in a loop then sends a few a second per
+				// connection, at the cost of an idle goroutine, instead of
+				// thousands of cheap refusals that still cost their HTTP
+				// and token checks.
+				tarpit(r.Context(), min(wait, time.Second))
+			}
 			seconds := strconv.Itoa(int(math.Ceil(wait.Seconds())))
 			w.Header().Set("Retry-After", seconds)
 			writeErrors(w, r, newError(http.StatusTooManyRequests, codeRateLimited,
@@ -168,5 +187,8 @@ func (a authenticator) check(scope string, admin bool, next http.Handler) http.H
 			}
 		}
 		next.ServeHTTP(w, r)
+		if rec, ok := w.(*statusRecorder); ok {
+			a.limits.answered(id.Actor(), rec.status)
+		}
 	})
 }

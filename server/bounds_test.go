@@ -183,6 +183,30 @@ func TestRateLimits(t *testing.T) {
 	}
 }
 
+// Past a user's budget of refused requests, the user's next requests are
+// 429, answered after a wait (at most a second) and without the body read;
+// a 412 spends nothing, and other users are not held back.
+func TestRefusedRequestBudget(t *testing.T) {
+	f := newFixture(t, func(o *options) { o.rateLimits = server.RateLimits{RefusedPerUser: 2} })
+	mallory, bob := f.token("mallory", read, write), f.token("bob", read, write)
+	f.do("PUT", "/user/2024-3/attributes", `{"a":"1"}`, "Authorization", "Bearer "+mallory, "Content-Type", "application/json",
+		"If-Match", `"stale"`).errors(t, 412, "precondition-failed")
+	for i := range 4 { // a burst of twice the rate
+		if res := f.put(mallory, `{"a":1}`); res.status != 422 {
+			t.Fatalf("bad body %d within the budget: %d", i, res.status)
+		}
+	}
+	start := time.Now()
+	res := f.put(mallory, `{"a":"fine"}`)
+	res.errors(t, 429, "rate-limited")
+	if waited := time.Since(start); waited < 200*time.Millisecond || res.header.Get("Retry-After") != "1" {
+		t.Fatalf("past the budget: answered after %v with Retry-After %q", waited, res.header.Get("Retry-After"))
+	}
+	if res := f.put(bob, `{"a":"fine"}`); res.status != 204 {
+		t.Fatalf("bob held back by mallory's refusals: %d", res.status)
+	}
+}
+
 // A store busy beyond the instance's bound sheds requests at once, 503
 // with Retry-After: 1.
 func TestOverloadIsShed(t *testing.T) {

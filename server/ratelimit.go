@@ -3,6 +3,7 @@ package server
 import (
 	"hash/maphash"
 	"math"
+	"net/http"
 	"sync"
 	"time"
 
@@ -16,7 +17,17 @@ import (
 type RateLimits struct {
 	PerUser   float64
 	PerClient float64
+	// RefusedPerUser bounds the requests of one user that the service
+	// refuses as malformed or invalid (400, 413, 415, 422): past its
+	// bucket, the user's requests are 429 before their bodies are read
+	// or checked, so that a client sending bad bodies in a loop costs
+	// little of what other users need. Zero turns it off.
+	RefusedPerUser float64
 }
+
+// DefaultRefusedPerUser is RefusedPerUser unless configured: no app sends
+// ten bad bodies a second for long.
+const DefaultRefusedPerUser = 10
 
 // maxBuckets bounds the buckets kept per limit. A bucket that has filled up
 // again is the same as a new one, so those go first; beyond that, dropping
@@ -51,23 +62,53 @@ func newBuckets(perSecond float64) *buckets {
 
 // take spends a token of key's bucket, or says how long until one is due.
 func (b *buckets) take(key string, now time.Time) (bool, time.Duration) {
+	return b.with(key, now, true, func(l *rate.Limiter) (bool, time.Duration) {
+		r := l.ReserveN(now, 1)
+		if d := r.DelayFrom(now); d > 0 {
+			r.CancelAt(now)
+			return false, d
+		}
+		return true, 0
+	})
+}
+
+// has reports whether key's bucket holds a token, or how long until one is
+// due, and spends none.
+func (b *buckets) has(key string, now time.Time) (bool, time.Duration) {
+	return b.with(key, now, false, func(l *rate.Limiter) (bool, time.Duration) {
+		if tokens := l.TokensAt(now); tokens < 1 {
+			return false, time.Duration((1 - tokens) / float64(b.limit) * float64(time.Second))
+		}
+		return true, 0
+	})
+}
+
+// spend takes a token of key's bucket, into debt if it has none.
+func (b *buckets) spend(key string, now time.Time) {
+	b.with(key, now, true, func(l *rate.Limiter) (bool, time.Duration) {
+		l.ReserveN(now, 1)
+		return true, 0
+	})
+}
+
+// with runs f on key's bucket under its shard's lock; a key without a
+// bucket has a full one, made when create is set.
+func (b *buckets) with(key string, now time.Time, create bool, f func(*rate.Limiter) (bool, time.Duration)) (bool, time.Duration) {
 	s := &b.shards[maphash.String(b.seed, key)%bucketShards]
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	l, ok := s.m[key]
 	if !ok {
+		if !create {
+			return true, 0
+		}
 		if len(s.m) >= maxBuckets/bucketShards {
 			s.sweep(now)
 		}
 		l = rate.NewLimiter(b.limit, b.burst)
 		s.m[key] = l
 	}
-	r := l.ReserveN(now, 1)
-	if d := r.DelayFrom(now); d > 0 {
-		r.CancelAt(now)
-		return false, d
-	}
-	return true, 0
+	return f(l)
 }
 
 // sweep drops the buckets that are full again, or, when none is, half of
@@ -88,14 +129,14 @@ func (s *bucketShard) sweep(now time.Time) {
 
 // rateLimiter applies the configured limits to identified requests.
 type rateLimiter struct {
-	user, client *buckets
-	limited      *prometheus.CounterVec
+	user, client, refused *buckets
+	limited               *prometheus.CounterVec
 }
 
 func newRateLimiter(l RateLimits, reg prometheus.Registerer) *rateLimiter {
-	r := &rateLimiter{user: newBuckets(l.PerUser), client: newBuckets(l.PerClient),
+	r := &rateLimiter{user: newBuckets(l.PerUser), client: newBuckets(l.PerClient), refused: newBuckets(l.RefusedPerUser),
 		limited: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "userattrs_rate_limited_total", Help: "Requests answered 429, by the limit they met (user, client).",
+			Name: "userattrs_rate_limited_total", Help: "Requests answered 429, by the limit they met (user, client, refused).",
 		}, []string{"limit"})}
 	if reg != nil {
 		reg.MustRegister(r.limited)
@@ -119,5 +160,25 @@ func (r *rateLimiter) allow(user, client string) (string, time.Duration) {
 			return "client", wait
 		}
 	}
+	if r.refused != nil {
+		if ok, wait := r.refused.has(user, now); !ok {
+			r.limited.WithLabelValues("refused").Inc()
+			return limitRefused, wait
+		}
+	}
 	return "", 0
+}
+
+// limitRefused is the limit of a user's refused requests.
+const limitRefused = "user's refused requests"
+
+// answered notes a request of user's that got status: one refused as
+// malformed or invalid spends a token of the user's refusal bucket.
+func (r *rateLimiter) answered(user string, status int) {
+	switch status {
+	case http.StatusBadRequest, http.StatusRequestEntityTooLarge, http.StatusUnsupportedMediaType, http.StatusUnprocessableEntity:
+		if r.refused != nil {
+			r.refused.spend(user, time.Now())
+		}
+	}
 }

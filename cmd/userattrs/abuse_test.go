@@ -97,18 +97,18 @@ func dirSize(t *testing.T, dir string) int64 {
 	return total
 }
 
-// Eight clients sending bodies of 4,000 bad members cost other users'
-// writes little: checking stops at the 100th violation. The row reports
-// the rate of other users' PUTs without the flood and with it; make
-// reliability also holds the second to at least half the first.
+// Eight clients of one user sending bodies of 4,000 bad members cost
+// other users' writes little. Checking stops at the 100th violation; and
+// past the user's budget of refused requests (10 a second, bursts of 20)
+// its requests are 429 before their bodies are read or checked. The row
+// reports the rate of other users' PUTs without the flood and with it,
+// with the budget off and on; make reliability also holds the second to at
+// least half the first with the defaults.
 func TestInvalidBodyFlood(t *testing.T) {
-	dir := t.TempDir()
-	p := startServe(t, dir, nil, "--dev", "--data-dir", dir)
 	users := make([]string, 8)
 	for i := range users {
 		users[i] = "writer" + strconv.Itoa(i)
 	}
-	tokens := tokensFor(t, dir, append(users, "flooder")...)
 	var bad strings.Builder
 	bad.WriteString("{")
 	for i := range 4000 {
@@ -119,8 +119,8 @@ func TestInvalidBodyFlood(t *testing.T) {
 	}
 	bad.WriteString("}")
 	client := &http.Client{Timeout: 10 * time.Second}
-	put := func(tok, body string) int {
-		req, _ := http.NewRequest("PUT", p.url+"/user/2024-3/attributes", strings.NewReader(body))
+	put := func(url, tok, body string) int {
+		req, _ := http.NewRequest("PUT", url+"/user/2024-3/attributes", strings.NewReader(body))
 		req.Header.Set("Authorization", "Bearer "+tok)
 		req.Header.Set("Content-Type", "application/json")
 		resp, err := client.Do(req)
@@ -131,15 +131,18 @@ func TestInvalidBodyFlood(t *testing.T) {
 		return resp.StatusCode
 	}
 	// rate runs the writers, and flooders bad bodies beside them, for d,
-	// and returns the writers' acknowledged PUTs per second.
-	rate := func(flooders int, d time.Duration) float64 {
+	// and returns the writers' acknowledged PUTs per second and the
+	// flooders' answers.
+	rate := func(url string, tokens map[string]string, flooders int, d time.Duration) (float64, map[int]int64) {
 		var acked atomic.Int64
+		var mu sync.Mutex
+		answers := map[int]int64{}
 		stop := time.Now().Add(d)
 		var wg sync.WaitGroup
 		for i, u := range users {
 			wg.Go(func() {
 				for n := 0; time.Now().Before(stop); n++ {
-					if put(tokens[u], `{"n":"`+strconv.Itoa(i)+"-"+strconv.Itoa(n)+`"}`) == 204 {
+					if put(url, tokens[u], `{"n":"`+strconv.Itoa(i)+"-"+strconv.Itoa(n)+`"}`) == 204 {
 						acked.Add(1)
 					}
 				}
@@ -148,23 +151,51 @@ func TestInvalidBodyFlood(t *testing.T) {
 		for range flooders {
 			wg.Go(func() {
 				for time.Now().Before(stop) {
-					if status := put(tokens["flooder"], bad.String()); status != 422 {
-						t.Errorf("a body of 4,000 bad members: %d", status)
-						return
-					}
+					status := put(url, tokens["flooder"], bad.String())
+					mu.Lock()
+					answers[status]++
+					mu.Unlock()
 				}
 			})
 		}
 		wg.Wait()
-		return float64(acked.Load()) / d.Seconds()
+		return float64(acked.Load()) / d.Seconds(), answers
 	}
-	quiet := rate(0, 5*time.Second)
-	flooded := rate(8, 5*time.Second)
-	if os.Getenv(reliability.EnvReport) != "" && flooded < quiet/2 {
-		t.Errorf("other users' PUTs: %.0f/s under the flood, %.0f/s without: less than half", flooded, quiet)
+	var note []string
+	for _, budget := range []string{"0", ""} {
+		dir := t.TempDir()
+		args := []string{"--dev", "--data-dir", dir}
+		if budget != "" {
+			args = append(args, "--rate-limit-refused-per-user", budget)
+		}
+		p := startServe(t, dir, nil, args...)
+		tokens := tokensFor(t, dir, append(users, "flooder")...)
+		const d = 5 * time.Second
+		quiet, _ := rate(p.url, tokens, 0, d)
+		flooded, answers := rate(p.url, tokens, 8, d)
+		checked := answers[422]
+		if budget == "0" {
+			if answers[422] == 0 || len(answers) != 1 {
+				t.Errorf("without the budget, the flood's answers: %v, want 422 only", answers)
+			}
+			note = append(note, fmt.Sprintf("budget off: other users' PUTs %.0f/s without the flood, %.0f/s with it (%.2f)",
+				quiet, flooded, flooded/quiet))
+			continue
+		}
+		// 20 at once, 10 a second after, and those in flight when the
+		// bucket ran out.
+		if checked > 20+10*int64(d/time.Second)+16 || answers[429] == 0 || len(answers) != 2 {
+			t.Errorf("with the budget, the flood's answers: %v, want at most %d of them checked (422) and the rest 429",
+				answers, 20+10*int(d/time.Second)+16)
+		}
+		if os.Getenv(reliability.EnvReport) != "" && flooded < quiet/2 {
+			t.Errorf("other users' PUTs: %.0f/s under the flood, %.0f/s without: less than half", flooded, quiet)
+		}
+		note = append(note, fmt.Sprintf("defaults: %.0f/s without, %.0f/s with it (%.2f); the flood got %d answers 422 and %d 429",
+			quiet, flooded, flooded/quiet, answers[422], answers[429]))
 	}
 	reliability.Report(t.Logf, reliability.Row{
-		Scenario: "8 clients sending bodies of 4,000 bad members (SQLite)",
-		Note:     fmt.Sprintf("other users' PUTs %.0f/s without the flood, %.0f/s with it (%.2f)", quiet, flooded, flooded/quiet),
+		Scenario: "8 clients of one user sending bodies of 4,000 bad members (SQLite)",
+		Note:     strings.Join(note, "; "),
 	})
 }

@@ -130,6 +130,9 @@ func serveFlags(fs *flag.FlagSet) *serveConfig {
 		"requests per second one user may send, in bursts of twice that (429 beyond); 0: no limit")
 	fs.Float64Var(&c.rateLimits.PerClient, "rate-limit-per-client", 0,
 		"requests per second one client (azp) may send for all its users together, in bursts of twice that; 0: no limit")
+	fs.Float64Var(&c.rateLimits.RefusedPerUser, "rate-limit-refused-per-user", server.DefaultRefusedPerUser,
+		"requests per second of one user that may be refused as malformed or invalid (400, 413, 415, 422), in bursts of twice that; "+
+			"past it the user's requests are 429 before their bodies are read; 0: no limit")
 	fs.IntVar(&c.maxStoreOps, "max-store-operations", 256,
 		"store operations one instance runs at once; beyond it requests get 503 with Retry-After at once instead of queueing")
 	fs.StringVar(&c.apiVersions, "api-versions", strings.Join(server.DefaultVersions, ","),
@@ -172,8 +175,8 @@ func (c *serveConfig) validate() error {
 	if c.store.timeout <= 0 || c.shutdownTimeout <= 0 || c.auth.introspectionCacheTTL < 0 {
 		return errors.New("--store-timeout and --shutdown-timeout must be positive, --introspection-cache-ttl not negative")
 	}
-	if c.rateLimits.PerUser < 0 || c.rateLimits.PerClient < 0 || c.maxStoreOps < 1 {
-		return errors.New("--rate-limit-per-user and --rate-limit-per-client must not be negative, --max-store-operations must be positive")
+	if c.rateLimits.PerUser < 0 || c.rateLimits.PerClient < 0 || c.rateLimits.RefusedPerUser < 0 || c.maxStoreOps < 1 {
+		return errors.New("--rate-limit-per-user, --rate-limit-per-client and --rate-limit-refused-per-user must not be negative, --max-store-operations must be positive")
 	}
 	if c.conns.Max < 1 || c.conns.MaxIdle < 0 {
 		return errors.New("--max-connections must be positive, --max-idle-connections not negative")
