@@ -8,6 +8,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/userattrs/userattrs"
+	"github.com/userattrs/userattrs/store"
 )
 
 func TestETag(t *testing.T) {
@@ -166,7 +167,7 @@ func TestValidateStopsAtMaxViolations(t *testing.T) {
 
 // A panicking updater is an error of its update, never a crash.
 func TestNextRecoversPanics(t *testing.T) {
-	_, _, err := userattrs.Next(userattrs.Attributes{}, func(userattrs.Attributes) (userattrs.Attributes, error) {
+	_, _, err := store.Next(userattrs.Attributes{}, func(userattrs.Attributes) (userattrs.Attributes, error) {
 		panic("secret value")
 	})
 	var p *userattrs.PanicError

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/userattrs/userattrs"
+	"github.com/userattrs/userattrs/store"
 )
 
 func BenchmarkMerge(b *testing.B) {
@@ -41,7 +42,7 @@ func BenchmarkMergeSized(b *testing.B) {
 					b.Fatal("no change")
 				}
 				next := patch.Merged(current)
-				if _, changed, err := userattrs.Next(current, func(userattrs.Attributes) (userattrs.Attributes, error) { return next, nil }); err != nil || !changed {
+				if _, changed, err := store.Next(current, func(userattrs.Attributes) (userattrs.Attributes, error) { return next, nil }); err != nil || !changed {
 					b.Fatal(err)
 				}
 			}

@@ -309,3 +309,58 @@ func (s *Service) storeError(err error) error {
 	}
 	return err
 }
+
+// History returns a page of the history of user, newest first, with the
+// attributes the policy hides left out (and records that changed nothing
+// else), and the cursor of the next page: 0 when there is none.
+func (s *Service) History(ctx context.Context, user string, q HistoryQuery) ([]Record, string, error) {
+	h, ok := As[History](s.store)
+	if !ok {
+		return nil, "", ErrNoHistory
+	}
+	if q.Key != "" && s.policy.Hidden(q.Key) {
+		// A hidden attribute's changes are no one's to list, not even
+		// when and how often they happened.
+		return nil, "", nil
+	}
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	key, err := within(ctx, s.ops, func() ([]byte, error) { return h.CursorKey(ctx) })
+	if err != nil {
+		return nil, "", s.storeError(err)
+	}
+	q.Before = 0
+	if q.Cursor != "" {
+		if q.Before, err = openCursor(key, user, q.Cursor); err != nil {
+			return nil, "", err
+		}
+	}
+	// Records that changed only hidden attributes are left out, and the
+	// page filled from further back instead, so that neither a short page
+	// nor an empty one with a next link tells of them. One more record
+	// than the page says whether there is a next page at all.
+	limit, want := q.Limit, q.Limit+1
+	var visible []Record
+	for len(visible) < want {
+		q.Limit = want - len(visible)
+		records, err := within(ctx, s.ops, func() ([]Record, error) { return h.History(ctx, user, q) })
+		if err != nil {
+			return nil, "", s.storeError(err)
+		}
+		for _, r := range records {
+			if r, ok := s.policy.visibleRecord(r); ok {
+				visible = append(visible, r)
+			}
+		}
+		if len(records) < q.Limit {
+			break
+		}
+		q.Before = records[len(records)-1].Seq
+	}
+	var next string
+	if len(visible) > limit {
+		visible = visible[:limit]
+		next = sealCursor(key, user, visible[limit-1].Seq)
+	}
+	return visible, next, nil
+}

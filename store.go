@@ -2,9 +2,10 @@ package userattrs
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"reflect"
 	"runtime/debug"
+	"time"
 )
 
 // Store keeps the attributes of users. This is the whole contract a store
@@ -95,9 +96,6 @@ type Capabilities struct {
 	// profile gives users and administrators different rights). The read
 	// cache then keeps users' views only.
 	CallerViews bool
-	// History: the store records every change in the transaction that
-	// makes it, and implements History.
-	History bool
 	// Outbox: the store was opened with events on, writes each change's
 	// event in the transaction that makes it, and implements Outbox.
 	Outbox bool
@@ -120,31 +118,30 @@ type PanicError struct {
 
 func (e *PanicError) Error() string { return "panic in a store update" }
 
-// Next runs an updater of Store.Update on current and reports whether the
-// attributes it returns differ, so that stores skip writes that change
-// nothing: an updater that changes nothing may say so in O(1) by returning
-// current itself. A panic in update is returned as a *PanicError.
-func Next(current Attributes, update func(Attributes) (Attributes, error)) (next Attributes, changed bool, err error) {
-	defer RecoverPanic(&err)
-	next, err = update(current)
-	if err != nil {
-		return nil, false, err
-	}
-	return next, !Same(next, current) && !next.Equal(current), nil
-}
-
-// Same reports whether a and b are one map, not two equal ones: what a
-// store that keeps the attributes it last saw checks them against.
-func Same(a, b Attributes) bool {
-	return reflect.ValueOf(a).UnsafePointer() == reflect.ValueOf(b).UnsafePointer()
-}
-
 // RecoverPanic turns a panic into a *PanicError in *err, for stores that
 // run updates where no caller would recover them. Call it deferred.
 func RecoverPanic(err *error) {
 	if v := recover(); v != nil {
 		*err = &PanicError{Stack: debug.Stack()}
 	}
+}
+
+// As finds in s, or in the stores s wraps (those with an Unwrap method,
+// as instrumented ones have), the first that implements T: a store's
+// history, outbox or linked identities, through any wrapper.
+func As[T any](s Store) (T, bool) {
+	for s != nil {
+		if t, ok := s.(T); ok {
+			return t, true
+		}
+		u, ok := s.(interface{ Unwrap() Store })
+		if !ok {
+			break
+		}
+		s = u.Unwrap()
+	}
+	var none T
+	return none, false
 }
 
 // ErrClosed is what a closed store answers: the service is shutting down,
@@ -179,3 +176,125 @@ func CallerOf(ctx context.Context) Caller {
 	c, _ := ctx.Value(callerKey{}).(Caller)
 	return c
 }
+
+// History is implemented by stores that record every change in the
+// transaction that makes it; As finds it through wrappers.
+type History interface {
+	// History returns the records of user that q selects, newest first.
+	History(ctx context.Context, user string, q HistoryQuery) ([]Record, error)
+	// PruneHistory removes at most limit records older than before and
+	// returns how many it removed; pruning in small steps keeps merges
+	// from waiting for it.
+	PruneHistory(ctx context.Context, before time.Time, limit int) (int, error)
+	// CursorKey returns a random 16-byte key kept with the history, the
+	// same for every instance that shares the store, which seals the
+	// history's cursors.
+	CursorKey(ctx context.Context) ([]byte, error)
+}
+
+// Outbox is implemented by stores that write a change event in the
+// transaction of each change, when opened with events on
+// (Capabilities.Outbox), and let dispatchers deliver them.
+//
+// A user whose delivery failed, or whose send is still under way, is held:
+// no dispatcher, on any instance, takes that user's events until the hold
+// ends. Holds are per user, so that one user's failing or slow receiver
+// delays only that user's events, and each user's events still go out in
+// order.
+type Outbox interface {
+	// Deliver claims undelivered events that no other dispatcher holds
+	// and whose users no hold keeps waiting (on a shared store: those of
+	// some users, so that each user's events go out in order through one
+	// dispatcher), passes up to max of them to send, oldest first, with
+	// the retry state of the users among them that failed before, and
+	// applies the Outcome send returns in the same transaction. send
+	// keeps each user's order: it never reports an event delivered whose
+	// user's earlier event in the batch is not. Deliver returns how many
+	// events it passed; 0 when none were waiting.
+	Deliver(ctx context.Context, max int, send func(OutboxBatch) Outcome) (int, error)
+	// Settle applies the Outcome of sends that went on after their batch
+	// ended, under the holds their batch set.
+	Settle(ctx context.Context, o Outcome) error
+	// OutboxStats reports how many events wait, since when the oldest
+	// (zero when none), and how many are parked.
+	OutboxStats(ctx context.Context) (OutboxStats, error)
+	// Parked returns parked events, oldest parked first, from after (the
+	// Seq of the last one a previous page returned, 0 for the first page).
+	Parked(ctx context.Context, after int64, limit int) ([]ParkedEvent, error)
+	// Unpark puts the parked event with the given id back in the outbox,
+	// ahead of its user's later events, and ends its user's hold; it
+	// reports false when no parked event has that id.
+	Unpark(ctx context.Context, id string) (bool, error)
+}
+
+// OutboxBatch is what a dispatcher is given to send.
+type OutboxBatch struct {
+	Events []Record
+	// Retries holds, by user, the state of the users among Events whose
+	// delivery failed before.
+	Retries map[string]Retry
+}
+
+// Retry is a held user's delivery state.
+type Retry struct {
+	Attempts int       // failed attempts of the user's oldest event
+	Since    time.Time // when the first of them failed
+}
+
+// Outcome is what a dispatcher reports of a batch: what to remove from
+// the outbox, what to park, and which users to hold or release.
+type Outcome struct {
+	Delivered []int64 // the Seq of each event every sink took
+	Parked    []Parking
+	Holds     []Hold
+	Released  []string // users whose holds end
+}
+
+// Parking moves an event that keeps failing to the parked events.
+type Parking struct {
+	Seq      int64
+	Attempts int
+	Reason   string // why the last attempt failed; no attribute value
+}
+
+// Hold keeps a user's events from every dispatcher for a while: after a
+// failure (Attempts > 0), or while a send for the user goes on.
+type Hold struct {
+	User     string
+	For      time.Duration
+	Attempts int
+	Since    time.Time
+}
+
+// OutboxStats describes the outbox.
+type OutboxStats struct {
+	Depth  int       // events waiting
+	Oldest time.Time // the oldest waiting event's time; zero when none
+	Parked int       // events parked
+}
+
+// ParkedEvent is an event that failed until it was parked.
+type ParkedEvent struct {
+	Seq      int64 // orders parked events; the admin API's cursor
+	Record   Record
+	ParkedAt time.Time
+	Attempts int
+	Reason   string
+}
+
+// Add adds o2's changes to o's.
+func (o *Outcome) Add(o2 Outcome) {
+	o.Delivered = append(o.Delivered, o2.Delivered...)
+	o.Parked = append(o.Parked, o2.Parked...)
+	o.Holds = append(o.Holds, o2.Holds...)
+	o.Released = append(o.Released, o2.Released...)
+}
+
+// Empty reports whether the outcome changes nothing.
+func (o *Outcome) Empty() bool {
+	return len(o.Delivered) == 0 && len(o.Parked) == 0 && len(o.Holds) == 0 && len(o.Released) == 0
+}
+
+// ErrNoHistory is what a store without a history answers for one: it
+// keeps none, which must never read as a user who changed nothing.
+var ErrNoHistory = errors.New("this store keeps no history of changes")

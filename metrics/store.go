@@ -18,11 +18,16 @@ type Store struct {
 	duration *prometheus.HistogramVec
 }
 
-var _ userattrs.Store = (*Store)(nil)
+var (
+	_ userattrs.Store   = (*Store)(nil)
+	_ userattrs.History = (*historyStore)(nil)
+)
 
 // InstrumentStore wraps s so that every operation is measured under the
-// store's name.
-func InstrumentStore(s userattrs.Store, name string, reg prometheus.Registerer) *Store {
+// store's name. The wrapper keeps a history where s does; what else s
+// implements (an outbox, linked identities), userattrs.As finds through
+// Unwrap.
+func InstrumentStore(s userattrs.Store, name string, reg prometheus.Registerer) userattrs.Store {
 	duration := prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:        "userattrs_store_operation_duration_seconds",
 		Help:        "Time of a store operation, by operation and result.",
@@ -30,7 +35,11 @@ func InstrumentStore(s userattrs.Store, name string, reg prometheus.Registerer) 
 		Buckets:     []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
 	}, []string{"operation", "result"})
 	reg.MustRegister(duration)
-	return &Store{next: s, duration: duration}
+	m := &Store{next: s, duration: duration}
+	if h, ok := s.(userattrs.History); ok {
+		return &historyStore{Store: m, history: h}
+	}
+	return m
 }
 
 func (s *Store) observe(op string, start time.Time, errp *error) {
@@ -69,32 +78,27 @@ func (s *Store) Close() error { return s.next.Close() }
 
 func (s *Store) Capabilities() userattrs.Capabilities { return s.next.Capabilities() }
 
-// History passes a history query on, measured, to a store that keeps a
-// history (Capabilities.History).
-func (s *Store) History(ctx context.Context, user string, q userattrs.HistoryQuery) (r []userattrs.Record, err error) {
+// Unwrap returns the store s measures, for userattrs.As.
+func (s *Store) Unwrap() userattrs.Store { return s.next }
+
+// historyStore measures a store that keeps a history, and is one, so that
+// a type assertion tells a wrapped store with a history from one without.
+type historyStore struct {
+	*Store
+	history userattrs.History
+}
+
+// History passes a history query on, measured.
+func (s *historyStore) History(ctx context.Context, user string, q userattrs.HistoryQuery) (r []userattrs.Record, err error) {
 	defer s.observe("history", time.Now(), &err)
-	h, ok := s.next.(userattrs.History)
-	if !ok {
-		return nil, userattrs.ErrNoHistory
-	}
-	return h.History(ctx, user, q)
+	return s.history.History(ctx, user, q)
 }
 
 // CursorKey passes on the key of the history's cursors.
-func (s *Store) CursorKey(ctx context.Context) ([]byte, error) {
-	h, ok := s.next.(userattrs.History)
-	if !ok {
-		return nil, userattrs.ErrNoHistory
-	}
-	return h.CursorKey(ctx)
-}
+func (s *historyStore) CursorKey(ctx context.Context) ([]byte, error) { return s.history.CursorKey(ctx) }
 
 // PruneHistory passes pruning on, measured.
-func (s *Store) PruneHistory(ctx context.Context, before time.Time, limit int) (n int, err error) {
+func (s *historyStore) PruneHistory(ctx context.Context, before time.Time, limit int) (n int, err error) {
 	defer s.observe("prune_history", time.Now(), &err)
-	h, ok := s.next.(userattrs.History)
-	if !ok {
-		return 0, userattrs.ErrNoHistory
-	}
-	return h.PruneHistory(ctx, before, limit)
+	return s.history.PruneHistory(ctx, before, limit)
 }

@@ -37,7 +37,7 @@ var historyParams = map[string]bool{"page[size]": true, "page[cursor]": true,
 // getHistory serves a page of the changes of the path's user, newest
 // first, as JSON:API resources of type attribute-changes, with a link to
 // the next page while there is one.
-func getHistory(svc *userattrs.Service) http.Handler {
+func getHistory(svc Service) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		user, ok := pathUser(w, r)
 		if !ok {

@@ -3,6 +3,7 @@
 package server
 
 import (
+	"context"
 	"log"
 	"log/slog"
 	"net/http"
@@ -17,7 +18,7 @@ import (
 
 // Config is what the server needs.
 type Config struct {
-	Service      *userattrs.Service
+	Service      Service
 	Verifier     auth.Verifier
 	Logger       *slog.Logger
 	Metrics      *prometheus.Registry
@@ -38,6 +39,19 @@ type Config struct {
 	// events.
 	Outbox userattrs.Outbox
 }
+
+// Service is what the routes ask of the domain (*userattrs.Service): a
+// user's view and merge, as the user and as an administrator, and the
+// history.
+type Service interface {
+	Get(ctx context.Context, user string) (*userattrs.View, error)
+	AdminGet(ctx context.Context, user string) (*userattrs.View, error)
+	Merge(ctx context.Context, user string, patch userattrs.Patch, cond userattrs.Precondition) error
+	AdminMerge(ctx context.Context, user string, patch userattrs.Patch, cond userattrs.Precondition) error
+	History(ctx context.Context, user string, q userattrs.HistoryQuery) ([]userattrs.Record, string, error)
+}
+
+var _ Service = (*userattrs.Service)(nil)
 
 // NewHTTPServer returns the HTTP server of handler with the timeouts that
 // keep slow and idle clients from holding connections: headers within 5 s,

@@ -9,6 +9,8 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"hash/fnv"
+	"reflect"
 	"strconv"
 	"strings"
 	"time"
@@ -85,4 +87,35 @@ func (p *PositiveInt) Set(s string) error {
 	}
 	*p = PositiveInt(n)
 	return nil
+}
+
+// Next runs an updater of Store.Update on current and reports whether the
+// attributes it returns differ, so that stores skip writes that change
+// nothing: an updater that changes nothing may say so in O(1) by returning
+// current itself. A panic in update is returned as a *PanicError.
+func Next(current userattrs.Attributes, update func(userattrs.Attributes) (userattrs.Attributes, error)) (next userattrs.Attributes, changed bool, err error) {
+	defer userattrs.RecoverPanic(&err)
+	next, err = update(current)
+	if err != nil {
+		return nil, false, err
+	}
+	return next, !Same(next, current) && !next.Equal(current), nil
+}
+
+// Same reports whether a and b are one map, not two equal ones: what a
+// store that keeps the attributes it last saw checks them against.
+func Same(a, b userattrs.Attributes) bool {
+	return reflect.ValueOf(a).UnsafePointer() == reflect.ValueOf(b).UnsafePointer()
+}
+
+// OutboxPartitions is how many parts a shared outbox is split into by
+// user, so that dispatchers on several instances each take some users'
+// events and keep each user's in order.
+const OutboxPartitions = 16
+
+// OutboxPartition is the part of the outbox user's events go to.
+func OutboxPartition(user string) int {
+	h := fnv.New32a()
+	h.Write([]byte(user))
+	return int(h.Sum32() % OutboxPartitions)
 }

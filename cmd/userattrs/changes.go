@@ -125,7 +125,7 @@ func (c *changesConfig) start(ctx context.Context, st userattrs.Store, storeName
 	var outbox userattrs.Outbox
 	if c.eventsOn() {
 		var ok bool
-		outbox, ok = st.(userattrs.Outbox)
+		outbox, ok = userattrs.As[userattrs.Outbox](st)
 		if !ok || !caps.Outbox {
 			return changes{}, fmt.Errorf("the %s store cannot deliver change events: it has no transactional outbox "+
 				"(events are delivered from the SQLite and PostgreSQL stores); remove --events-nats-url and --events-webhook-url", storeName)
@@ -150,7 +150,7 @@ func (c *changesConfig) start(ctx context.Context, st userattrs.Store, storeName
 		logger.Info("change events on", "nats", c.natsURL != "", "webhook", c.webhookURL != "")
 	}
 	var running sync.WaitGroup
-	if h, ok := st.(userattrs.History); ok && caps.History && c.historyRetention > 0 {
+	if h, ok := userattrs.As[userattrs.History](st); ok && c.historyRetention > 0 {
 		running.Go(func() { prune(ctx, h, c.historyRetention, logger) })
 	}
 	if dispatcher != nil {
@@ -228,9 +228,14 @@ func history(ctx context.Context, args []string, getenv func(string) string, std
 		return err
 	}
 	defer st.Close()
-	h, ok := st.(userattrs.History)
-	if !ok || !st.Capabilities().History {
+	h, ok := userattrs.As[userattrs.History](st)
+	if !ok {
 		return fmt.Errorf("the %s store keeps no history of changes", kind.Name)
+	}
+	if !st.Capabilities().Durable {
+		// A store this command opens afresh holds nothing.
+		return fmt.Errorf("the %s store keeps its history in the memory of the process that serves it; "+
+			"read it there, through the admin API", kind.Name)
 	}
 	out := json.NewEncoder(stdout)
 	var before int64

@@ -78,7 +78,7 @@ func TestHistoryCommand(t *testing.T) {
 		t.Fatalf("history:\n%s", out)
 	}
 	if out, err := exec.Command(userattrsBinary(t), "history", "--store", "memory:", "--user", "alice").CombinedOutput(); err == nil ||
-		!strings.Contains(string(out), "keeps no history") {
+		!strings.Contains(string(out), "in the memory of the process that serves it") {
 		t.Fatalf("history of the memory store: %v %s", err, out)
 	}
 }

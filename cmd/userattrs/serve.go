@@ -243,11 +243,14 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	cfg.store.events = cfg.changes.eventsOn()
-	st, kind, err := cfg.store.open(ctx, logger)
+	opened, kind, err := cfg.store.open(ctx, logger)
 	if err != nil {
 		return err
 	}
-	defer st.Close()
+	defer opened.Close()
+	// The one store value every consumer takes: measured, and with its
+	// history, outbox and linked identities found through it (As).
+	st := metrics.InstrumentStore(opened, kind.Name, reg)
 	changesCtx, stopChanges := context.WithCancel(context.WithoutCancel(ctx))
 	running, err := cfg.changes.start(changesCtx, st, kind.Name, logger, reg)
 	if err != nil {
@@ -281,7 +284,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		svcConfig.Admit = running.dispatcher.Admit
 		readiness = append(readiness, server.ReadinessCheck{Name: "events outbox", Check: running.dispatcher.Ready})
 	}
-	svc := userattrs.NewService(metrics.InstrumentStore(st, kind.Name, reg), svcConfig)
+	svc := userattrs.NewService(st, svcConfig)
 	// Say at start what readiness would say: a store that cannot serve as
 	// configured (Keycloak without the extension, say) is told at once.
 	go func() {
@@ -431,7 +434,7 @@ func linkedIdentities(cfg *authConfig, st userattrs.Store) (server.LinkedIdentit
 	if len(cfg.requireLinked) == 0 {
 		return nil, nil
 	}
-	if source, ok := st.(userattrs.LinkSource); ok {
+	if source, ok := userattrs.As[userattrs.LinkSource](st); ok {
 		return storeLinks{source}, nil
 	}
 	if cfg.linkedClaim == "" {

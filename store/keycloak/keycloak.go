@@ -429,7 +429,7 @@ func (s *Store) Update(ctx context.Context, user string, update func(userattrs.A
 			}
 			have = true
 		}
-		next, changed, err := userattrs.Next(seen.attrs, update)
+		next, changed, err := store.Next(seen.attrs, update)
 		if err != nil || !changed {
 			if seen.hinted {
 				have = false // decide on attributes just read

@@ -1,7 +1,8 @@
 // Package memory is a store that keeps attributes in the process's memory:
-// the reference implementation of the Store contract, which passes the
-// whole conformance suite, and a store for development and tests. It is
-// not durable: everything is gone when the process ends.
+// the reference implementation of the Store contract, with a history and
+// an outbox, which passes the whole conformance suite, and a store for
+// development and tests. It is not durable: everything is gone when the
+// process ends.
 package memory
 
 import (
@@ -16,18 +17,35 @@ import (
 // user, which is as atomic as a store can be and fast enough for what it is
 // for.
 type Store struct {
+	cfg    Config
 	mu     sync.Mutex
 	users  map[string]userattrs.Attributes // never changed once stored
 	closed bool
+	journal
+	delivering sync.Mutex // one dispatcher at a time holds the outbox
 }
 
 var _ userattrs.Store = (*Store)(nil)
 
-// New returns an empty store.
-func New() *Store { return &Store{users: map[string]userattrs.Attributes{}} }
+// Config configures a store.
+type Config struct {
+	// Events: each change's event goes to the outbox.
+	Events bool
+	// HistoryBounds bound each user's history (zero: unbounded).
+	HistoryBounds userattrs.HistoryBounds
+}
 
-// Capabilities: one process, nothing durable.
-func (s *Store) Capabilities() userattrs.Capabilities { return userattrs.Capabilities{} }
+// New returns an empty store with the default history bounds and no
+// events.
+func New() *Store { return Open(Config{HistoryBounds: userattrs.DefaultHistoryBounds}) }
+
+// Open returns an empty store configured by cfg.
+func Open(cfg Config) *Store {
+	return &Store{cfg: cfg, users: map[string]userattrs.Attributes{}, journal: newJournal()}
+}
+
+// Capabilities: one process, nothing durable; an outbox when events are on.
+func (s *Store) Capabilities() userattrs.Capabilities { return userattrs.Capabilities{Outbox: s.cfg.Events} }
 
 // Get returns the attributes of user.
 func (s *Store) Get(ctx context.Context, user string) (userattrs.Attributes, error) {
@@ -60,13 +78,15 @@ func (s *Store) Update(ctx context.Context, user string, update func(userattrs.A
 	if !ok {
 		current = userattrs.Attributes{}
 	}
-	next, changed, err := userattrs.Next(current, update)
+	next, changed, err := store.Next(current, update)
 	if err != nil || !changed {
 		return err
 	}
 	// A copy, so that nothing the updater or its caller still holds can
 	// change what is stored.
-	s.users[user] = next.Clone()
+	next = next.Clone()
+	s.record(userattrs.NewRecord(user, userattrs.OriginOf(ctx), current, next), s.cfg)
+	s.users[user] = next
 	return nil
 }
 
@@ -95,6 +115,8 @@ func Kind() store.Kind {
 		Name:  "memory",
 		Form:  "memory: (not durable: for development and tests)",
 		Match: func(spec string) bool { return spec == "memory:" },
-		Flags: store.NoFlags(func(context.Context, string, store.Env) (userattrs.Store, error) { return New(), nil }),
+		Flags: store.NoFlags(func(_ context.Context, _ string, env store.Env) (userattrs.Store, error) {
+			return Open(Config{Events: env.Events, HistoryBounds: env.HistoryBounds}), nil
+		}),
 	}
 }

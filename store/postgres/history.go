@@ -8,6 +8,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/userattrs/userattrs"
+	"github.com/userattrs/userattrs/store"
 	"github.com/userattrs/userattrs/store/sqlstore"
 )
 
@@ -68,7 +69,7 @@ func (s *Store) queueJournal(ctx context.Context, conn *pgxpool.Conn, write *pgx
 		row.usage = row.usage.With(c.Size)
 		locked.current[rec.User] = row
 		if s.events {
-			parts = append(parts, int16(userattrs.OutboxPartition(rec.User)))
+			parts = append(parts, int16(store.OutboxPartition(rec.User)))
 			users = append(users, rec.User)
 			events = append(events, sqlstore.EventData(rec))
 		}

@@ -199,7 +199,7 @@ func (s *Store) Close() error {
 // Capabilities: every instance on the database shares it, durably, with
 // a history, and an outbox when events are on.
 func (s *Store) Capabilities() userattrs.Capabilities {
-	return userattrs.Capabilities{SharedAcrossInstances: true, Durable: true, History: true, Outbox: s.events}
+	return userattrs.Capabilities{SharedAcrossInstances: true, Durable: true, Outbox: s.events}
 }
 
 // Ping checks that the database answers.

@@ -332,7 +332,7 @@ func (s *Store) isClosed() bool { return s.writes.Closed() }
 // Capabilities: one process, durable, with a history, and an outbox when
 // events are on.
 func (s *Store) Capabilities() userattrs.Capabilities {
-	return userattrs.Capabilities{Durable: true, History: true, Outbox: s.eventsOn}
+	return userattrs.Capabilities{Durable: true, Outbox: s.eventsOn}
 }
 
 // Ping checks that writes can succeed and the database answers a query,
@@ -428,7 +428,7 @@ type prepared struct {
 }
 
 func prepare(user string, origin userattrs.Origin, k known, update func(userattrs.Attributes) (userattrs.Attributes, error)) *prepared {
-	next, changed, err := userattrs.Next(k.attrs, update)
+	next, changed, err := store.Next(k.attrs, update)
 	p := &prepared{base: k.attrs, err: err, changed: changed}
 	if err == nil && changed {
 		p.record = userattrs.NewRecord(user, origin, k.attrs, next)
@@ -582,7 +582,7 @@ func (r *batchRow) merge(ctx context.Context, m *sqlstore.Merge) error {
 		if err != nil {
 			return err
 		}
-		if userattrs.Same(current.attrs, p.base) {
+		if store.Same(current.attrs, p.base) {
 			if p.err != nil || !p.changed {
 				return p.err
 			}
@@ -680,7 +680,7 @@ func (r *batchRow) writeJournal(ctx context.Context) error {
 	}
 	args = args[:0]
 	for i := range records {
-		args = append(args, userattrs.OutboxPartition(records[i].User), records[i].User, at, sqlstore.EventData(&records[i]))
+		args = append(args, store.OutboxPartition(records[i].User), records[i].User, at, sqlstore.EventData(&records[i]))
 	}
 	return r.exec(ctx, r.s.events, len(records), 4, args)
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/userattrs/userattrs"
 	"github.com/userattrs/userattrs/internal/jsontext"
+	"github.com/userattrs/userattrs/store"
 )
 
 // Row is one user's stored attributes, read and written inside a store's
@@ -107,7 +108,7 @@ func Apply(ctx context.Context, row Row, m *Merge) error {
 	if err != nil {
 		return err
 	}
-	next, changed, err := userattrs.Next(current, m.Update)
+	next, changed, err := store.Next(current, m.Update)
 	if err != nil || !changed {
 		return err
 	}
