@@ -184,8 +184,12 @@ func TestSchemathesis(t *testing.T) {
 	// the document states, stay at their defaults. A fuzzer sends bad
 	// bodies on purpose: the budget of a user's refused requests would
 	// answer most of them 429 unchecked.
-	p := startServe(t, dir, nil, "--dev", "--data-dir", dir, "--max-attributes", "1000000", "--max-user-bytes", "1000000000",
-		"--rate-limit-refused-per-user", "0")
+	// Events go to a receiver that is never up, so that the parked
+	// events' routes serve as they do in production.
+	scan.Secrets.Add(webhookSecret)
+	p := startServe(t, dir, []string{"USERATTRS_EVENTS_WEBHOOK_SECRET=" + webhookSecret}, "--dev", "--data-dir", dir,
+		"--max-attributes", "1000000", "--max-user-bytes", "1000000000", "--rate-limit-refused-per-user", "0",
+		"--events-webhook-url", "http://127.0.0.1:9/", "--events-park-attempts", "2")
 	user := mintToken(t, dir, "--sub", "fuzzed", "--data-dir", dir)
 	admin := mintToken(t, dir, "--sub", "backend", "--client", "backend", "--scope", "user:attributes:admin", "--data-dir", dir)
 	root, _ := filepath.Abs("../..")
