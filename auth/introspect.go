@@ -196,18 +196,3 @@ func claimList(claims map[string]json.RawMessage, name string) ([]string, error)
 func claimIsTrue(claims map[string]json.RawMessage, name string) bool {
 	return strings.TrimSpace(string(claims[name])) == "true"
 }
-
-// Dispatch checks JWTs with a local verifier and every other token by
-// introspection; either may be nil when not configured.
-type Dispatch struct {
-	JWT           Verifier
-	Introspection Verifier
-}
-
-// Verify picks how token is checked by its form.
-func (d Dispatch) Verify(ctx context.Context, token string) (Identity, error) {
-	if d.JWT != nil && (d.Introspection == nil || strings.Count(token, ".") == 2) {
-		return d.JWT.Verify(ctx, token)
-	}
-	return d.Introspection.Verify(ctx, token)
-}

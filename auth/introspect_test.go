@@ -143,14 +143,14 @@ func TestDispatch(t *testing.T) {
 	is := newTestIssuer(t, k)
 	e := newIntrospectionEndpoint(t)
 	e.set("opaque", active(time.Now().Add(time.Hour)))
-	d := auth.Dispatch{JWT: auth.NewOIDC(auth.OIDCConfig{Issuer: is.srv.URL}), Introspection: e.introspector(0)}
+	d := auth.Dispatch{{Accepts: auth.IsJWT, Verifier: auth.NewOIDC(auth.OIDCConfig{Issuer: is.srv.URL})}, {Verifier: e.introspector(0)}}
 	if _, err := d.Verify(context.Background(), is.sign(t, k, nil)); err != nil || e.calls.Load() != 0 {
 		t.Fatalf("JWT: %v, %d introspections", err, e.calls.Load())
 	}
 	if id, err := d.Verify(context.Background(), "opaque"); err != nil || id.Subject != "alice" {
 		t.Fatalf("opaque token: %v", err)
 	}
-	introspectOnly := auth.Dispatch{Introspection: e.introspector(0)}
+	introspectOnly := auth.Dispatch{{Verifier: e.introspector(0)}}
 	if _, err := introspectOnly.Verify(context.Background(), is.sign(t, k, nil)); !errors.Is(err, auth.ErrInvalidToken) {
 		t.Fatalf("a JWT the endpoint does not know: %v", err)
 	}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"flag"
+	"fmt"
 	"strings"
 	"sync"
 	"time"
@@ -19,6 +21,44 @@ const DefaultSubject = "userattrs.attributes"
 // DefaultStream is the JetStream stream created for the subjects when no
 // stream takes them yet.
 const DefaultStream = "USERATTRS_EVENTS"
+
+// NATSKind is the NATS JetStream sink's row in the table of sinks.
+func NATSKind() SinkKind {
+	return SinkKind{Name: "nats", Flags: func(fs *flag.FlagSet) SinkConfig {
+		c := &natsConfig{}
+		fs.StringVar(&c.url, "events-nats-url", "", "publish change events to NATS JetStream at this URL (nats://host:4222)")
+		fs.StringVar(&c.subject, "events-nats-subject", DefaultSubject,
+			"subject prefix of change events; the user id is the last token (a stream "+DefaultStream+" is created for PREFIX.> if none takes it)")
+		fs.DurationVar(&c.maxAge, "events-nats-max-age", DefaultMaxAge,
+			"how long the stream the service creates keeps an event (JetStream MaxAge); an operator's own stream keeps its limits")
+		return c
+	}}
+}
+
+type natsConfig struct {
+	url, subject string
+	maxAge       time.Duration
+}
+
+func (c *natsConfig) On() bool { return c.url != "" }
+
+func (c *natsConfig) Check() error {
+	if c.maxAge <= 0 {
+		return errors.New("--events-nats-max-age must be positive: a stream without a bound fills the broker's disk")
+	}
+	if c.subject == "" || strings.ContainsAny(c.subject, " *>") {
+		return errors.New("--events-nats-subject must be a subject prefix without spaces or wildcards")
+	}
+	return nil
+}
+
+func (c *natsConfig) Open() (Sink, error) {
+	n, err := NewNATS(c.url, c.subject, c.maxAge)
+	if err != nil {
+		return nil, fmt.Errorf("NATS: %w", err)
+	}
+	return n, nil
+}
 
 // NATS publishes each event to JetStream, on the subject prefix.<user>,
 // with the event id as the message id, so that JetStream drops a

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -32,6 +33,41 @@ type Webhook struct {
 	signers []*standardwebhooks.Webhook
 	client  *http.Client
 }
+
+// WebhookKind is the webhook sink's row in the table of sinks.
+func WebhookKind() SinkKind {
+	return SinkKind{Name: "webhook", Flags: func(fs *flag.FlagSet) SinkConfig {
+		c := &webhookConfig{}
+		fs.StringVar(&c.url, "events-webhook-url", "", "POST change events to this URL, signed with --events-webhook-secret")
+		fs.StringVar(&c.secret, "events-webhook-secret", "",
+			"comma-separated Standard Webhooks secrets (whsec_ and the base64 of at least 24 random bytes); every delivery is signed "+
+				"with each, so that a secret can be rotated (prefer USERATTRS_EVENTS_WEBHOOK_SECRET)")
+		return c
+	}}
+}
+
+type webhookConfig struct {
+	url, secret string
+	signers     []*standardwebhooks.Webhook // read from secret by Check
+}
+
+func (c *webhookConfig) On() bool { return c.url != "" }
+
+func (c *webhookConfig) Check() error {
+	u, err := url.Parse(c.url)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return errors.New("--events-webhook-url must be an http or https URL")
+	}
+	if c.secret == "" {
+		return errors.New("--events-webhook-url needs --events-webhook-secret, so that receivers can check each event")
+	}
+	if c.signers, err = ParseSecrets(c.secret); err != nil {
+		return fmt.Errorf("--events-webhook-secret: %w", err)
+	}
+	return nil
+}
+
+func (c *webhookConfig) Open() (Sink, error) { return NewWebhook(c.url, c.signers), nil }
 
 // ParseSecrets reads a comma-separated list of secrets of the form
 // whsec_<base64>, each of at least MinSecretBytes. Every delivery is

@@ -95,7 +95,9 @@ func (s *historyStore) History(ctx context.Context, user string, q userattrs.His
 }
 
 // CursorKey passes on the key of the history's cursors.
-func (s *historyStore) CursorKey(ctx context.Context) ([]byte, error) { return s.history.CursorKey(ctx) }
+func (s *historyStore) CursorKey(ctx context.Context) ([]byte, error) {
+	return s.history.CursorKey(ctx)
+}
 
 // PruneHistory passes pruning on, measured.
 func (s *historyStore) PruneHistory(ctx context.Context, before time.Time, limit int) (n int, err error) {

@@ -48,6 +48,10 @@ type Env struct {
 	Events bool
 	// Warn tells the operator what the store cannot promise as configured.
 	Warn func(msg string)
+	// AutoMigrate: apply pending schema migrations at open, in the stores
+	// that keep a schema; without it they refuse to open while
+	// migrations are pending (userattrs migrate applies them).
+	AutoMigrate bool
 	// HistoryBounds bound each user's history, in the stores that keep one.
 	HistoryBounds userattrs.HistoryBounds
 	// Staleness bounds how long a store may act on what it read of data

@@ -35,6 +35,7 @@ type storeConfig struct {
 	historyBounds     userattrs.HistoryBounds
 	openers           map[string]store.Opener // by kind, once the flags are parsed
 	events            bool                    // write change events to the outbox
+	autoMigrate       bool
 }
 
 // specFlags registers what names the store, which both serve and migrate
@@ -72,6 +73,9 @@ func (c *storeConfig) flags(fs *flag.FlagSet) {
 		c.historyBounds.MaxBytes = n
 		return wholeNumber(n, err)
 	})
+	fs.BoolVar(&c.autoMigrate, "auto-migrate", true,
+		"apply pending schema migrations at start, in stores that several instances share (else: userattrs migrate); "+
+			"the SQLite store, one process's own file, always does")
 	c.openers = map[string]store.Opener{}
 	for _, k := range stores {
 		c.openers[k.Name] = k.Flags(fs)
@@ -112,6 +116,6 @@ func (c *storeConfig) open(ctx context.Context, logger *slog.Logger) (userattrs.
 		return nil, kind, err
 	}
 	s, err := c.openers[kind.Name](ctx, spec, store.Env{Timeout: c.timeout, Events: c.events, Warn: func(msg string) { logger.Warn(msg) },
-		Staleness: time.Duration(c.readCacheTTL), HistoryBounds: c.historyBounds})
+		Staleness: time.Duration(c.readCacheTTL), HistoryBounds: c.historyBounds, AutoMigrate: c.autoMigrate})
 	return s, kind, err
 }

@@ -45,7 +45,9 @@ func Open(cfg Config) *Store {
 }
 
 // Capabilities: one process, nothing durable; an outbox when events are on.
-func (s *Store) Capabilities() userattrs.Capabilities { return userattrs.Capabilities{Outbox: s.cfg.Events} }
+func (s *Store) Capabilities() userattrs.Capabilities {
+	return userattrs.Capabilities{Outbox: s.cfg.Events}
+}
 
 // Get returns the attributes of user.
 func (s *Store) Get(ctx context.Context, user string) (userattrs.Attributes, error) {

@@ -74,9 +74,8 @@ func Kind() store.Kind {
 			var maxConns store.PositiveInt
 			fs.Var(&maxConns, "postgres-max-conns", fmt.Sprintf(
 				"size of the PostgreSQL connection pool (default: the URL's pool_max_conns, else %d)", DefaultMaxConns))
-			migrate := fs.Bool("auto-migrate", true, "apply pending schema migrations at start (else: userattrs migrate)")
 			return func(ctx context.Context, spec string, env store.Env) (userattrs.Store, error) {
-				return Open(ctx, Config{URL: spec, MaxConns: int32(maxConns), Migrate: *migrate, Timeout: env.Timeout, Events: env.Events,
+				return Open(ctx, Config{URL: spec, MaxConns: int32(maxConns), Migrate: env.AutoMigrate, Timeout: env.Timeout, Events: env.Events,
 					HistoryBounds: env.HistoryBounds})
 			}
 		},
