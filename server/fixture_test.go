@@ -1,14 +1,12 @@
 package server_test
 
 import (
-	"context"
 	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -23,7 +21,7 @@ import (
 	"github.com/userattrs/userattrs/internal/testutil"
 	"github.com/userattrs/userattrs/metrics"
 	"github.com/userattrs/userattrs/server"
-	"github.com/userattrs/userattrs/store/sqlite"
+	"github.com/userattrs/userattrs/store/memory"
 )
 
 const (
@@ -91,12 +89,8 @@ func newFixture(t testing.TB, edit ...func(*options)) *fixture {
 		o.policy = userattrs.Policy{}
 	}
 	if o.store == nil {
-		s, err := sqlite.Open(context.Background(), sqlite.Config{Path: filepath.Join(t.TempDir(), "u.db")})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { s.Close() })
-		o.store = s
+		// The reference store has every capability the routes use.
+		o.store = memory.New()
 	}
 	key, err := auth.LoadOrCreateDevKey(t.TempDir())
 	if err != nil {
