@@ -1,20 +1,23 @@
 package server_test
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
 
 	"github.com/userattrs/userattrs/bench/workload"
+	"github.com/userattrs/userattrs/store/sqlite"
 )
 
 // BenchmarkGet is the whole GET path of the handler (token check, store
 // read, policy, ETag, encoding, logging, metrics) for users seen before.
 func BenchmarkGet(b *testing.B) {
-	f := newFixture(b, func(o *options) { o.cache.Enabled = true })
+	f := newFixture(b, onSQLite(b), func(o *options) { o.cache.Enabled = true })
 	h := f.handler
 	const users = 100
 	tokens := make([]string, users)
@@ -40,7 +43,7 @@ func BenchmarkGet(b *testing.B) {
 
 // BenchmarkPut is the whole PUT path, each PUT changing the attributes.
 func BenchmarkPut(b *testing.B) {
-	f := newFixture(b)
+	f := newFixture(b, onSQLite(b))
 	benchPuts(b, f, f.token("bench", read, write), `{"theme":"dark","tos_accepted":"true"}`, `{"theme":"light","tos_accepted":"true"}`)
 }
 
@@ -75,7 +78,7 @@ func sizedUser(b *testing.B, f *fixture, name string, n int) string {
 func BenchmarkPutSized(b *testing.B) {
 	for _, n := range []int{2, 20, 100} {
 		b.Run(fmt.Sprintf("attrs=%d", n), func(b *testing.B) {
-			f := newFixture(b, func(o *options) { o.cache.Enabled = true })
+			f := newFixture(b, onSQLite(b), func(o *options) { o.cache.Enabled = true })
 			const users = 32
 			tokens := make(chan string, users)
 			for i := range users {
@@ -107,7 +110,7 @@ func BenchmarkPutSized(b *testing.B) {
 func BenchmarkGetSized(b *testing.B) {
 	for _, n := range []int{2, 20, 100} {
 		b.Run(fmt.Sprintf("attrs=%d", n), func(b *testing.B) {
-			f := newFixture(b, func(o *options) { o.cache.Enabled = true })
+			f := newFixture(b, onSQLite(b), func(o *options) { o.cache.Enabled = true })
 			req := httptest.NewRequest("GET", "/user/2025-1/attributes", nil)
 			req.Header.Set("Authorization", "Bearer "+sizedUser(b, f, "sized", n))
 			b.ReportAllocs()
@@ -120,5 +123,18 @@ func BenchmarkGetSized(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// onSQLite runs a benchmark's fixture on the SQLite store, with the
+// durable write every PUT costs in production, rather than in memory.
+func onSQLite(b *testing.B) func(*options) {
+	return func(o *options) {
+		s, err := sqlite.Open(context.Background(), sqlite.Config{Path: filepath.Join(b.TempDir(), "u.db")})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { s.Close() })
+		o.store = s
 	}
 }
