@@ -188,7 +188,8 @@ func TestSlowReceiver(t *testing.T) {
 			}
 			rc.refuse.Store(&hang)
 			scan.Secrets.Add(webhookSecret)
-			args := []string{"--dev", "--data-dir", dir, "--events-webhook-url", rc.url}
+			// The whole history, to compare every delivery with.
+			args := []string{"--dev", "--data-dir", dir, "--events-webhook-url", rc.url, "--history-max-records", "0", "--history-max-bytes", "0"}
 			if store == "PostgreSQL" {
 				args = append(args, "--store", pgtest.Shared(t).NewDatabase(t))
 			}
@@ -234,7 +235,7 @@ func TestReceiverDown(t *testing.T) {
 	rc.refuse.Store(&down)
 	scan.Secrets.Add(webhookSecret)
 	p := startServe(t, dir, []string{"USERATTRS_EVENTS_WEBHOOK_SECRET=" + webhookSecret}, "--dev", "--data-dir", dir,
-		"--events-webhook-url", rc.url)
+		"--events-webhook-url", rc.url, "--history-max-records", "0", "--history-max-bytes", "0")
 	users := eventUsers(10)
 	tokens := tokensFor(t, dir, users...)
 	admin := mintToken(t, dir, "--sub", "backend", "--client", "backend", "--scope", "user:attributes:admin", "--data-dir", dir)
@@ -247,8 +248,15 @@ func TestReceiverDown(t *testing.T) {
 	size := dirSize(t, dir)
 	rc.refuse.Store(nil)
 	back := time.Now()
-	history := waitDelivered(t, p.url, admin, users, &rc.received)
+	// Drained: the outbox gauge, read every second, at 0.
+	for metric(t, p, "userattrs_events_outbox_depth") > 0 {
+		if time.Since(back) > 5*time.Minute {
+			t.Fatalf("the outbox still holds %v events 5 minutes after the receiver came back", metric(t, p, "userattrs_events_outbox_depth"))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 	drained := time.Since(back)
+	history := waitDelivered(t, p.url, admin, users, &rc.received)
 	f := checkDelivery(t, "webhook", &rc.received, history)
 	if parked := metric(t, p, "userattrs_events_parked_total"); parked != 0 {
 		t.Errorf("%v events parked after an outage of %v", parked, outage)
