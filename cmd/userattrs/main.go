@@ -54,6 +54,7 @@ commands:
   migrate   apply the store's schema migrations and exit
   history   print a user's changes, newest first (userattrs history --store ... --user ID)
   version   print the version
+  healthcheck  exit 0 when the instance at --addr is ready (for images without a shell)
 `
 
 // run is the whole program: main only adds the process around it, so tests
@@ -80,6 +81,8 @@ func command(ctx context.Context, args []string, getenv func(string) string, std
 		return history(ctx, args[1:], getenv, stdout, stderr)
 	case "token":
 		return token(args[1:], getenv, stdout, stderr)
+	case "healthcheck":
+		return healthcheck(ctx, args[1:], getenv, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "userattrs", version())
 		return nil

@@ -12,6 +12,7 @@ import (
 	"net/http/pprof"
 	"net/url"
 	"regexp"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -186,6 +187,10 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "userattrs_build_info",
+		Help: "Always 1: the version of the running binary, and the Go it was built with."}, []string{"version", "goversion"})
+	buildInfo.WithLabelValues(version(), runtime.Version()).Set(1)
+	reg.MustRegister(buildInfo)
 	cfg.store.events = cfg.changes.eventsOn()
 	opened, kind, err := cfg.store.open(ctx, logger)
 	if err != nil {
