@@ -45,9 +45,10 @@ type readCache struct {
 const readCacheShards = 64
 
 type readShard struct {
-	mu      sync.Mutex
-	epoch   uint64 // counts writes, so that a read that raced one does not fill in stale data
-	entries *bounded.Map[readEntry]
+	mu           sync.Mutex
+	epoch        uint64 // counts writes, so that a read that raced one does not fill in stale data
+	entries      *bounded.Map[readEntry]
+	hits, misses uint64 // counted under mu, which a lookup holds anyway
 }
 
 type readEntry struct {
@@ -107,9 +108,31 @@ func (c *readCache) get(user string, now time.Time) (readEntry, uint64, bool) {
 	defer s.mu.Unlock()
 	e, ok := s.entries.Get(user)
 	if ok && (e.until.IsZero() || now.Before(e.until)) {
+		s.hits++
 		return e, s.epoch, true
 	}
+	s.misses++
 	return readEntry{}, s.epoch, false
+}
+
+// ReadCacheStats are the read cache's counts, for its metrics.
+type ReadCacheStats struct {
+	Hits, Misses uint64
+	Users, Bytes int
+}
+
+func (c *readCache) stats() ReadCacheStats {
+	var st ReadCacheStats
+	for i := range c.shards {
+		s := &c.shards[i]
+		s.mu.Lock()
+		st.Hits += s.hits
+		st.Misses += s.misses
+		st.Users += s.entries.Len()
+		st.Bytes += s.entries.Bytes()
+		s.mu.Unlock()
+	}
+	return st
 }
 
 // fill caches what a read found, unless a write of the shard came between

@@ -21,6 +21,9 @@ type Origin struct {
 	// RequestID is the id of the HTTP request, as its log and its errors
 	// carry it.
 	RequestID string
+	// TraceParent is the W3C traceparent of the request's span, when it is
+	// traced: the change event carries it on to receivers.
+	TraceParent string
 }
 
 type originKey struct{}
@@ -57,6 +60,10 @@ type Record struct {
 	// Removed the ones it removed, in key order.
 	Set     Attributes `json:"set"`
 	Removed []string   `json:"removed"`
+	// TraceParent is the Origin's, kept with the queued event only: the
+	// event carries it as its CloudEvents traceparent, and the history
+	// does not keep it.
+	TraceParent string `json:"traceparent,omitempty"`
 }
 
 // Actor is who made a change, as records show it.
@@ -71,7 +78,7 @@ type Actor struct {
 // It compares only where next differs from current by identity or value:
 // an attribute a merge left in place costs a pointer comparison.
 func NewRecord(user string, origin Origin, current, next Attributes) Record {
-	r := Record{ID: xid.New().String(), User: user, ClientID: origin.ClientID, RequestID: origin.RequestID,
+	r := Record{ID: xid.New().String(), User: user, ClientID: origin.ClientID, RequestID: origin.RequestID, TraceParent: origin.TraceParent,
 		Actor: Actor{Type: "user", ID: origin.Actor}, Set: Attributes{}, Removed: []string{}}
 	if origin.ServiceAccount {
 		r.Actor.Type = "service-account"

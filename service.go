@@ -103,6 +103,14 @@ func (s *Service) AdminGet(ctx context.Context, user string) (*View, error) {
 	return s.get(WithCaller(ctx, CallerAdmin), user)
 }
 
+// ReadCacheStats returns the read cache's counts; false when it is off.
+func (s *Service) ReadCacheStats() (ReadCacheStats, bool) {
+	if s.cache == nil {
+		return ReadCacheStats{}, false
+	}
+	return s.cache.stats(), true
+}
+
 // cached returns the read cache where it may serve the caller of ctx: it
 // keeps users' views, which are everyone's unless the store's views
 // depend on the caller.

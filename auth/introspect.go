@@ -32,6 +32,10 @@ type IntrospectionConfig struct {
 	MaxCacheEntries int
 	// Rules are what every token must meet, as on the JWT path.
 	Rules Rules
+	// OnIntrospect, when set, is told the outcome of every call of the
+	// endpoint: nil for an active token, an ErrInvalidToken for a token
+	// it refused, another error where the endpoint failed.
+	OnIntrospect func(error)
 }
 
 // Introspector checks tokens at an RFC 7662 introspection endpoint. Put it
@@ -101,6 +105,14 @@ type introspection struct {
 }
 
 func (in *Introspector) introspect(ctx context.Context, token string) (Identity, error) {
+	id, err := in.call(ctx, token)
+	if in.cfg.OnIntrospect != nil {
+		in.cfg.OnIntrospect(err)
+	}
+	return id, err
+}
+
+func (in *Introspector) call(ctx context.Context, token string) (Identity, error) {
 	form := url.Values{"token": {token}, "token_type_hint": {"access_token"}}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, in.cfg.URL, strings.NewReader(form.Encode()))
 	if err != nil {

@@ -39,6 +39,9 @@ type OIDCConfig struct {
 	// MinKeyAge bounds how often a short max-age makes the keys refetched
 	// (default 30s).
 	MinKeyAge time.Duration
+	// OnFetch, when set, is told the outcome of every fetch of the keys
+	// (nil for a good one): the operators' count of key-set failures.
+	OnFetch func(error)
 }
 
 // NewOIDC returns a verifier for the tokens of cfg.Issuer. It fetches
@@ -68,6 +71,7 @@ func NewOIDC(cfg OIDCConfig) *JWTVerifier {
 			minRefresh: cfg.MinRefreshInterval,
 			maxAge:     cfg.MaxKeyAge,
 			minAge:     cfg.MinKeyAge,
+			onFetch:    cfg.OnFetch,
 		},
 	}
 }
@@ -140,6 +144,7 @@ type remoteKeys struct {
 	minRefresh time.Duration
 	maxAge     time.Duration
 	minAge     time.Duration
+	onFetch    func(error)
 
 	set     atomic.Pointer[keySet]
 	flights singleflight.Group
@@ -192,6 +197,9 @@ func (r *remoteKeys) refresh(ctx context.Context, seen *keySet) (*keySet, error)
 		fetchCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
 		defer cancel()
 		set, err := r.fetch(fetchCtx)
+		if r.onFetch != nil {
+			r.onFetch(err)
+		}
 		r.mu.Lock()
 		r.lastFetch, r.lastErr = time.Now(), err
 		hooks := r.removed

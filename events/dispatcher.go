@@ -405,7 +405,9 @@ func (d *Dispatcher) backoff(attempts int) time.Duration {
 
 // deliver sends one event to every sink, and says why when one did not
 // take it.
-func (d *Dispatcher) deliver(ctx context.Context, rec userattrs.Record) error {
+func (d *Dispatcher) deliver(ctx context.Context, rec userattrs.Record) (err error) {
+	ctx, end := deliverySpan(ctx, &rec)
+	defer func() { end(err) }()
 	e, err := Encode(d.cfg.Source, rec)
 	if err != nil {
 		d.cfg.Logger.Error("events: a record does not encode", "event", rec.ID, "error", err.Error())

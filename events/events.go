@@ -28,6 +28,9 @@ type Event struct {
 	ID   string
 	User string
 	Body []byte // application/cloudevents+json
+	// TraceParent is the W3C traceparent of the delivery, for the
+	// transport's header; empty when the change was not traced.
+	TraceParent string
 }
 
 // Encode turns a change's record into its CloudEvent: id, source, type,
@@ -39,6 +42,13 @@ func Encode(source string, rec userattrs.Record) (Event, error) {
 	e.SetType(Type)
 	e.SetTime(rec.Time)
 	e.SetSubject(rec.User)
+	traceParent := rec.TraceParent
+	if traceParent != "" {
+		// The distributed-tracing extension of CloudEvents; the data stays
+		// the record as the history shows it.
+		e.SetExtension("traceparent", traceParent)
+		rec.TraceParent = ""
+	}
 	if err := e.SetData("application/json", rec); err != nil {
 		return Event{}, err
 	}
@@ -46,7 +56,7 @@ func Encode(source string, rec userattrs.Record) (Event, error) {
 		return Event{}, err
 	}
 	body, err := json.Marshal(e)
-	return Event{ID: rec.ID, User: rec.User, Body: body}, err
+	return Event{ID: rec.ID, User: rec.User, Body: body, TraceParent: traceParent}, err
 }
 
 // Sink is where events go.

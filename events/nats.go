@@ -111,6 +111,9 @@ func Subject(prefix, user string) string {
 func (n *NATS) Send(ctx context.Context, e Event) error {
 	msg := &nats.Msg{Subject: Subject(n.prefix, e.User), Data: e.Body, Header: nats.Header{}}
 	msg.Header.Set("Content-Type", "application/cloudevents+json")
+	if e.TraceParent != "" {
+		msg.Header.Set("traceparent", e.TraceParent)
+	}
 	for attempt := 0; ; attempt++ {
 		if err := n.ensureStream(ctx); err != nil {
 			return err

@@ -139,6 +139,9 @@ func (w *Webhook) Send(ctx context.Context, e Event) error {
 	h[standardwebhooks.HeaderWebhookTimestamp] = []string{strconv.FormatInt(now.Unix(), 10)}
 	h[standardwebhooks.HeaderWebhookSignature] = []string{signature}
 	h.Set("Ce-Id", e.ID)
+	if e.TraceParent != "" {
+		h.Set("Traceparent", e.TraceParent)
+	}
 	resp, err := w.client.Do(req)
 	if err != nil {
 		// Without the URL, which may hold a token of the receiver's

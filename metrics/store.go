@@ -1,5 +1,6 @@
 // Package metrics instruments the parts of the service that the HTTP
-// metrics cannot see, such as store operations.
+// metrics cannot see, such as store operations: their metrics, and their
+// spans within traced requests.
 package metrics
 
 import (
@@ -8,6 +9,10 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/userattrs/userattrs"
 )
@@ -15,6 +20,7 @@ import (
 // Store measures the operations of a store: their latency and outcome.
 type Store struct {
 	next     userattrs.Store
+	name     string
 	duration *prometheus.HistogramVec
 }
 
@@ -35,14 +41,33 @@ func InstrumentStore(s userattrs.Store, name string, reg prometheus.Registerer) 
 		Buckets:     []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
 	}, []string{"operation", "result"})
 	reg.MustRegister(duration)
-	m := &Store{next: s, duration: duration}
+	m := &Store{next: s, name: name, duration: duration}
 	if h, ok := s.(userattrs.History); ok {
 		return &historyStore{Store: m, history: h}
 	}
 	return m
 }
 
-func (s *Store) observe(op string, start time.Time, errp *error) {
+// begin starts measuring op, and a span of it within a traced request;
+// the returned func ends both with the operation's error.
+func (s *Store) begin(ctx context.Context, op string) (context.Context, func(*error)) {
+	start := time.Now()
+	if !trace.SpanContextFromContext(ctx).IsValid() {
+		return ctx, func(errp *error) { s.observe(op, start, errp) }
+	}
+	ctx, span := tracer.Start(ctx, "store "+op, trace.WithAttributes(attribute.String("userattrs.store", s.name)))
+	return ctx, func(errp *error) {
+		result := s.observe(op, start, errp)
+		if result != "ok" {
+			span.SetStatus(codes.Error, result)
+		}
+		span.End()
+	}
+}
+
+var tracer = otel.Tracer("github.com/userattrs/userattrs/metrics")
+
+func (s *Store) observe(op string, start time.Time, errp *error) string {
 	err := *errp
 	result := "ok"
 	switch {
@@ -57,20 +82,24 @@ func (s *Store) observe(op string, start time.Time, errp *error) {
 		result = "error"
 	}
 	s.duration.WithLabelValues(op, result).Observe(time.Since(start).Seconds())
+	return result
 }
 
 func (s *Store) Get(ctx context.Context, user string) (a userattrs.Attributes, err error) {
-	defer s.observe("get", time.Now(), &err)
+	ctx, done := s.begin(ctx, "get")
+	defer done(&err)
 	return s.next.Get(ctx, user)
 }
 
 func (s *Store) Update(ctx context.Context, user string, update func(userattrs.Attributes) (userattrs.Attributes, error)) (err error) {
-	defer s.observe("update", time.Now(), &err)
+	ctx, done := s.begin(ctx, "update")
+	defer done(&err)
 	return s.next.Update(ctx, user, update)
 }
 
 func (s *Store) Ping(ctx context.Context) (err error) {
-	defer s.observe("ping", time.Now(), &err)
+	ctx, done := s.begin(ctx, "ping")
+	defer done(&err)
 	return s.next.Ping(ctx)
 }
 
@@ -90,7 +119,8 @@ type historyStore struct {
 
 // History passes a history query on, measured.
 func (s *historyStore) History(ctx context.Context, user string, q userattrs.HistoryQuery) (r []userattrs.Record, err error) {
-	defer s.observe("history", time.Now(), &err)
+	ctx, done := s.begin(ctx, "history")
+	defer done(&err)
 	return s.history.History(ctx, user, q)
 }
 
@@ -101,6 +131,7 @@ func (s *historyStore) CursorKey(ctx context.Context) ([]byte, error) {
 
 // PruneHistory passes pruning on, measured.
 func (s *historyStore) PruneHistory(ctx context.Context, before time.Time, limit int) (n int, err error) {
-	defer s.observe("prune_history", time.Now(), &err)
+	ctx, done := s.begin(ctx, "prune_history")
+	defer done(&err)
 	return s.history.PruneHistory(ctx, before, limit)
 }

@@ -55,7 +55,7 @@ func tokenUser(_ http.ResponseWriter, r *http.Request) (string, bool) {
 func withOrigin(r *http.Request) context.Context {
 	id := identity(r.Context())
 	return userattrs.WithOrigin(r.Context(), userattrs.Origin{Actor: id.Actor(), ServiceAccount: id.ServiceAccount,
-		ClientID: id.ClientID, RequestID: requestID(r.Context())})
+		ClientID: id.ClientID, RequestID: requestID(r.Context()), TraceParent: traceParent(r.Context())})
 }
 
 // getter is Service.Get, or AdminGet.

@@ -112,6 +112,9 @@ func writeErrors(w http.ResponseWriter, r *http.Request, errs ...apiError) {
 	for i := range errs {
 		errs[i].ID = id
 	}
+	if state, ok := r.Context().Value(stateKey{}).(*requestState); ok {
+		state.code = errs[0].Code
+	}
 	h := w.Header()
 	h.Set("Content-Type", "application/vnd.api+json")
 	h.Set("Cache-Control", "no-store")

@@ -22,6 +22,8 @@ type requestState struct {
 	base     *slog.Logger
 	logger   *slog.Logger // base with the request id, made on first use
 	identity auth.Identity
+	// code is the JSON:API error code of the answer, if it was an error.
+	code string
 }
 
 // log returns the logger of the request. Most requests log only their
@@ -81,6 +83,7 @@ func (w *statusRecorder) Unwrap() http.ResponseWriter { return w.ResponseWriter 
 // httpMetrics are the request metrics of the service.
 type httpMetrics struct {
 	requests *prometheus.CounterVec
+	errors   *prometheus.CounterVec
 	duration *prometheus.HistogramVec
 }
 
@@ -90,13 +93,17 @@ func newHTTPMetrics(reg prometheus.Registerer) *httpMetrics {
 			Name: "userattrs_http_requests_total",
 			Help: "HTTP requests served, by route, method and status.",
 		}, []string{"route", "method", "status"}),
+		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "userattrs_http_errors_total",
+			Help: "Error answers, by route and JSON:API error code (store-unavailable, rate-limited, ...).",
+		}, []string{"route", "code"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "userattrs_http_request_duration_seconds",
 			Help:    "Time to serve an HTTP request, by route and method.",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
 		}, []string{"route", "method"}),
 	}
-	reg.MustRegister(m.requests, m.duration)
+	reg.MustRegister(m.requests, m.errors, m.duration)
 	return m
 }
 
@@ -159,20 +166,30 @@ func observe(next http.Handler, logger *slog.Logger, m *httpMetrics) http.Handle
 			elapsed := time.Since(start)
 			m.requests.WithLabelValues(route, method, strconv.Itoa(status)).Inc()
 			m.duration.WithLabelValues(route, method).Observe(elapsed.Seconds())
+			if state.code != "" {
+				m.errors.WithLabelValues(route, state.code).Inc()
+			}
 			level := slog.LevelInfo
 			if probeRoutes[route] {
 				// Every few seconds from every kubelet and Prometheus: the
 				// metrics count them, and a failing readiness logs why.
 				level = slog.LevelDebug
 			}
-			logger.LogAttrs(r.Context(), level, "request",
+			line := [...]slog.Attr{
 				slog.String("request_id", id),
 				slog.String("method", method),
 				slog.String("route", route),
 				slog.Int("status", status),
 				slog.Float64("duration_ms", float64(elapsed.Microseconds())/1000),
 				slog.String("client_id", state.identity.ClientID),
-			)
+				{},
+			}
+			n := len(line) - 1
+			if trace := nameSpan(r.Context(), route); trace != "" {
+				line[n] = slog.String("trace_id", trace)
+				n++
+			}
+			logger.LogAttrs(r.Context(), level, "request", line[:n]...)
 		}()
 		next.ServeHTTP(rec, r)
 	})

@@ -38,6 +38,8 @@ type Config struct {
 	// Outbox, while change events are on, serves the admin API's parked
 	// events.
 	Outbox userattrs.Outbox
+	// Tracing, when set, traces every request.
+	Tracing *Tracing
 }
 
 // Service is what the routes ask of the domain (*userattrs.Service): a
@@ -73,7 +75,7 @@ func NewHTTPServer(handler http.Handler, errorLog *log.Logger) *http.Server {
 func NewServer(cfg Config) http.Handler {
 	mux := http.NewServeMux()
 	routes(mux, cfg)
-	return observe(cleanPath(mux), cfg.Logger, newHTTPMetrics(cfg.Metrics))
+	return traced(observe(cleanPath(mux), cfg.Logger, newHTTPMetrics(cfg.Metrics)), cfg.Tracing)
 }
 
 // cleanPath answers 404 for a path with empty, "." or ".." segments. The

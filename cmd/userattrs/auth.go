@@ -5,11 +5,13 @@ import (
 	"errors"
 	"flag"
 	"log/slog"
+	"net/http"
 	"strings"
 	"time"
 
 	"github.com/userattrs/userattrs"
 	"github.com/userattrs/userattrs/auth"
+	"github.com/userattrs/userattrs/internal/tracing"
 	"github.com/userattrs/userattrs/server"
 )
 
@@ -72,7 +74,7 @@ func (c *authConfig) flags(fs *flag.FlagSet) {
 // otherwise JWTs against the OIDC issuer and other tokens by introspection,
 // as configured. With none of them the service refuses to start: it has no
 // insecure default.
-func newVerifier(ctx context.Context, cfg *authConfig, dataDir string, logger *slog.Logger) (auth.Verifier, []server.ReadinessCheck, error) {
+func newVerifier(ctx context.Context, cfg *authConfig, dataDir string, logger *slog.Logger, m *tokenMetrics) (auth.Verifier, []server.ReadinessCheck, error) {
 	if cfg.dev {
 		if cfg.oidcIssuer != "" || cfg.introspectionURL != "" {
 			return nil, nil, errors.New("--dev excludes --oidc-issuer and --introspection-url: it trusts only the development key")
@@ -104,7 +106,8 @@ func newVerifier(ctx context.Context, cfg *authConfig, dataDir string, logger *s
 	var d auth.Dispatch
 	var readiness []server.ReadinessCheck
 	if cfg.oidcIssuer != "" {
-		jwt := auth.NewOIDC(auth.OIDCConfig{Issuer: cfg.oidcIssuer, Rules: rules, MaxKeyAge: time.Duration(cfg.oidcKeysMaxAge)})
+		jwt := auth.NewOIDC(auth.OIDCConfig{Issuer: cfg.oidcIssuer, Rules: rules, MaxKeyAge: time.Duration(cfg.oidcKeysMaxAge),
+			HTTPClient: &http.Client{Timeout: 10 * time.Second, Transport: tracing.Transport(nil, "oidc keys")}, OnFetch: m.keySetFetched})
 		// Load the keys now, so that the first request does not wait for
 		// them, and keep them fresh; an issuer that is not up yet is
 		// retried, and one that does not match its configuration says so.
@@ -122,7 +125,8 @@ func newVerifier(ctx context.Context, cfg *authConfig, dataDir string, logger *s
 	if cfg.introspectionURL != "" {
 		in := auth.NewIntrospector(auth.IntrospectionConfig{
 			URL: cfg.introspectionURL, ClientID: cfg.introspectionClientID, ClientSecret: cfg.introspectionClientSecret,
-			CacheTTL: cfg.introspectionCacheTTL, Rules: rules,
+			CacheTTL: cfg.introspectionCacheTTL, Rules: rules, OnIntrospect: m.introspected,
+			HTTPClient: &http.Client{Timeout: 5 * time.Second, Transport: tracing.Transport(nil, "introspection")},
 		})
 		readiness = append(readiness, server.ReadinessCheck{Name: "introspection", Check: in.Ready})
 		d = append(d, auth.Route{Verifier: in.Cached()})

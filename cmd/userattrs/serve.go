@@ -20,6 +20,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"go.opentelemetry.io/otel"
 
 	"github.com/userattrs/userattrs"
 	"github.com/userattrs/userattrs/metrics"
@@ -44,6 +45,7 @@ type serveConfig struct {
 	rateLimits      server.RateLimits
 	maxStoreOps     int
 	changes         changesConfig
+	trustTrace      bool
 }
 
 func serveFlags(fs *flag.FlagSet) *serveConfig {
@@ -80,6 +82,9 @@ func serveFlags(fs *flag.FlagSet) *serveConfig {
 			"past it the user's requests are 429 before their bodies are read; 0: no limit")
 	fs.IntVar(&c.maxStoreOps, "max-store-operations", 256,
 		"store operations one instance runs at once; beyond it requests get 503 with Retry-After at once instead of queueing")
+	fs.BoolVar(&c.trustTrace, "trust-incoming-trace", false,
+		"with tracing on (OTEL_EXPORTER_OTLP_ENDPOINT): make a request's traceparent the parent of its span; off, it is only linked, "+
+			"so that clients cannot join or force-sample the service's traces")
 	fs.StringVar(&c.apiVersions, "api-versions", strings.Join(server.DefaultVersions, ","),
 		"comma-separated versions of the user API that serve the attributes routes")
 	return c
@@ -181,11 +186,24 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if err := cfg.changes.check(); err != nil {
 		return usageError{err}
 	}
-	verifier, readiness, err := newVerifier(ctx, &cfg.auth, cfg.store.dataDir, logger)
+	flushTraces, err := startTracing(ctx, getenv)
+	if err != nil {
+		return usageError{err}
+	}
+	var tracingConfig *server.Tracing
+	if flushTraces != nil {
+		tracingConfig = &server.Tracing{Provider: otel.GetTracerProvider(), TrustIncoming: cfg.trustTrace}
+		defer func() {
+			flushCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			flushTraces(flushCtx)
+		}()
+	}
+	reg := prometheus.NewRegistry()
+	verifier, readiness, err := newVerifier(ctx, &cfg.auth, cfg.store.dataDir, logger, newTokenMetrics(reg))
 	if err != nil {
 		return err
 	}
-	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "userattrs_build_info",
 		Help: "Always 1: the version of the running binary, and the Go it was built with."}, []string{"version", "goversion"})
@@ -234,6 +252,10 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		readiness = append(readiness, server.ReadinessCheck{Name: "events outbox", Check: running.dispatcher.Ready})
 	}
 	svc := userattrs.NewService(st, svcConfig)
+	registerReadCache(reg, svc)
+	if dir := cfg.store.diskDir(kind); dir != "" {
+		registerDisk(reg, dir)
+	}
 	// Say at start what readiness would say: a store that cannot serve as
 	// configured (Keycloak without the extension, say) is told at once.
 	go func() {
@@ -256,7 +278,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		Service: svc, Verifier: verifier, Logger: logger, Metrics: reg,
 		MaxBodyBytes: cfg.maxBodyBytes, Readiness: readiness, Versions: commaList(cfg.apiVersions),
 		LinkedIdentityRules: server.LinkedIdentityRules(cfg.auth.requireLinked), LinkedIdentities: links,
-		CheckTimeout: cfg.store.timeout, RateLimits: cfg.rateLimits, Outbox: running.outbox,
+		CheckTimeout: cfg.store.timeout, RateLimits: cfg.rateLimits, Outbox: running.outbox, Tracing: tracingConfig,
 	}), slog.NewLogLogger(logger.Handler(), slog.LevelWarn))
 	ln, err := net.Listen("tcp", cfg.addr)
 	if err != nil {

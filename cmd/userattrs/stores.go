@@ -109,6 +109,17 @@ func (c *storeConfig) kind() (string, store.Kind, error) {
 	return "", store.Kind{}, errors.New("unknown --store: use one of " + strings.Join(forms, ", "))
 }
 
+// diskDir is the directory of the file the store keeps its data in, for
+// the disk metrics: the SQLite file's; none for the stores that keep their
+// data elsewhere.
+func (c *storeConfig) diskDir(kind store.Kind) string {
+	spec, k, err := c.kind()
+	if err != nil || k.Name != "sqlite" || kind.Name != "sqlite" {
+		return ""
+	}
+	return filepath.Dir(strings.TrimPrefix(spec, "sqlite:"))
+}
+
 // open opens the store the config names.
 func (c *storeConfig) open(ctx context.Context, logger *slog.Logger) (userattrs.Store, store.Kind, error) {
 	spec, kind, err := c.kind()

@@ -24,6 +24,7 @@ import (
 	"golang.org/x/oauth2/clientcredentials"
 
 	"github.com/userattrs/userattrs"
+	"github.com/userattrs/userattrs/internal/tracing"
 	"github.com/userattrs/userattrs/store"
 )
 
@@ -130,7 +131,7 @@ func Open(cfg Config) (*Store, error) {
 		admin:     base.String() + "/admin/realms/" + realm,
 		extension: base.String() + "/realms/" + realm + "/userattrs",
 		adminOnly: cfg.AdminAPIOnly,
-		client:    &http.Client{Timeout: cfg.Timeout, Transport: transport()},
+		client:    &http.Client{Timeout: cfg.Timeout, Transport: tracing.Transport(transport(), "keycloak")},
 		creds: clientcredentials.Config{
 			ClientID:     cfg.ClientID,
 			ClientSecret: cfg.ClientSecret,

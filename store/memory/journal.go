@@ -51,7 +51,9 @@ func (j *journal) record(rec userattrs.Record, cfg Config) {
 	j.seq++
 	rec.Seq, rec.Time = j.seq, time.Now().Truncate(time.Millisecond).UTC()
 	size := sqlstore.Columns(&rec).Size // as the SQL stores count it
-	h := append(j.history[rec.User], entry{rec, size})
+	kept := rec
+	kept.TraceParent = "" // the event's, not the history's
+	h := append(j.history[rec.User], entry{kept, size})
 	u := j.usage[rec.User].With(size)
 	for len(h) > 0 && u.Over(cfg.HistoryBounds) {
 		u.Records, u.Bytes = u.Records-1, u.Bytes-h[0].size

@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 
 	"github.com/userattrs/userattrs"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Batcher group-commits merges: writer goroutines each take the first merge
@@ -43,6 +45,9 @@ type Merge struct {
 	// gives it up.
 	state atomic.Int32
 	done  chan error
+	// batch is the size of the transaction the merge rode in, set before
+	// done is sent, for the merge's span.
+	batch int
 }
 
 const (
@@ -89,6 +94,11 @@ func (b *Batcher) Do(ctx context.Context, user string, update func(userattrs.Att
 	}
 	select {
 	case err := <-m.done:
+		if span := trace.SpanFromContext(ctx); span.IsRecording() {
+			// Within a traced request: say how many merges shared the
+			// transaction, which is what a slow commit's span needs.
+			span.SetAttributes(attribute.Int("userattrs.store.batch_size", m.batch))
+		}
 		return err
 	case <-ctx.Done():
 		if m.state.CompareAndSwap(pending, abandoned) {
@@ -145,6 +155,7 @@ func (b *Batcher) write(maxBatch int, commit Commit) {
 		}
 		outcomes, err := commit(batch)
 		for i, m := range batch {
+			m.batch = len(batch)
 			if err != nil {
 				m.done <- err
 			} else {
