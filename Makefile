@@ -1,6 +1,6 @@
 # The test command of the README and of CI: everything the suite needs, it
 # sets up itself.
-.PHONY: test run build fuzz bench reliability
+.PHONY: test run build image fuzz bench reliability
 
 test:
 	scripts/test-deps.sh
@@ -12,6 +12,11 @@ run:
 
 build:
 	go build -o bin/userattrs ./cmd/userattrs
+
+# The OCI image, dist/userattrs-image.tar, and its SBOM, without a Docker
+# engine (ko); VERSION=1.2.3 make image to name its version.
+image:
+	scripts/image.sh
 
 # Longer fuzzing than the seed corpora the test command runs, one target
 # after another: FUZZTIME=10m for a campaign. What a target finds is written

@@ -84,6 +84,22 @@ func runErr(name string, args ...string) (string, error) {
 	return string(out), err
 }
 
+// runStdout is runErr with the standard output alone, and the standard
+// error only where the command failed.
+func runStdout(name string, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Dir = repoRoot()
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return string(out) + stderr.String(), err
+	}
+	return string(out), nil
+}
+
 // buildService builds the userattrs binary once for the package.
 var buildService = sync.OnceValues(func() (string, error) {
 	dir, err := os.MkdirTemp("", "userattrs-deploy-")
@@ -182,4 +198,11 @@ func do(t *testing.T, method, url, token, body string, header ...string) (int, s
 	var b bytes.Buffer
 	b.ReadFrom(resp.Body)
 	return resp.StatusCode, b.String()
+}
+
+func writeFile(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -4,7 +4,9 @@
 # Keycloak, fetched from Maven Central, which the tests start themselves
 # (with a JDK 21 or later); and what the generated-clients test uses:
 # openapi-generator, Python with venv, Node.js and the TypeScript compiler;
-# and oidc-provider, the second real OpenID Provider of the token tests.
+# oidc-provider, the second real OpenID Provider of the token tests; podman
+# and runc, which run the image; and the operators' tools (promtool, helm,
+# kubeconform, an OpenTelemetry Collector: scripts/ops-tools.sh).
 # On a fresh machine it installs what is missing from Debian's packages.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -39,6 +41,8 @@ command -v mvn >/dev/null 2>&1 || apt_install maven
 command -v curl >/dev/null 2>&1 || apt_install curl
 command -v python3 >/dev/null 2>&1 && python3 -c 'import venv, ensurepip' 2>/dev/null || apt_install python3 python3-venv
 command -v npm >/dev/null 2>&1 || apt_install nodejs npm
+{ command -v podman && command -v runc; } >/dev/null 2>&1 || apt_install podman runc
 "$here/keycloak.sh" fetch
 "$here/client-tools.sh" >/dev/null
 "$here/oidc-provider.sh" >/dev/null
+"$here/ops-tools.sh" >/dev/null
