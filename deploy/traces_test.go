@@ -15,6 +15,9 @@ import (
 	"testing"
 	"time"
 
+	natsserver "github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+
 	"github.com/userattrs/userattrs/internal/testutil"
 )
 
@@ -158,7 +161,8 @@ func TestTraces(t *testing.T) {
 	traceparent := "00-" + incomingTrace + "-" + incomingSpan + "-01"
 
 	t.Run("trusted", func(t *testing.T) {
-		s := startService(t, env, append(events, "--trust-incoming-trace")...)
+		natsURL, published := natsSubscriber(t, "userattrs.attributes.>")
+		s := startService(t, env, append(events, "--trust-incoming-trace", "--events-nats-url", natsURL)...)
 		tok := s.token(t, "traced-user")
 		if status, body := do(t, "PUT", s.url+"/user/2025-1/attributes", tok, `{"tos_accepted":"true"}`, "traceparent", traceparent); status != http.StatusNoContent {
 			t.Fatalf("PUT: %d %s", status, body)
@@ -200,6 +204,14 @@ func TestTraces(t *testing.T) {
 		if _, leaked := event.Data["traceparent"]; event.TraceParent != want || leaked {
 			t.Errorf("the CloudEvent's traceparent is %q (want %q), and the record carries one: %v", event.TraceParent, want, leaked)
 		}
+		select {
+		case msg := <-published:
+			if h := msg.Header.Get("traceparent"); h != want {
+				t.Errorf("the NATS message's traceparent is %q, want %q", h, want)
+			}
+		case <-time.After(10 * time.Second):
+			t.Error("no change event on NATS")
+		}
 		if !strings.Contains(s.log.String(), `"trace_id":"`+incomingTrace+`"`) {
 			t.Errorf("the request log line does not name the trace:\n%s", s.log.String())
 		}
@@ -221,4 +233,33 @@ func TestTraces(t *testing.T) {
 			t.Errorf("the store span's parent is %q, want %s", store.ParentID, request.ID)
 		}
 	})
+}
+
+// natsSubscriber runs a nats-server with JetStream on loopback and
+// subscribes to subject; it returns the server's URL and the messages.
+func natsSubscriber(t *testing.T, subject string) (string, chan *nats.Msg) {
+	t.Helper()
+	port, err := testutil.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := natsserver.NewServer(&natsserver.Options{Host: "127.0.0.1", Port: port, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Start()
+	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
+	if !srv.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats-server did not start")
+	}
+	nc, err := nats.Connect(srv.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	msgs := make(chan *nats.Msg, 16)
+	if _, err := nc.ChanSubscribe(subject, msgs); err != nil {
+		t.Fatal(err)
+	}
+	return srv.ClientURL(), msgs
 }
