@@ -1,6 +1,6 @@
 # The test command of the README and of CI: everything the suite needs, it
 # sets up itself.
-.PHONY: test run build image fuzz bench reliability
+.PHONY: test run build image chart-test fuzz bench reliability
 
 test:
 	scripts/test-deps.sh
@@ -17,6 +17,12 @@ build:
 # engine (ko); VERSION=1.2.3 make image to name its version.
 image:
 	scripts/image.sh
+
+# The chart in a real Kubernetes API server (with controllers, a scheduler
+# and kwok's fake node): install, roll out, and a drain the budget refuses.
+# Apart from make test: the control plane takes minutes to build.
+chart-test:
+	scripts/chart-test.sh
 
 # Longer fuzzing than the seed corpora the test command runs, one target
 # after another: FUZZTIME=10m for a campaign. What a target finds is written
