@@ -49,20 +49,32 @@ func InstrumentStore(s userattrs.Store, name string, reg prometheus.Registerer) 
 }
 
 // begin starts measuring op, and a span of it within a traced request;
-// the returned func ends both with the operation's error.
-func (s *Store) begin(ctx context.Context, op string) (context.Context, func(*error)) {
-	start := time.Now()
-	if !trace.SpanContextFromContext(ctx).IsValid() {
-		return ctx, func(errp *error) { s.observe(op, start, errp) }
+// the operation's end ends both. Untraced, it allocates nothing.
+func (s *Store) begin(ctx context.Context, op string) (context.Context, operation) {
+	o := operation{store: s, op: op, start: time.Now()}
+	if trace.SpanContextFromContext(ctx).IsValid() {
+		ctx, o.span = tracer.Start(ctx, "store "+op, trace.WithAttributes(attribute.String("userattrs.store", s.name)))
 	}
-	ctx, span := tracer.Start(ctx, "store "+op, trace.WithAttributes(attribute.String("userattrs.store", s.name)))
-	return ctx, func(errp *error) {
-		result := s.observe(op, start, errp)
-		if result != "ok" {
-			span.SetStatus(codes.Error, result)
-		}
-		span.End()
+	return ctx, o
+}
+
+// operation is one measured store operation.
+type operation struct {
+	store *Store
+	op    string
+	start time.Time
+	span  trace.Span // nil when not traced
+}
+
+func (o operation) end(errp *error) {
+	result := o.store.observe(o.op, o.start, errp)
+	if o.span == nil {
+		return
 	}
+	if result != "ok" {
+		o.span.SetStatus(codes.Error, result)
+	}
+	o.span.End()
 }
 
 var tracer = otel.Tracer("github.com/userattrs/userattrs/metrics")
@@ -86,20 +98,20 @@ func (s *Store) observe(op string, start time.Time, errp *error) string {
 }
 
 func (s *Store) Get(ctx context.Context, user string) (a userattrs.Attributes, err error) {
-	ctx, done := s.begin(ctx, "get")
-	defer done(&err)
+	ctx, o := s.begin(ctx, "get")
+	defer o.end(&err)
 	return s.next.Get(ctx, user)
 }
 
 func (s *Store) Update(ctx context.Context, user string, update func(userattrs.Attributes) (userattrs.Attributes, error)) (err error) {
-	ctx, done := s.begin(ctx, "update")
-	defer done(&err)
+	ctx, o := s.begin(ctx, "update")
+	defer o.end(&err)
 	return s.next.Update(ctx, user, update)
 }
 
 func (s *Store) Ping(ctx context.Context) (err error) {
-	ctx, done := s.begin(ctx, "ping")
-	defer done(&err)
+	ctx, o := s.begin(ctx, "ping")
+	defer o.end(&err)
 	return s.next.Ping(ctx)
 }
 
@@ -119,8 +131,8 @@ type historyStore struct {
 
 // History passes a history query on, measured.
 func (s *historyStore) History(ctx context.Context, user string, q userattrs.HistoryQuery) (r []userattrs.Record, err error) {
-	ctx, done := s.begin(ctx, "history")
-	defer done(&err)
+	ctx, o := s.begin(ctx, "history")
+	defer o.end(&err)
 	return s.history.History(ctx, user, q)
 }
 
@@ -131,7 +143,7 @@ func (s *historyStore) CursorKey(ctx context.Context) ([]byte, error) {
 
 // PruneHistory passes pruning on, measured.
 func (s *historyStore) PruneHistory(ctx context.Context, before time.Time, limit int) (n int, err error) {
-	ctx, done := s.begin(ctx, "prune_history")
-	defer done(&err)
+	ctx, o := s.begin(ctx, "prune_history")
+	defer o.end(&err)
 	return s.history.PruneHistory(ctx, before, limit)
 }
