@@ -60,6 +60,8 @@ type options struct {
 	checkTimeout time.Duration
 	rateLimits   server.RateLimits
 	maxStoreOps  int
+	// outbox serves the parked-events routes (501 without).
+	outbox userattrs.Outbox
 	// reserveNothing: a policy without reserved names (o.policy is then
 	// ignored).
 	reserveNothing bool
@@ -110,6 +112,7 @@ func newFixture(t testing.TB, edit ...func(*options)) *fixture {
 		Readiness:           append([]server.ReadinessCheck{{Name: "store", Check: svc.Ping}}, o.readiness...),
 		LinkedIdentityRules: o.rules,
 		LinkedIdentities:    o.links,
+		Outbox:              o.outbox,
 	})
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"math"
 	"net/http"
 	"strconv"
 	"time"
@@ -42,12 +43,15 @@ func getParked(outbox userattrs.Outbox) http.Handler {
 		}
 		var after int64
 		if s := query.Get("page[cursor]"); s != "" {
-			n, err := strconv.ParseInt(s, 10, 64)
-			if err != nil || n < 0 {
+			// The cursor is the last position seen: any number of the
+			// document's pattern is one, and past the last parked event
+			// the page is empty.
+			n, err := strconv.ParseUint(s, 10, 64)
+			if err != nil {
 				writeErrors(w, r, parameterError("page[cursor]", "not a cursor this service gave out"))
 				return
 			}
-			after = n
+			after = int64(min(n, math.MaxInt64))
 		}
 		parked, err := outbox.Parked(r.Context(), after, size)
 		if err != nil {
