@@ -47,10 +47,14 @@ type Introspector struct {
 	now     func() time.Time
 }
 
+// IntrospectionTimeout bounds one introspection call, by the default HTTP
+// client.
+const IntrospectionTimeout = 5 * time.Second
+
 // NewIntrospector returns a verifier that introspects tokens.
 func NewIntrospector(cfg IntrospectionConfig) *Introspector {
 	if cfg.HTTPClient == nil {
-		cfg.HTTPClient = &http.Client{Timeout: 5 * time.Second}
+		cfg.HTTPClient = &http.Client{Timeout: IntrospectionTimeout}
 	}
 	return &Introspector{cfg: cfg, now: time.Now}
 }

@@ -44,13 +44,17 @@ type OIDCConfig struct {
 	OnFetch func(error)
 }
 
+// KeysTimeout bounds one request for the issuer's discovery document or
+// keys, by the default HTTP client.
+const KeysTimeout = 10 * time.Second
+
 // NewOIDC returns a verifier for the tokens of cfg.Issuer. It fetches
 // nothing yet: discovery and keys are loaded on first use, and Run loads
 // them and keeps them fresh, so that the service can start before its
 // issuer does.
 func NewOIDC(cfg OIDCConfig) *JWTVerifier {
 	if cfg.HTTPClient == nil {
-		cfg.HTTPClient = &http.Client{Timeout: 10 * time.Second}
+		cfg.HTTPClient = &http.Client{Timeout: KeysTimeout}
 	}
 	if cfg.MinRefreshInterval <= 0 {
 		cfg.MinRefreshInterval = time.Second

@@ -6,10 +6,10 @@ import (
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
-	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/userattrs/userattrs"
+	"github.com/userattrs/userattrs/internal/tracing"
 )
 
 // deliverySpan starts the span of one event's delivery, a child of the
@@ -20,14 +20,12 @@ func deliverySpan(ctx context.Context, rec *userattrs.Record) (context.Context, 
 	if rec.TraceParent == "" {
 		return ctx, func(error) {}
 	}
-	tc := propagation.TraceContext{}
-	ctx = tc.Extract(ctx, propagation.MapCarrier{"traceparent": rec.TraceParent})
-	ctx, span := otel.Tracer("github.com/userattrs/userattrs/events").Start(ctx, "outbox delivery",
+	ctx, span := otel.Tracer("github.com/userattrs/userattrs/events").Start(tracing.WithParent(ctx, rec.TraceParent), "outbox delivery",
 		trace.WithSpanKind(trace.SpanKindProducer),
 		trace.WithAttributes(attribute.String("userattrs.event.id", rec.ID), attribute.String("messaging.operation.type", "send")))
-	carrier := propagation.MapCarrier{}
-	tc.Inject(ctx, carrier)
-	rec.TraceParent = carrier.Get("traceparent")
+	if parent := tracing.TraceParent(ctx); parent != "" {
+		rec.TraceParent = parent
+	}
 	return ctx, func(err error) {
 		if err != nil {
 			span.SetStatus(codes.Error, "not delivered")

@@ -13,6 +13,7 @@ import (
 
 	"github.com/userattrs/userattrs"
 	"github.com/userattrs/userattrs/internal/jsontext"
+	"github.com/userattrs/userattrs/internal/tracing"
 )
 
 // DefaultVersions are the published versions of the user API that have the
@@ -55,7 +56,7 @@ func tokenUser(_ http.ResponseWriter, r *http.Request) (string, bool) {
 func withOrigin(r *http.Request) context.Context {
 	id := identity(r.Context())
 	return userattrs.WithOrigin(r.Context(), userattrs.Origin{Actor: id.Actor(), ServiceAccount: id.ServiceAccount,
-		ClientID: id.ClientID, RequestID: requestID(r.Context()), TraceParent: traceParent(r.Context())})
+		ClientID: id.ClientID, RequestID: requestID(r.Context()), TraceParent: tracing.TraceParent(r.Context())})
 }
 
 // getter is Service.Get, or AdminGet.

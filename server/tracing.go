@@ -44,14 +44,3 @@ func nameSpan(ctx context.Context, route string) string {
 	span.SetAttributes(attribute.String("http.route", route))
 	return sc.TraceID().String()
 }
-
-// traceParent is the W3C traceparent of the request's span, which the
-// change's event carries to its receivers; empty when not traced.
-func traceParent(ctx context.Context) string {
-	if !trace.SpanContextFromContext(ctx).IsValid() {
-		return ""
-	}
-	carrier := propagation.MapCarrier{}
-	propagation.TraceContext{}.Inject(ctx, carrier)
-	return carrier.Get("traceparent")
-}

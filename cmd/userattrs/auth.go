@@ -107,7 +107,7 @@ func newVerifier(ctx context.Context, cfg *authConfig, dataDir string, logger *s
 	var readiness []server.ReadinessCheck
 	if cfg.oidcIssuer != "" {
 		jwt := auth.NewOIDC(auth.OIDCConfig{Issuer: cfg.oidcIssuer, Rules: rules, MaxKeyAge: time.Duration(cfg.oidcKeysMaxAge),
-			HTTPClient: &http.Client{Timeout: 10 * time.Second, Transport: tracing.Transport(nil, "oidc keys")}, OnFetch: m.keySetFetched})
+			HTTPClient: &http.Client{Timeout: auth.KeysTimeout, Transport: tracing.Transport(nil, "oidc keys")}, OnFetch: m.keySetFetched})
 		// Load the keys now, so that the first request does not wait for
 		// them, and keep them fresh; an issuer that is not up yet is
 		// retried, and one that does not match its configuration says so.
@@ -126,7 +126,7 @@ func newVerifier(ctx context.Context, cfg *authConfig, dataDir string, logger *s
 		in := auth.NewIntrospector(auth.IntrospectionConfig{
 			URL: cfg.introspectionURL, ClientID: cfg.introspectionClientID, ClientSecret: cfg.introspectionClientSecret,
 			CacheTTL: cfg.introspectionCacheTTL, Rules: rules, OnIntrospect: m.introspected,
-			HTTPClient: &http.Client{Timeout: 5 * time.Second, Transport: tracing.Transport(nil, "introspection")},
+			HTTPClient: &http.Client{Timeout: auth.IntrospectionTimeout, Transport: tracing.Transport(nil, "introspection")},
 		})
 		readiness = append(readiness, server.ReadinessCheck{Name: "introspection", Check: in.Ready})
 		d = append(d, auth.Route{Verifier: in.Cached()})

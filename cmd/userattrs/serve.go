@@ -253,7 +253,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	svc := userattrs.NewService(st, svcConfig)
 	registerReadCache(reg, svc)
-	if dir := cfg.store.diskDir(kind); dir != "" {
+	if dir := cfg.store.diskDir(); dir != "" {
 		registerDisk(reg, dir)
 	}
 	// Say at start what readiness would say: a store that cannot serve as

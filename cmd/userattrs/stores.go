@@ -112,9 +112,9 @@ func (c *storeConfig) kind() (string, store.Kind, error) {
 // diskDir is the directory of the file the store keeps its data in, for
 // the disk metrics: the SQLite file's; none for the stores that keep their
 // data elsewhere.
-func (c *storeConfig) diskDir(kind store.Kind) string {
-	spec, k, err := c.kind()
-	if err != nil || k.Name != "sqlite" || kind.Name != "sqlite" {
+func (c *storeConfig) diskDir() string {
+	spec, kind, err := c.kind()
+	if err != nil || kind.Name != "sqlite" {
 		return ""
 	}
 	return filepath.Dir(strings.TrimPrefix(spec, "sqlite:"))
