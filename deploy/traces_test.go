@@ -25,10 +25,12 @@ import (
 type span struct {
 	TraceID, ParentID, ID, Name, Kind string
 	LinkedTraces                      []string
+	Attributes                        map[string]string
 }
 
 var spanField = regexp.MustCompile(`^\s+(Trace ID|Parent ID|ID|Name|Kind)\s+: ?(.*)$`)
 var linkField = regexp.MustCompile(`^\s+-> Trace ID: (\S+)`)
+var attributeField = regexp.MustCompile(`^\s+-> ([a-z_.]+): \w+\((.*)\)$`)
 
 // parseSpans reads the debug exporter's detailed output.
 func parseSpans(out string) []span {
@@ -36,7 +38,7 @@ func parseSpans(out string) []span {
 	var cur *span
 	for _, line := range strings.Split(out, "\n") {
 		if strings.HasPrefix(line, "Span #") {
-			spans = append(spans, span{})
+			spans = append(spans, span{Attributes: map[string]string{}})
 			cur = &spans[len(spans)-1]
 			continue
 		}
@@ -59,6 +61,8 @@ func parseSpans(out string) []span {
 			}
 		} else if m := linkField.FindStringSubmatch(line); m != nil {
 			cur.LinkedTraces = append(cur.LinkedTraces, m[1])
+		} else if m := attributeField.FindStringSubmatch(line); m != nil {
+			cur.Attributes[m[1]] = m[2]
 		}
 	}
 	return spans
@@ -173,8 +177,13 @@ func TestTraces(t *testing.T) {
 		if request.ParentID != incomingSpan || request.Kind != "Server" {
 			t.Errorf("the request span: parent %q kind %q, want the incoming %s, Server", request.ParentID, request.Kind, incomingSpan)
 		}
-		if got := spans["store update"].ParentID; got != request.ID {
-			t.Errorf("the store span's parent is %q, want the request's %s", got, request.ID)
+		store := spans["store update"]
+		if store.ParentID != request.ID {
+			t.Errorf("the store span's parent is %q, want the request's %s", store.ParentID, request.ID)
+		}
+		// The batch the merge rode in: this PUT alone.
+		if a := store.Attributes; a["userattrs.store"] != "sqlite" || a["userattrs.store.batch_size"] != "1" {
+			t.Errorf("the store span's attributes: %v", a)
 		}
 		outbox := spans["outbox delivery"]
 		if outbox.ParentID != request.ID || outbox.Kind != "Producer" {
