@@ -64,6 +64,10 @@ type Record struct {
 	// event carries it as its CloudEvents traceparent, and the history
 	// does not keep it.
 	TraceParent string `json:"traceparent,omitempty"`
+	// Erased: the record is of an erasure (Service.Erase), not of a
+	// change: its Set and Removed are empty, and its event tells receivers
+	// to delete what they hold of the user.
+	Erased bool `json:"erased,omitempty"`
 }
 
 // Actor is who made a change, as records show it.

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"time"
 
 	cloudevents "github.com/cloudevents/sdk-go/v2/event"
 
@@ -18,6 +19,20 @@ import (
 
 // Type is the CloudEvents type of a change event.
 const Type = "io.userattrs.attributes.changed.v1"
+
+// ErasedType is the CloudEvents type of the event of an erasure: a
+// receiver deletes everything it holds of the event's subject.
+const ErasedType = "io.userattrs.user.erased.v1"
+
+// erasure is the data of an erasure's event: who asked for it, no value.
+type erasure struct {
+	ID        string          `json:"id"`
+	Time      time.Time       `json:"time"`
+	User      string          `json:"user"`
+	Actor     userattrs.Actor `json:"actor"`
+	ClientID  string          `json:"clientId"`
+	RequestID string          `json:"requestId"`
+}
 
 // DefaultSource is the CloudEvents source when none is configured.
 const DefaultSource = "/userattrs"
@@ -34,12 +49,18 @@ type Event struct {
 }
 
 // Encode turns a change's record into its CloudEvent: id, source, type,
-// time, subject (the user) and the record as data.
+// time, subject (the user) and the record as data; an erasure's record
+// into an event of ErasedType.
 func Encode(source string, rec userattrs.Record) (Event, error) {
 	e := cloudevents.New()
 	e.SetID(rec.ID)
 	e.SetSource(source)
 	e.SetType(Type)
+	var data any = rec
+	if rec.Erased {
+		e.SetType(ErasedType)
+		data = erasure{ID: rec.ID, Time: rec.Time, User: rec.User, Actor: rec.Actor, ClientID: rec.ClientID, RequestID: rec.RequestID}
+	}
 	e.SetTime(rec.Time)
 	e.SetSubject(rec.User)
 	traceParent := rec.TraceParent
@@ -48,8 +69,11 @@ func Encode(source string, rec userattrs.Record) (Event, error) {
 		// the record as the history shows it.
 		e.SetExtension("traceparent", traceParent)
 		rec.TraceParent = ""
+		if !rec.Erased {
+			data = rec
+		}
 	}
-	if err := e.SetData("application/json", rec); err != nil {
+	if err := e.SetData("application/json", data); err != nil {
 		return Event{}, err
 	}
 	if err := e.Validate(); err != nil {

@@ -146,6 +146,10 @@ func findBinaries() (string, error) {
 
 func (s *Server) dataDir() string { return filepath.Join(s.dir, "data") }
 
+// DataDir returns the server's data directory, for tests that read its
+// files; false for a server not started here.
+func (s *Server) DataDir() (string, bool) { return s.dataDir(), s.own }
+
 func (s *Server) command(name string, args ...string) *exec.Cmd {
 	cmd := exec.Command(filepath.Join(s.bin, name), args...)
 	cmd.Dir = s.dir

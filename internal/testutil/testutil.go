@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
@@ -170,4 +171,26 @@ func benchmarking() bool {
 func wholeSuite() bool {
 	f := flag.Lookup("test.run")
 	return f == nil || f.Value.String() == ""
+}
+
+// FilesHolding returns, for each of values, the files under dir whose
+// bytes hold it: where an erased value would still be readable.
+func FilesHolding(dir string, values []string) (map[string][]string, error) {
+	found := map[string][]string{}
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		for _, v := range values {
+			if bytes.Contains(b, []byte(v)) {
+				found[v] = append(found[v], path)
+			}
+		}
+		return nil
+	})
+	return found, err
 }

@@ -68,6 +68,12 @@ func RunTests(t *testing.T, newHarness func(t *testing.T) Harness) {
 	if caps.Outbox {
 		t.Run("Outbox", func(t *testing.T) { RunOutboxTests(t, newHarness) })
 	}
+	if _, ok := userattrs.As[userattrs.Eraser](probe); ok {
+		t.Run("Erasure", func(t *testing.T) { RunErasureTests(t, newHarness) })
+		if caps.KnownUsers {
+			t.Run("ErasureOfUnknownUser", func(t *testing.T) { RunUnknownUserErasureTest(t, newHarness(t)) })
+		}
+	}
 }
 
 func newService(s userattrs.Store, cache userattrs.ReadCacheConfig) *userattrs.Service {

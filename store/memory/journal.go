@@ -27,6 +27,7 @@ type journal struct {
 	holds     map[string]hold
 	parked    []userattrs.ParkedEvent
 	parkSeq   int64
+	erasures  map[string][]userattrs.Record
 }
 
 type entry struct {
@@ -42,7 +43,8 @@ type hold struct {
 func newJournal() journal {
 	key := make([]byte, 16)
 	rand.Read(key)
-	return journal{history: map[string][]entry{}, usage: map[string]sqlstore.Usage{}, cursorKey: key, holds: map[string]hold{}}
+	return journal{history: map[string][]entry{}, usage: map[string]sqlstore.Usage{}, cursorKey: key, holds: map[string]hold{},
+		erasures: map[string][]userattrs.Record{}}
 }
 
 // record adds a change's record, drops the user's oldest past the bounds,

@@ -149,6 +149,10 @@ func open(ctx context.Context, cfg Config) (_ *Store, err error) {
 	// statement journal, in memory rather than in a temporary file.
 	writeParams := maps.Clone(params)
 	writeParams.Add("_pragma", "temp_store(memory)")
+	// What a merge or an erasure deletes is overwritten in its page, not
+	// left in free space where it could be read from the file later: an
+	// erased value must leave the file (see Erase).
+	writeParams.Add("_pragma", "secure_delete(on)")
 	write, err := sql.Open("sqlite", "file:"+cfg.Path+"?"+writeParams.Encode())
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: open: %w", err)
