@@ -27,7 +27,8 @@ func TestAdminAccess(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := newFixture(t, func(o *options) { o.policy = policy })
+	st := memory.New()
+	f := newFixture(t, func(o *options) { o.policy, o.store = policy, st })
 	alice := f.token("alice", read, write, admin)
 	f.put(f.token("bob", write), `{"bob":"private"}`)
 	svc := f.adminToken()
@@ -68,7 +69,43 @@ func TestAdminAccess(t *testing.T) {
 	// An id no token could carry names no user.
 	f.do("GET", "/admin/users/a%07b/attributes", "", "Authorization", "Bearer "+svc).errors(t, 404, "user-not-found")
 	f.do("GET", "/admin/users/"+strings.Repeat("x", 256)+"/attributes", "", "Authorization", "Bearer "+svc).errors(t, 404, "user-not-found")
-	f.do("DELETE", adminPath("bob"), "", "Authorization", "Bearer "+svc).errors(t, 405, "method-not-allowed")
+	res = f.do("PATCH", adminPath("bob"), `{}`, "Authorization", "Bearer "+svc)
+	if res.errors(t, 405, "method-not-allowed"); res.header.Get("Allow") != "GET, HEAD, PUT, DELETE" {
+		t.Fatalf("Allow: %q", res.header.Get("Allow"))
+	}
+	// A user's token cannot erase, not even its own user.
+	f.do("DELETE", adminPath("alice"), "", "Authorization", "Bearer "+f.token("alice", "user:attributes:write")).errors(t, 403, "service-account-required")
+	// The export shows every attribute, hidden ones marked; the erasure
+	// leaves none, and the export then shows its record.
+	st.Update(context.Background(), "bob", func(a userattrs.Attributes) (userattrs.Attributes, error) {
+		next := a.Clone()
+		next["internal_secret"] = []string{"s"}
+		return next, nil
+	})
+	var x struct {
+		Data struct {
+			Type, ID   string
+			Attributes userattrs.Export
+		}
+	}
+	res = f.do("GET", "/admin/users/bob/export", "", "Authorization", "Bearer "+svc)
+	if err := json.Unmarshal(res.body, &x); err != nil || res.status != 200 || x.Data.Type != "user-exports" || x.Data.ID != "bob" ||
+		!x.Data.Attributes.Attributes["internal_secret"].Hidden || x.Data.Attributes.Attributes["bob"].Hidden || len(x.Data.Attributes.History) != 3 {
+		t.Fatalf("export: %d %s", res.status, res.body)
+	}
+	erased := f.do("DELETE", adminPath("bob"), "", "Authorization", "Bearer "+svc)
+	if erased.status != 204 {
+		t.Fatalf("erase: %d %s", erased.status, erased.body)
+	}
+	if res := f.do("GET", adminPath("bob"), "", "Authorization", "Bearer "+svc); string(res.body) != `{}` {
+		t.Fatalf("after the erasure: %s", res.body)
+	}
+	res = f.do("GET", "/admin/users/bob/export", "", "Authorization", "Bearer "+svc)
+	x.Data.Attributes = userattrs.Export{}
+	if err := json.Unmarshal(res.body, &x); err != nil || len(x.Data.Attributes.Attributes) != 0 || len(x.Data.Attributes.History) != 0 ||
+		len(x.Data.Attributes.Erasures) != 1 || x.Data.Attributes.Erasures[0].RequestID != erased.header.Get("Request-Id") {
+		t.Fatalf("export after the erasure: %d %s", res.status, res.body)
+	}
 }
 
 type historyDoc struct {

@@ -28,7 +28,10 @@ func routes(mux *http.ServeMux, cfg Config) {
 
 	mux.Handle("GET /admin/users/{id}/attributes", authn.requireAdmin(getAttributes(cfg.Service.AdminGet, pathUser)))
 	mux.Handle("PUT /admin/users/{id}/attributes", authn.requireAdmin(putAttributes(cfg.Service.AdminMerge, cfg.MaxBodyBytes, pathUser, large)))
-	mux.Handle("/admin/users/{id}/attributes", methodNotAllowed("GET, HEAD, PUT"))
+	mux.Handle("DELETE /admin/users/{id}/attributes", authn.requireAdmin(eraseUser(cfg.Service, cfg.Logger)))
+	mux.Handle("/admin/users/{id}/attributes", methodNotAllowed("GET, HEAD, PUT, DELETE"))
+	mux.Handle("GET /admin/users/{id}/export", authn.requireAdmin(exportUser(cfg.Service)))
+	mux.Handle("/admin/users/{id}/export", methodNotAllowed("GET, HEAD"))
 	mux.Handle("GET /admin/users/{id}/attributes/history", authn.requireAdmin(getHistory(cfg.Service)))
 	mux.Handle("/admin/users/{id}/attributes/history", methodNotAllowed("GET, HEAD"))
 	mux.Handle("GET /admin/events/parked", authn.requireAdmin(getParked(cfg.Outbox)))

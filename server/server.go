@@ -51,6 +51,8 @@ type Service interface {
 	Merge(ctx context.Context, user string, patch userattrs.Patch, cond userattrs.Precondition) error
 	AdminMerge(ctx context.Context, user string, patch userattrs.Patch, cond userattrs.Precondition) error
 	History(ctx context.Context, user string, q userattrs.HistoryQuery) ([]userattrs.Record, string, error)
+	Erase(ctx context.Context, user string) error
+	Export(ctx context.Context, user string) (*userattrs.Export, error)
 }
 
 var _ Service = (*userattrs.Service)(nil)
