@@ -33,6 +33,16 @@ func (e usageError) Unwrap() error { return e.err }
 // flags to stdout and returns errHelpShown; a wrong flag is one usageError
 // line, not the flag list.
 func parseFlags(fs *flag.FlagSet, args []string, getenv func(string) string, stdout io.Writer) (map[string]bool, error) {
+	set, rest, err := parseFlagsAndArgs(fs, args, getenv, stdout)
+	if err == nil && len(rest) > 0 {
+		return nil, usageError{fmt.Errorf("unexpected arguments: %s (%s -h lists the flags)", strings.Join(rest, " "), fs.Name())}
+	}
+	return set, err
+}
+
+// parseFlagsAndArgs is parseFlags for commands that take arguments after
+// their flags, which it returns.
+func parseFlagsAndArgs(fs *flag.FlagSet, args []string, getenv func(string) string, stdout io.Writer) (map[string]bool, []string, error) {
 	fs.SetOutput(io.Discard)
 	set := map[string]bool{}
 	var err error
@@ -46,22 +56,19 @@ func parseFlags(fs *flag.FlagSet, args []string, getenv func(string) string, std
 		}
 	})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
 		fmt.Fprintf(stdout, "usage: %s [flags]\n\nEvery flag can also be set by the environment variable USERATTRS_<FLAG>\n"+
 			"(--oidc-issuer: USERATTRS_OIDC_ISSUER); the command line wins.\n\n", fs.Name())
 		fs.SetOutput(stdout)
 		fs.PrintDefaults()
-		return nil, errHelpShown
+		return nil, nil, errHelpShown
 	} else if err != nil {
-		return nil, usageError{fmt.Errorf("%w (%s -h lists the flags)", err, fs.Name())}
-	}
-	if fs.NArg() > 0 {
-		return nil, usageError{fmt.Errorf("unexpected arguments: %s (%s -h lists the flags)", strings.Join(fs.Args(), " "), fs.Name())}
+		return nil, nil, usageError{fmt.Errorf("%w (%s -h lists the flags)", err, fs.Name())}
 	}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	return set, nil
+	return set, fs.Args(), nil
 }
 
 // positiveDuration is a duration flag that refuses zero and less.

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 
 	"github.com/userattrs/userattrs"
+	"github.com/userattrs/userattrs/client"
 )
 
 // history prints the history of one user, newest first, a JSON record per
@@ -17,16 +18,39 @@ import (
 // without the policy (every attribute, hidden ones included).
 func history(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("userattrs history", flag.ContinueOnError)
-	var cfg storeConfig
-	cfg.flags(fs)
-	user := fs.String("user", "", "the user whose changes are listed (required)")
+	f := newUserDataFlags(fs, "the user whose changes are listed")
+	cfg, user := &f.store, f.user
 	limit := fs.Int("limit", 100, "most changes listed")
 	key := fs.String("key", "", "only changes that set or removed this attribute")
 	if _, err := parseFlags(fs, args, getenv, stdout); err != nil {
 		return err
 	}
-	if *user == "" || *limit < 1 {
-		return usageError{errors.New("--user is required, and --limit must be at least 1")}
+	if err := f.check(); err != nil {
+		return err
+	}
+	if *limit < 1 {
+		return usageError{errors.New("--limit must be at least 1")}
+	}
+	out := json.NewEncoder(stdout)
+	if f.remote.url != "" {
+		// Through the admin API: what its policy lets through.
+		cl, err := f.remote.client(ctx, getenv)
+		if err != nil {
+			return err
+		}
+		n := 0
+		for change, err := range cl.History(ctx, *user, client.HistoryOptions{Key: *key, PageSize: min(*limit, 200)}) {
+			if err != nil {
+				return err
+			}
+			if err := out.Encode(change); err != nil {
+				return err
+			}
+			if n++; n == *limit {
+				break
+			}
+		}
+		return nil
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	st, kind, err := cfg.open(ctx, logger)
@@ -43,7 +67,6 @@ func history(ctx context.Context, args []string, getenv func(string) string, std
 		return fmt.Errorf("the %s store keeps its history in the memory of the process that serves it; "+
 			"read it there, through the admin API", kind.Name)
 	}
-	out := json.NewEncoder(stdout)
 	var before int64
 	for left := *limit; left > 0; {
 		page := min(left, 500)

@@ -52,7 +52,11 @@ commands:
   serve     serve the API (userattrs serve --dev to try it locally)
   token     print a development token that "serve --dev" accepts
   migrate   apply the store's schema migrations and exit
-  history   print a user's changes, newest first (userattrs history --store ... --user ID)
+  get       print a user's attributes (userattrs get --url URL [--user ID])
+  set       merge key=value pairs into a user's attributes (userattrs set --url URL [--user ID] [--if-match ETAG] k=v k=)
+  history   print a user's changes, newest first (userattrs history --store ...|--url URL --user ID)
+  export    print everything kept of a user (userattrs export --store ...|--url URL --user ID)
+  erase     erase everything kept of a user (userattrs erase --store ...|--url URL --user ID)
   version   print the version
   healthcheck  exit 0 when the instance at --addr is ready (for images without a shell)
 `
@@ -79,6 +83,14 @@ func command(ctx context.Context, args []string, getenv func(string) string, std
 		return migrate(ctx, args[1:], getenv, stdout, stderr)
 	case "history":
 		return history(ctx, args[1:], getenv, stdout, stderr)
+	case "get":
+		return get(ctx, args[1:], getenv, stdout, stderr)
+	case "set":
+		return set(ctx, args[1:], getenv, stdout, stderr)
+	case "export":
+		return export(ctx, args[1:], getenv, stdout, stderr)
+	case "erase":
+		return erase(ctx, args[1:], getenv, stdout, stderr)
 	case "token":
 		return token(args[1:], getenv, stdout, stderr)
 	case "healthcheck":

@@ -125,13 +125,14 @@ var errNoExtension = errors.New("keycloak: the userattrs extension is not instal
 	"install keycloak-extension (see the README), or run with --keycloak-admin-api-only, with which merges through several instances are not atomic")
 
 // extensionProtocol is the protocol of the extension this store speaks:
-// the one that reads and writes with the rights of the caller it names.
-const extensionProtocol = "2"
+// the one that reads and writes with the rights of the caller it names,
+// and erases.
+const extensionProtocol = "3"
 
 // errOldExtension: the extension answers, but in an older protocol, which
 // would act with an administrator's rights for every caller.
 var errOldExtension = errors.New("keycloak: the userattrs extension installed in this Keycloak is older than this service " +
-	"(it does not read and write with the rights of the caller it serves): install the extension built from this release")
+	"(it does not read and write with the rights of the caller it serves, or cannot erase): install the extension built from this release")
 
 // getJSON reads a resource of Keycloak into v. A missing user is
 // ErrUserNotFound.

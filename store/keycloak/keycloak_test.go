@@ -64,6 +64,32 @@ func TestConformanceOnPostgres(t *testing.T) {
 	conformance.RunTests(t, harness(kctest.StartOnPostgres(t, jdbc, user), false))
 }
 
+// An erasure removes the user's attributes through the extension and
+// leaves the user, with their profile fields: deleting users is Keycloak's
+// business.
+func TestErasureKeepsTheUser(t *testing.T) {
+	kc := kctest.Shared(t)
+	s := openStore(t, kc)
+	u := kc.NewUser(t)
+	kc.SetAttributes(t, u.ID, map[string][]string{"phone": {"+33 6 00 00 00 01"}, "tos_accepted": {"true"}})
+	before := kc.UserRepresentation(t, u.ID)
+	svc := userattrs.NewService(s, userattrs.ServiceConfig{Limits: userattrs.DefaultLimits})
+	if err := svc.Erase(context.Background(), u.ID); err != nil {
+		t.Fatal(err)
+	}
+	after := kc.UserRepresentation(t, u.ID)
+	if after["username"] != before["username"] || after["email"] != before["email"] || after["firstName"] != before["firstName"] {
+		t.Fatalf("the profile changed: %v, was %v", after, before)
+	}
+	if attrs, _ := after["attributes"].(map[string]any); attrs["phone"] != nil || attrs["tos_accepted"] != nil {
+		t.Fatalf("attributes after the erasure: %v", attrs)
+	}
+	view, err := svc.AdminGet(context.Background(), u.ID)
+	if err != nil || len(view.Attributes()) != 0 {
+		t.Fatalf("after the erasure: %v, %v", view, err)
+	}
+}
+
 // A merge writes the attributes onto the Keycloak user and leaves the
 // profile fields, which a Keycloak PUT would otherwise wipe, untouched.
 func TestMergeKeepsTheProfile(t *testing.T) {

@@ -3,6 +3,7 @@ package org.userattrs.keycloak;
 import jakarta.persistence.EntityManager;
 import jakarta.persistence.LockModeType;
 import jakarta.ws.rs.Consumes;
+import jakarta.ws.rs.DELETE;
 import jakarta.ws.rs.GET;
 import jakarta.ws.rs.PUT;
 import jakarta.ws.rs.Path;
@@ -65,8 +66,14 @@ public class AttributesResource {
     /** Keycloak's user ids: anything else never reaches the database. */
     private static final Pattern USER_ID = Pattern.compile("^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$");
 
-    /** What the service checks, so that it never talks to an extension that ignores the caller. */
-    private static final String PROTOCOL = "2";
+    /**
+     * What the service checks, so that it never talks to an extension that
+     * ignores the caller (protocol 2) or cannot erase (protocol 3).
+     */
+    private static final String PROTOCOL = "3";
+
+    /** Keycloak's profile fields: the user's own, which an erasure leaves. */
+    private static final Set<String> PROFILE_FIELDS = Set.of(UserModel.USERNAME, UserModel.EMAIL, UserModel.FIRST_NAME, UserModel.LAST_NAME);
 
     private final KeycloakSession session;
     private final RealmModel realm;
@@ -121,25 +128,10 @@ public class AttributesResource {
         if (context == null) {
             return badCaller();
         }
-        if (!USER_ID.matcher(id).matches()) {
+        UserModel user = lockedUser(auth, id);
+        if (user == null) {
             return notFound();
         }
-        // The row lock holds until the transaction of this request ends:
-        // writers of the same user on every node take turns here.
-        EntityManager em = session.getProvider(JpaConnectionProvider.class).getEntityManager();
-        UserEntity row = em.find(UserEntity.class, id, LockModeType.PESSIMISTIC_WRITE);
-        if (row == null || !realm.getId().equals(row.getRealmId())) {
-            return notFound();
-        }
-        if (id.equals(auth.getUser().getId())) {
-            // Authenticating may have loaded the caller's own user before
-            // the lock: read it again under the lock. Any other user's row
-            // is read fresh by the locking find itself.
-            em.refresh(row);
-        }
-        // The user model over the locked row itself: Keycloak's cache may
-        // hold an older state, and is told of the change below.
-        UserModel user = new UserAdapter(session, realm, em, row);
         Map<String, List<String>> current = user.getAttributes();
         if (!version(current).equals(change.get("version"))) {
             // The attributes as they are now, so that the caller can apply
@@ -166,17 +158,78 @@ public class AttributesResource {
         }
         set.forEach(user::setAttribute);
         remove.forEach(user::removeAttribute);
-        // Keycloak's user cache drops the user on every node when this
-        // transaction commits.
+        changed(auth, user, change);
+        return Response.ok(Map.of("version", version(next))).build();
+    }
+
+    /**
+     * Erases the user's attributes, as an administrator: every attribute
+     * the realm's user profile lets an administrator edit goes, in one
+     * transaction under the user's row lock; the profile fields and what
+     * no administrator may edit (federation links) stay, and are named in
+     * "kept". The user stays: deleting users is Keycloak's own business.
+     * The admin event names the attributes removed, never a value.
+     */
+    @DELETE
+    @Path("users/{id}")
+    @Produces(MediaType.APPLICATION_JSON)
+    public Response erase(@PathParam("id") String id) {
+        AdminAuth auth = authorize();
+        UserModel user = lockedUser(auth, id);
+        if (user == null) {
+            return notFound();
+        }
+        Map<String, List<String>> current = user.getAttributes();
+        Set<String> names = new LinkedHashSet<>(current.keySet());
+        names.removeAll(PROFILE_FIELDS);
+        UserProfile profile = needsProfile(names)
+                ? session.getProvider(UserProfileProvider.class).create(UserProfileContext.USER_API, current, user) : null;
+        List<String> kept = readOnly(UserProfileContext.USER_API, profile, names);
+        names.removeAll(kept);
+        names.forEach(user::removeAttribute);
+        changed(auth, user, Map.of("erased", new ArrayList<>(names)));
+        Map<String, List<String>> next = new HashMap<>(current);
+        names.forEach(next::remove);
+        return Response.ok(Map.of("version", version(next), "removed", names, "kept", kept)).build();
+    }
+
+    /**
+     * The user of id in this realm over its row, locked until the
+     * transaction of this request ends, so that writers of the same user
+     * on every node take turns here; null for no such user.
+     */
+    private UserModel lockedUser(AdminAuth auth, String id) {
+        if (!USER_ID.matcher(id).matches()) {
+            return null;
+        }
+        EntityManager em = session.getProvider(JpaConnectionProvider.class).getEntityManager();
+        UserEntity row = em.find(UserEntity.class, id, LockModeType.PESSIMISTIC_WRITE);
+        if (row == null || !realm.getId().equals(row.getRealmId())) {
+            return null;
+        }
+        if (id.equals(auth.getUser().getId())) {
+            // Authenticating may have loaded the caller's own user before
+            // the lock: read it again under the lock. Any other user's row
+            // is read fresh by the locking find itself.
+            em.refresh(row);
+        }
+        // The user model over the locked row itself: Keycloak's cache may
+        // hold an older state, and is told of the change by changed.
+        return new UserAdapter(session, realm, em, row);
+    }
+
+    /**
+     * Tells Keycloak's user cache, which drops the user on every node when
+     * this transaction commits, and records the admin event.
+     */
+    private void changed(AdminAuth auth, UserModel user, Object representation) {
         UserCache cache = session.getProvider(UserCache.class);
         if (cache != null) {
             cache.evict(realm, user);
         }
-
         new AdminEventBuilder(realm, auth, session, session.getContext().getConnection())
                 .operation(OperationType.UPDATE).resource(ResourceType.USER)
-                .resourcePath("users", id).representation(change).success();
-        return Response.ok(Map.of("version", version(next))).build();
+                .resourcePath("users", user.getId()).representation(representation).success();
     }
 
     /**
