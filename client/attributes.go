@@ -96,28 +96,34 @@ func (c *Client) Merge(ctx context.Context, user string, p Patch, ifMatch string
 
 // maxUpdateAttempts bounds Update's loop: past it, the user's attributes
 // change faster than the read-modify-write takes.
-const maxUpdateAttempts = 10
+const maxUpdateAttempts = 20
 
 // Update reads the attributes of user, asks change for a patch, and
 // merges it only if nothing changed the attributes in between (If-Match);
-// when something did, it reads them again and asks again. A nil or empty
-// patch ends it without a write. change may run several times and must
-// not keep its argument.
+// when something did, it waits a little, reads them again and asks again.
+// A nil or empty patch ends it without a write. change may run several
+// times and must not keep its argument.
 func (c *Client) Update(ctx context.Context, user string, change func(current Attributes) (Patch, error)) error {
-	var err error
-	for range maxUpdateAttempts {
-		var attrs Attributes
-		var etag string
-		if attrs, etag, err = c.Get(ctx, user); err != nil {
+	var lost error
+	for attempt := range maxUpdateAttempts {
+		if attempt > 0 {
+			// Writers that lost a round spread out, so that the next is
+			// not the same race again.
+			if err := sleep(ctx, c.wait(0, attempt-1)/4); err != nil {
+				return err
+			}
+		}
+		attrs, etag, err := c.Get(ctx, user)
+		if err != nil {
 			return err
 		}
 		p, err := change(attrs)
 		if err != nil || len(p) == 0 {
 			return err
 		}
-		if err = c.Merge(ctx, user, p, etag); !errors.Is(err, ErrPreconditionFailed) {
-			return err
+		if lost = c.Merge(ctx, user, p, etag); !errors.Is(lost, ErrPreconditionFailed) {
+			return lost
 		}
 	}
-	return fmt.Errorf("client: the attributes kept changing during %d read-modify-write attempts: %w", maxUpdateAttempts, err)
+	return fmt.Errorf("client: the attributes kept changing during %d read-modify-write attempts: %w", maxUpdateAttempts, lost)
 }
