@@ -13,8 +13,6 @@ import (
 	"github.com/userattrs/userattrs/client"
 )
 
-
-
 // A backend reads and merges a user's attributes with its service
 // account's token. In production the token comes from the identity
 // provider: client.ClientCredentials(ctx, tokenURL, clientID, secret).
