@@ -57,6 +57,7 @@ commands:
   history   print a user's changes, newest first (userattrs history --store ...|--url URL --user ID)
   export    print everything kept of a user (userattrs export --store ...|--url URL --user ID)
   erase     erase everything kept of a user (userattrs erase --store ...|--url URL --user ID)
+  reconcile list (--apply: erase) the store's users Keycloak no longer knows (userattrs reconcile --store ... --keycloak-url ...)
   version   print the version
   healthcheck  exit 0 when the instance at --addr is ready (for images without a shell)
 `
@@ -91,6 +92,8 @@ func command(ctx context.Context, args []string, getenv func(string) string, std
 		return export(ctx, args[1:], getenv, stdout, stderr)
 	case "erase":
 		return erase(ctx, args[1:], getenv, stdout, stderr)
+	case "reconcile":
+		return reconcile(ctx, args[1:], getenv, stdout, stderr)
 	case "token":
 		return token(args[1:], getenv, stdout, stderr)
 	case "healthcheck":

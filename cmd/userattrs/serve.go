@@ -46,6 +46,8 @@ type serveConfig struct {
 	maxStoreOps     int
 	changes         changesConfig
 	trustTrace      bool
+	reconcile       time.Duration
+	maxErasures     int
 }
 
 func serveFlags(fs *flag.FlagSet) *serveConfig {
@@ -82,6 +84,11 @@ func serveFlags(fs *flag.FlagSet) *serveConfig {
 			"past it the user's requests are 429 before their bodies are read; 0: no limit")
 	fs.IntVar(&c.maxStoreOps, "max-store-operations", 256,
 		"store operations one instance runs at once; beyond it requests get 503 with Retry-After at once instead of queueing")
+	fs.DurationVar(&c.reconcile, "reconcile-interval", 0,
+		"on SQLite and PostgreSQL: this often, erase the users Keycloak (--keycloak-url, --keycloak-realm, --keycloak-client-id) "+
+			"no longer knows, from one instance at a time (0: never; userattrs reconcile runs it once)")
+	fs.IntVar(&c.maxErasures, "reconcile-max-erasures", 1000,
+		"a reconciliation that finds more unknown users than this erases none, and fails (0: no bound)")
 	fs.BoolVar(&c.trustTrace, "trust-incoming-trace", false,
 		"with tracing on (OTEL_EXPORTER_OTLP_ENDPOINT): make a request's traceparent the parent of its span; off, it is only linked, "+
 			"so that clients cannot join or force-sample the service's traces")
@@ -133,6 +140,9 @@ func (c *serveConfig) validate() error {
 	}
 	if c.shutdownDelay < 0 {
 		return errors.New("--shutdown-delay must not be negative")
+	}
+	if c.reconcile < 0 || c.maxErasures < 0 {
+		return errors.New("--reconcile-interval and --reconcile-max-erasures must not be negative")
 	}
 	if c.auth.oidcIssuer != "" {
 		if u, err := url.Parse(c.auth.oidcIssuer); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
@@ -253,6 +263,18 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	svc := userattrs.NewService(st, svcConfig)
 	registerReadCache(reg, svc)
+	if cfg.reconcile > 0 {
+		if _, ok := userattrs.As[userattrs.Inventory](st); !ok {
+			return usageError{fmt.Errorf("--reconcile-interval: the %s store keeps nothing the identity provider does not: it has nothing to reconcile", kind.Name)}
+		}
+		dir, err := directoryFlags(fs, cfg.store.timeout)
+		if err != nil {
+			return err
+		}
+		defer dir.Close()
+		r := newReconciler(svc, st, dir, cfg.reconcile, cfg.maxErasures, logger, reg)
+		go r.run(changesCtx)
+	}
 	if dir := cfg.store.diskDir(); dir != "" {
 		registerDisk(reg, dir)
 	}

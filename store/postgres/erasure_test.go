@@ -106,3 +106,30 @@ func TestErasedValuesLeaveTheFilesWithVacuumFull(t *testing.T) {
 		t.Fatal("another user's value is in no file: the search cannot see the tables")
 	}
 }
+
+// A job's lock is one instance's at a time, on any store value on the
+// database, until it unlocks.
+func TestJobLock(t *testing.T) {
+	url := pgtest.Shared(t).NewDatabase(t)
+	a := mustOpen(t, postgres.Config{URL: url, Migrate: true})
+	b := mustOpen(t, postgres.Config{URL: url})
+	ctx := context.Background()
+	unlock, ok, err := a.TryLock(ctx, "reconcile")
+	if err != nil || !ok {
+		t.Fatalf("the first lock: %v %v", ok, err)
+	}
+	if _, ok, err := b.TryLock(ctx, "reconcile"); err != nil || ok {
+		t.Fatalf("a second instance took a held lock: %v %v", ok, err)
+	}
+	if unlockOther, ok, err := b.TryLock(ctx, "another-job"); err != nil || !ok {
+		t.Fatalf("another job's lock: %v %v", ok, err)
+	} else {
+		unlockOther()
+	}
+	unlock()
+	if unlock, ok, err := b.TryLock(ctx, "reconcile"); err != nil || !ok {
+		t.Fatalf("after unlock: %v %v", ok, err)
+	} else {
+		unlock()
+	}
+}

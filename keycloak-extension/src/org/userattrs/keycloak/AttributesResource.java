@@ -5,6 +5,7 @@ import jakarta.persistence.LockModeType;
 import jakarta.ws.rs.Consumes;
 import jakarta.ws.rs.DELETE;
 import jakarta.ws.rs.GET;
+import jakarta.ws.rs.POST;
 import jakarta.ws.rs.PUT;
 import jakarta.ws.rs.Path;
 import jakarta.ws.rs.PathParam;
@@ -18,6 +19,7 @@ import java.security.NoSuchAlgorithmException;
 import java.util.ArrayList;
 import java.util.Base64;
 import java.util.HashMap;
+import java.util.HashSet;
 import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Map;
@@ -191,6 +193,41 @@ public class AttributesResource {
         Map<String, List<String>> next = new HashMap<>(current);
         names.forEach(next::remove);
         return Response.ok(Map.of("version", version(next), "removed", names, "kept", kept)).build();
+    }
+
+    /** Most ids one lookup of known users takes. */
+    private static final int MAX_KNOWN_IDS = 10000;
+
+    /**
+     * Which of {"ids": [...]} are users of this realm, as {"known": [...]}:
+     * one query for the users Keycloak keeps, then Keycloak's own lookup,
+     * which asks the user federation too, for the few the query did not
+     * find. Reconciliation asks it a page of ids at a time.
+     */
+    @POST
+    @Path("users/known")
+    @Consumes(MediaType.APPLICATION_JSON)
+    @Produces(MediaType.APPLICATION_JSON)
+    @SuppressWarnings("unchecked")
+    public Response known(Map<String, Object> body) {
+        authorize();
+        List<String> ids = (List<String>) body.getOrDefault("ids", List.of());
+        if (ids.size() > MAX_KNOWN_IDS) {
+            return Response.status(Response.Status.BAD_REQUEST).entity(Map.of("error", "at most " + MAX_KNOWN_IDS + " ids")).build();
+        }
+        List<String> valid = ids.stream().filter(id -> USER_ID.matcher(id).matches()).distinct().toList();
+        Set<String> known = new HashSet<>();
+        if (!valid.isEmpty()) {
+            EntityManager em = session.getProvider(JpaConnectionProvider.class).getEntityManager();
+            known.addAll(em.createQuery("select u.id from UserEntity u where u.realmId = :realm and u.id in :ids", String.class)
+                    .setParameter("realm", realm.getId()).setParameter("ids", valid).getResultList());
+        }
+        for (String id : valid) {
+            if (!known.contains(id) && session.users().getUserById(realm, id) != null) {
+                known.add(id);
+            }
+        }
+        return Response.ok(Map.of("known", known)).build();
     }
 
     /**
