@@ -18,7 +18,12 @@ type Eraser interface {
 	// with events on, queues its event, so that receivers delete their
 	// copies. On a store with Capabilities.KnownUsers an unknown user is
 	// ErrUserNotFound; elsewhere erasing a user with nothing is no error.
-	Erase(ctx context.Context, user string) error
+	//
+	// landed, when not nil, is called when the erasure takes its place
+	// among the user's changes: after every change that lands before it,
+	// and before any that lands after it is made (again, where the store
+	// tries the erasure again; the last call counts). It must not block.
+	Erase(ctx context.Context, user string, landed func()) error
 }
 
 // Inventory is implemented by stores that keep more of a user than the
@@ -75,8 +80,8 @@ type ExportedAttribute struct {
 }
 
 // Erase erases user (see Eraser), on behalf of the Origin ctx carries, and
-// drops the user from the read cache. An erasure is taken even when the
-// outbox is past its bound: it removes events rather than adds them.
+// leaves the user empty in the read cache. An erasure is taken even when
+// the outbox is past its bound: it removes events rather than adds them.
 func (s *Service) Erase(ctx context.Context, user string) error {
 	e, ok := As[Eraser](s.store)
 	if !ok {
@@ -85,10 +90,19 @@ func (s *Service) Erase(ctx context.Context, user string) error {
 	ctx, cancel := s.bound(WithCaller(ctx, CallerAdmin))
 	defer cancel()
 	_, err := within(ctx, s.ops, func() (struct{}, error) {
-		err := e.Erase(ctx, user)
-		if s.cache != nil {
-			// Whatever the outcome: the erasure may have landed.
+		if s.cache == nil {
+			return struct{}{}, e.Erase(ctx, user, nil)
+		}
+		// The erasure takes a sequence where it lands among the user's
+		// merges, as a merge does, so that a merge that landed before it
+		// but is acknowledged after it can never bring its attributes
+		// back into the cache.
+		var seq uint64
+		err := e.Erase(ctx, user, func() { seq = s.cache.seq.Add(1) })
+		if err != nil || seq == 0 {
 			s.cache.forget(user)
+		} else {
+			s.cache.written(user, seq, &View{attrs: Attributes{}}, time.Now())
 		}
 		return struct{}{}, err
 	})

@@ -21,7 +21,9 @@ var valueSets = map[string][]string{
 		"events.webhookUrl=https://hooks.example.com/userattrs", "secrets.webhookSecret=whsec_c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0",
 		"tracing.otlpEndpoint=http://otel-collector:4318"},
 	"postgres": {"store=postgres", "replicaCount=3", "secrets.databaseUrl=postgres://userattrs:pw-in-secret@db:5432/userattrs",
-		"oidc.issuer=https://sso.example.com/realms/main", "autoscaling.enabled=true", "networkPolicy.enabled=true"},
+		"oidc.issuer=https://sso.example.com/realms/main", "autoscaling.enabled=true", "networkPolicy.enabled=true",
+		"reconcile.schedule=17 3 * * *", "keycloak.url=https://sso.example.com", "keycloak.realm=main", "keycloak.clientId=userattrs",
+		"secrets.keycloakClientSecret=kc-secret-in-secret", "events.natsUrl=nats://nats:4222"},
 	"postgres-migration-job": {"store=postgres", "replicaCount=2", "existingSecret=userattrs-credentials", "migration.job=true",
 		"serviceMonitor.enabled=true", "prometheusRule.enabled=true"},
 	"keycloak": {"store=keycloak", "replicaCount=2", "keycloak.url=https://sso.example.com", "keycloak.realm=main",
@@ -119,6 +121,7 @@ func TestChart(t *testing.T) {
 		{"PostgreSQL without its URL", []string{"store=postgres"}, "databaseUrl"},
 		{"a secret among the flags", []string{"extraArgs={--keycloak-client-secret=s3cret}"}, "extraArgs"},
 		{"a migration Job on SQLite", []string{"migration.job=true", "existingSecret=s"}, "migration.job"},
+		{"a reconcile CronJob on SQLite", []string{"reconcile.schedule=@daily", "existingSecret=s"}, "reconcile.schedule"},
 		{"an unknown value", []string{"replicas=3"}, "replicas"},
 	} {
 		out, err := helmTemplate(t, refused.set)
@@ -185,6 +188,18 @@ func checkManifests(t *testing.T, name string, set []string, objs map[string]obj
 		if bytes.Contains(env, []byte(secret)) || bytes.Contains(args, []byte(secret)) {
 			t.Errorf("a secret in the pod's env or args: %s %s", env, args)
 		}
+	}
+	if cron := objs["CronJob"]; cron != nil {
+		job := object(cron.path("spec", "jobTemplate", "spec", "template", "spec", "containers", 0).(map[string]any))
+		args, _ := json.Marshal(job["args"])
+		env, _ := json.Marshal(job["env"])
+		if !bytes.Contains(args, []byte(`"reconcile","--apply","--max-erasures=1000","--keycloak-url=https://sso.example.com"`)) ||
+			!bytes.Contains(args, []byte(`"--events"`)) || !bytes.Contains(env, []byte(`"key":"keycloak-client-secret"`)) ||
+			!bytes.Contains(env, []byte(`"key":"database-url"`)) || bytes.Contains(env, []byte("kc-secret-in-secret")) {
+			t.Errorf("the reconcile CronJob: args %s, env %s", args, env)
+		}
+	} else if store == "postgres" && name == "postgres" {
+		t.Errorf("no reconcile CronJob with reconcile.schedule")
 	}
 	if strings.Contains(name, "migration-job") {
 		if objs["Job"] == nil || !bytes.Contains(args, []byte("--auto-migrate=false")) {

@@ -70,6 +70,7 @@ func RunTests(t *testing.T, newHarness func(t *testing.T) Harness) {
 	}
 	if _, ok := userattrs.As[userattrs.Eraser](probe); ok {
 		t.Run("Erasure", func(t *testing.T) { RunErasureTests(t, newHarness) })
+		t.Run("ErasureRace", func(t *testing.T) { RunErasureRaceTests(t, newHarness) })
 		if caps.KnownUsers {
 			t.Run("ErasureOfUnknownUser", func(t *testing.T) { RunUnknownUserErasureTest(t, newHarness(t)) })
 		}

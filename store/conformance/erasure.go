@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -104,6 +106,43 @@ func RunErasureTests(t *testing.T, newHarness func(t *testing.T) Harness) {
 	}
 	if erasures, err := inventory.Erasures(ctx, user); err != nil || len(erasures) != 2 {
 		t.Fatalf("erasures: %v, %v", erasures, err)
+	}
+}
+
+// RunErasureRaceTests checks that merges racing an erasure leave the read
+// cache and the store's knowledge as the store holds the user: what the
+// erasure removed never comes back, on any read.
+func RunErasureRaceTests(t *testing.T, newHarness func(t *testing.T) Harness) {
+	h, svc, user := begin(t, newHarness, userattrs.ReadCacheConfig{Enabled: true, TTL: time.Minute})
+	ctx := context.Background()
+	for round := range 5 {
+		mustMerge(t, svc, user, patch("phone", "erased-"+strconv.Itoa(round)))
+		var wg sync.WaitGroup
+		for i := range 4 {
+			wg.Go(func() {
+				if err := svc.Merge(ctx, user, patch("n"+strconv.Itoa(i), strconv.Itoa(round)), userattrs.Precondition{}); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+		wg.Go(func() {
+			if err := svc.Erase(ctx, user); err != nil {
+				t.Error(err)
+			}
+		})
+		wg.Wait()
+		cached, _ := mustGet(t, svc, user)
+		stored := mustStoreGet(t, h.Store, user)
+		if _, ok := cached["phone"]; ok || !cached.Equal(stored) {
+			t.Fatalf("round %d: the service reads %v, the store holds %v", round, cached, stored)
+		}
+		// A merge after the erasure starts from what the store holds.
+		mustMerge(t, svc, user, patch("after", "1"))
+		got, _ := mustGet(t, svc, user)
+		stored = mustStoreGet(t, h.Store, user)
+		if _, ok := got["phone"]; ok || !got.Equal(stored) {
+			t.Fatalf("round %d, a merge after: the service reads %v, the store holds %v", round, got, stored)
+		}
 	}
 }
 

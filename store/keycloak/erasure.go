@@ -22,7 +22,7 @@ var _ userattrs.Eraser = (*Store)(nil)
 // Keycloak keeps no record of its own of the erasure but its admin event
 // (when the realm keeps admin events), which names the attributes
 // removed; the service logs it.
-func (s *Store) Erase(ctx context.Context, user string) error {
+func (s *Store) Erase(ctx context.Context, user string, landed func()) error {
 	if s.closed.Load() {
 		return userattrs.ErrClosed
 	}
@@ -37,13 +37,23 @@ func (s *Store) Erase(ctx context.Context, user string) error {
 		}
 	}()
 	if s.adminOnly {
-		return s.Update(ctx, user, func(userattrs.Attributes) (userattrs.Attributes, error) { return userattrs.Attributes{}, nil })
+		return s.Update(ctx, user, func(userattrs.Attributes) (userattrs.Attributes, error) {
+			if landed != nil {
+				landed()
+			}
+			return userattrs.Attributes{}, nil
+		})
 	}
 	unlock, err := s.locks.lock(ctx, user)
 	if err != nil {
 		return unavailable("wait for the user's earlier merge", err)
 	}
 	defer unlock()
+	if landed != nil {
+		// This instance's merges of the user wait for the lock; other
+		// instances keep no read cache of a shared store.
+		landed()
+	}
 	status, body, err := s.call(ctx, http.MethodDelete, s.extension, path, nil)
 	switch {
 	case err != nil:

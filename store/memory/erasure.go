@@ -16,7 +16,7 @@ var (
 
 // Erase drops everything of user's under the store's lock, keeps the
 // record of the erasure and queues its event when events are on.
-func (s *Store) Erase(ctx context.Context, user string) error {
+func (s *Store) Erase(ctx context.Context, user string, landed func()) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -40,6 +40,9 @@ func (s *Store) Erase(ctx context.Context, user string) error {
 	s.erasures[user] = append(s.erasures[user], kept)
 	if s.cfg.Events {
 		s.outbox = append(s.outbox, rec)
+	}
+	if landed != nil {
+		landed()
 	}
 	return nil
 }

@@ -44,7 +44,7 @@ const (
 // of the erasure and its event. PostgreSQL keeps the deleted rows' bytes
 // in the table files until VACUUM reuses their space, and in the WAL
 // until its segments are recycled (docs/privacy.md says what to run).
-func (s *Store) Erase(ctx context.Context, user string) error {
+func (s *Store) Erase(ctx context.Context, user string, landed func()) error {
 	if s.writes.Closed() {
 		return userattrs.ErrClosed
 	}
@@ -53,6 +53,9 @@ func (s *Store) Erase(ctx context.Context, user string) error {
 	return mapError(pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, lockUser, user); err != nil {
 			return err
+		}
+		if landed != nil {
+			landed()
 		}
 		if _, err := tx.Exec(ctx, eraseUser, user); err != nil {
 			return err

@@ -4,10 +4,10 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/userattrs/userattrs"
-	"github.com/userattrs/userattrs/store"
 	"github.com/userattrs/userattrs/store/sqlstore"
 )
 
@@ -36,48 +36,52 @@ const (
 		ORDER BY user_id LIMIT ?2`
 )
 
-// Erase deletes everything of user's in one transaction of the write
-// connection's, between the writer's batches, with its record and event.
-// The write connection runs with secure_delete on, so the deleted rows'
-// bytes are overwritten in their pages; the WAL, which holds the pages
-// as they were, is then checkpointed into the database file and truncated.
-func (s *Store) Erase(ctx context.Context, user string) error {
+// Erase deletes everything of user's, and writes the erasure's record and
+// event, in a transaction of the writer's, ordered among the user's merges
+// as they are. The write connection runs with secure_delete on, so the
+// deleted rows' bytes are overwritten in their pages; the WAL, which holds
+// the pages as they were, is then checkpointed into the database file and
+// truncated.
+func (s *Store) Erase(ctx context.Context, user string, landed func()) error {
 	if s.isClosed() {
 		return userattrs.ErrClosed
 	}
-	rec := userattrs.NewErasure(user, userattrs.OriginOf(ctx))
-	sqlstore.NewJournal().Add(&rec)
-	if err := s.erase(ctx, &rec); err != nil {
-		return mapError(err)
+	e := &erasure{record: userattrs.NewErasure(user, userattrs.OriginOf(ctx)), landed: landed}
+	if err := s.writes.Do(ctx, user, nil, e); err != nil {
+		return err
 	}
 	return s.truncateWAL(ctx)
 }
 
-func (s *Store) erase(ctx context.Context, rec *userattrs.Record) error {
-	tx, err := s.write.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback()
+// erasure is an erasure waiting for the writer, as a Merge's Prepared.
+type erasure struct {
+	record userattrs.Record
+	landed func()
+}
+
+// erase applies an erasure in the batch's transaction. The records of the
+// user's changes earlier in the batch, not yet written, go with the rest;
+// the user's merges later in the batch start from no attributes.
+func (r *batchRow) erase(ctx context.Context, e *erasure) error {
+	user := e.record.User
+	r.journal.Records = slices.DeleteFunc(r.journal.Records, func(rec userattrs.Record) bool { return rec.User == user && !rec.Erased })
 	for _, q := range eraseUser {
-		if _, err := tx.ExecContext(ctx, q, rec.User); err != nil {
-			return err
+		if _, err := r.tx.ExecContext(ctx, q, user); err != nil {
+			r.failed = mapError(err)
+			return r.failed
 		}
 	}
-	if _, err := tx.ExecContext(ctx, insertErasure, sqlstore.ErasureValues(rec)...); err != nil {
-		return err
+	r.journal.Add(&e.record)
+	if _, err := r.tx.ExecContext(ctx, insertErasure, sqlstore.ErasureValues(&e.record)...); err != nil {
+		r.failed = mapError(err)
+		return r.failed
 	}
-	if s.eventsOn {
-		if _, err := tx.ExecContext(ctx, insertEvents+eventValues, store.OutboxPartition(rec.User), rec.User, rec.Time.UnixMilli(),
-			sqlstore.EventData(rec)); err != nil {
-			return err
-		}
+	none := userattrs.Attributes{}
+	r.pending[user] = known{none, knownSize(user, none)}
+	if e.landed != nil {
+		e.landed()
 	}
-	// Before the commit, while this transaction holds the one write
-	// connection: no batch can begin and learn the attributes again
-	// before the writer forgets them.
-	s.known.remove(rec.User)
-	return tx.Commit()
+	return nil
 }
 
 // truncateWAL copies the WAL into the database file and truncates it. A

@@ -37,6 +37,12 @@ func (s *Store) commit(batch []*sqlstore.Merge) ([]error, error) {
 		defer tx.Rollback()
 		row.tx = tx
 		for i, m := range batch {
+			if e, ok := m.Prepared.(*erasure); ok {
+				if outcomes[i] = row.erase(ctx, e); row.failed != nil {
+					return row.failed
+				}
+				continue
+			}
 			if m.Update == nil {
 				if _, err := tx.StmtContext(ctx, s.probe).ExecContext(ctx, time.Now().UnixMilli()); err != nil {
 					return mapError(err)
@@ -182,9 +188,9 @@ func (r *batchRow) write(ctx context.Context, user string, changes []change, nex
 }
 
 // writeJournal writes the records of the batch's changes to the history,
-// and their events to the outbox when events are on, in the order the
-// changes were made: one statement each, whatever the batch's size (a
-// batch holds at most maxBatch changes).
+// and their events, and those of its erasures, to the outbox when events
+// are on, in the order they were made: one statement each, whatever the
+// batch's size (a batch holds at most maxBatch changes).
 func (r *batchRow) writeJournal(ctx context.Context) error {
 	records := r.journal.Records
 	if len(records) == 0 {
@@ -195,11 +201,16 @@ func (r *batchRow) writeJournal(ctx context.Context) error {
 	added := make(map[string]sqlstore.Usage, len(r.pending))
 	for i := range records {
 		rec := &records[i]
+		if rec.Erased {
+			// An erasure's record is kept apart (user_erasure), not in
+			// the history it ended.
+			continue
+		}
 		c := sqlstore.Columns(rec)
 		args = append(args, rec.ID, rec.User, at, c.ActorType, c.ActorID, rec.ClientID, rec.RequestID, c.Set, c.Removed, c.Changed, c.Size)
 		added[rec.User] = added[rec.User].With(c.Size)
 	}
-	if err := r.exec(ctx, r.s.records, len(records), 11, args); err != nil {
+	if err := r.exec(ctx, r.s.records, len(args)/11, 11, args); err != nil {
 		return err
 	}
 	if err := r.bound(ctx, added); err != nil || !r.s.eventsOn {

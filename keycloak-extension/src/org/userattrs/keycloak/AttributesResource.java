@@ -42,6 +42,7 @@ import org.keycloak.services.resources.admin.AdminAuth;
 import org.keycloak.services.resources.admin.AdminEventBuilder;
 import org.keycloak.services.resources.admin.fgap.AdminPermissionEvaluator;
 import org.keycloak.services.resources.admin.fgap.AdminPermissions;
+import org.keycloak.storage.UserStorageProvider;
 import org.keycloak.userprofile.UserProfile;
 import org.keycloak.userprofile.UserProfileContext;
 import org.keycloak.userprofile.UserProfileProvider;
@@ -200,9 +201,9 @@ public class AttributesResource {
 
     /**
      * Which of {"ids": [...]} are users of this realm, as {"known": [...]}:
-     * one query for the users Keycloak keeps, then Keycloak's own lookup,
-     * which asks the user federation too, for the few the query did not
-     * find. Reconciliation asks it a page of ids at a time.
+     * one query for the users Keycloak keeps, then, in a realm with user
+     * federation, Keycloak's own lookup, which asks the federation too, for
+     * those the query did not find. Reconciliation asks it a page of ids at a time.
      */
     @POST
     @Path("users/known")
@@ -222,8 +223,11 @@ public class AttributesResource {
             known.addAll(em.createQuery("select u.id from UserEntity u where u.realmId = :realm and u.id in :ids", String.class)
                     .setParameter("realm", realm.getId()).setParameter("ids", valid).getResultList());
         }
+        // Only a realm with user federation has users the query cannot
+        // see: elsewhere an id it did not find is no user.
+        boolean federated = realm.getComponentsStream(realm.getId(), UserStorageProvider.class.getName()).findAny().isPresent();
         for (String id : valid) {
-            if (!known.contains(id) && session.users().getUserById(realm, id) != null) {
+            if (federated && !known.contains(id) && session.users().getUserById(realm, id) != null) {
                 known.add(id);
             }
         }
