@@ -14,8 +14,9 @@ import (
 )
 
 // history prints the history of one user, newest first, a JSON record per
-// line: the operator's view of what the admin API's history route serves,
-// without the policy (every attribute, hidden ones included).
+// line: from the store, the operator's view of what the admin API's
+// history route serves, without the policy (every attribute, hidden ones
+// included); with --url, through that route.
 func history(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("userattrs history", flag.ContinueOnError)
 	f := newUserDataFlags(fs, "the user whose changes are listed")
