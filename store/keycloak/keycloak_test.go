@@ -254,6 +254,11 @@ func TestExtensionRespectsTheUserProfile(t *testing.T) {
 	if status != 200 || !strings.Contains(string(body), u.ID) {
 		t.Fatalf("no admin event of the write: %d %s", status, body)
 	}
+	// It names what changed, never a value: an erasure cannot reach
+	// Keycloak's admin events.
+	if !strings.Contains(string(body), "postcode") || strings.Contains(string(body), "54321") {
+		t.Fatalf("the admin event of the write: %s", body)
+	}
 }
 
 // The extension serves only callers allowed to manage the realm's users,

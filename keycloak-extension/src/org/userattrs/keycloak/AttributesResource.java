@@ -161,7 +161,10 @@ public class AttributesResource {
         }
         set.forEach(user::setAttribute);
         remove.forEach(user::removeAttribute);
-        changed(auth, user, change);
+        // The admin event names what changed, never a value: a realm that
+        // keeps admin events with their representation would otherwise
+        // keep values an erasure cannot reach.
+        changed(auth, user, Map.of("set", new ArrayList<>(set.keySet()), "remove", remove));
         return Response.ok(Map.of("version", version(next))).build();
     }
 
