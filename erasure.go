@@ -123,10 +123,11 @@ func (s *Service) export(ctx context.Context, user string) (*Export, error) {
 	if err != nil {
 		return nil, err
 	}
+	p := s.policy.Load()
 	x := &Export{User: user, ExportedAt: time.Now().UTC(), Attributes: make(map[string]ExportedAttribute, len(attrs)),
 		History: []Record{}, Pending: []Record{}, Erasures: []Record{}}
 	for k, vs := range attrs {
-		x.Attributes[k] = ExportedAttribute{Values: vs, Hidden: s.policy.Hidden(k)}
+		x.Attributes[k] = ExportedAttribute{Values: vs, Hidden: p.Hidden(k)}
 	}
 	if h, ok := As[History](s.store); ok {
 		// The history is bounded per user (HistoryBounds), so it is read

@@ -22,6 +22,9 @@ type Change struct {
 	// offending element of an array, -1 for the member itself.
 	BadType  string
 	BadIndex int
+	// Array: the member's value is a JSON array, whose elements errors
+	// point at one by one.
+	Array bool
 }
 
 // Remove reports whether the change removes its attribute.

@@ -12,18 +12,26 @@ import (
 // decoder gives a meaning of its own, which no merge may set, and which no
 // read returns. Operators name each with glob patterns in which '*' matches
 // any run of characters (slashes included) and '?' one character.
+//
+// On top of the lists, the rules of an attribute policy file
+// (AttributeRules) say per attribute which clients may read and write it
+// through the self-service routes, and what its values may be on every
+// route.
 type Policy struct {
 	hidden    globSet
 	readOnly  globSet
 	reserved  globSet
 	invisible globSet // hidden or reserved: what no read returns
+	rules     *AttributeRules
 }
 
-// PolicyConfig lists the glob patterns of a Policy.
+// PolicyConfig lists the glob patterns of a Policy, and its rules.
 type PolicyConfig struct {
 	Hidden   []string
 	ReadOnly []string
 	Reserved []string
+	// Rules are an attribute policy file's; nil: none.
+	Rules *AttributeRules
 }
 
 // DefaultReserved are the names reserved unless an operator says otherwise:
@@ -51,7 +59,49 @@ func NewPolicy(cfg PolicyConfig) (Policy, error) {
 		}
 		*set.into = g
 	}
+	p.rules = cfg.Rules
 	return p, nil
+}
+
+// RulesVersion is the version of the attribute policy file in force; ""
+// without one.
+func (p Policy) RulesVersion() string {
+	if p.rules == nil {
+		return ""
+	}
+	return p.rules.Version
+}
+
+// readableBy returns the attributes of view (what Visible returned) that
+// the caller may read: for a user's client, only those the rules let it
+// read; view itself when that is all of them.
+func (p Policy) readableBy(view Attributes, caller Caller, client string) Attributes {
+	if caller != CallerUser || p.rules == nil || !p.rules.readRules {
+		return view
+	}
+	var out Attributes
+	for k := range view {
+		if !p.rules.readable(k, client) {
+			if out == nil {
+				out = view.Clone()
+			}
+			delete(out, k)
+		}
+	}
+	if out == nil {
+		return view
+	}
+	return out
+}
+
+// writer returns what the caller may write: through the admin API every
+// attribute that is not hidden; through the self-service routes what is
+// neither hidden nor read-only, and what the rules let its client write.
+func (p Policy) writer(caller Caller, client string) func(string) bool {
+	if caller != CallerUser {
+		return func(key string) bool { return !p.Hidden(key) }
+	}
+	return func(key string) bool { return p.Writable(key) && p.rules.writable(key, client) }
 }
 
 // globSet matches names against glob patterns: the patterns without

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync/atomic"
 	"time"
 )
 
@@ -38,7 +39,7 @@ func (p Precondition) needsTag() bool { return p.present && !p.any }
 type Service struct {
 	store   Store
 	limits  Limits
-	policy  Policy
+	policy  atomic.Pointer[Policy] // SetPolicy replaces it
 	timeout time.Duration
 	cache   *readCache    // nil when off
 	ops     chan struct{} // a slot per store operation running; nil: no bound
@@ -82,18 +83,37 @@ func NewService(store Store, cfg ServiceConfig) *Service {
 	case !caps.ExternalWriters:
 		cache.TTL = 0
 	}
-	s := &Service{store: store, limits: cfg.Limits, policy: cfg.Policy, timeout: cfg.StoreTimeout,
+	s := &Service{store: store, limits: cfg.Limits, timeout: cfg.StoreTimeout,
 		cache: newReadCache(cache), callerViews: caps.CallerViews, admit: cfg.Admit}
+	s.policy.Store(&cfg.Policy)
 	if cfg.MaxStoreOperations > 0 {
 		s.ops = make(chan struct{}, cfg.MaxStoreOperations)
 	}
 	return s
 }
 
+// SetPolicy puts p in force for every operation that starts from now on
+// (an attribute policy file reloaded). The read cache stays valid: it
+// keeps what the lists, which a reload keeps, let through, and the rules
+// filter each client's view of it.
+func (s *Service) SetPolicy(p Policy) { s.policy.Store(&p) }
+
+// Policy returns the policy in force.
+func (s *Service) Policy() Policy { return *s.policy.Load() }
+
 // Get returns the view of the attributes of user that the user may see,
-// for the self-service routes.
+// for the self-service routes: through the client of the Origin ctx
+// carries, where the policy's rules limit what a client reads.
 func (s *Service) Get(ctx context.Context, user string) (*View, error) {
-	return s.get(WithCaller(ctx, CallerUser), user)
+	view, err := s.get(WithCaller(ctx, CallerUser), user)
+	if err != nil {
+		return nil, err
+	}
+	if readable := s.policy.Load().readableBy(view.attrs, CallerUser, OriginOf(ctx).ClientID); len(readable) != len(view.attrs) {
+		// Its own view, whose entity tag covers what this client sees.
+		return &View{attrs: readable}, nil
+	}
+	return view, nil
 }
 
 // AdminGet is Get for a backend service through the admin API: on a store
@@ -137,7 +157,7 @@ func (s *Service) get(ctx context.Context, user string) (*View, error) {
 	if err != nil {
 		return nil, s.storeError(err)
 	}
-	view := &View{attrs: s.policy.Visible(current)}
+	view := &View{attrs: s.policy.Load().Visible(current)}
 	if cache != nil {
 		// Counted only where it is kept: a store without a read cache
 		// (PostgreSQL) reads every user, and needs no size.
@@ -161,7 +181,7 @@ func (s *Service) get(ctx context.Context, user string) (*View, error) {
 //
 // The store records the change with the Origin that ctx carries.
 func (s *Service) Merge(ctx context.Context, user string, patch Patch, cond Precondition) error {
-	return s.merge(WithCaller(ctx, CallerUser), user, patch, cond, s.policy.Writable)
+	return s.merge(WithCaller(ctx, CallerUser), user, patch, cond)
 }
 
 // AdminMerge is Merge for a backend service through the admin API: it may
@@ -169,15 +189,22 @@ func (s *Service) Merge(ctx context.Context, user string, patch Patch, cond Prec
 // read-only is for), never the hidden ones; on a store with caller views,
 // it merges with an administrator's rights there.
 func (s *Service) AdminMerge(ctx context.Context, user string, patch Patch, cond Precondition) error {
-	return s.merge(WithCaller(ctx, CallerAdmin), user, patch, cond, func(key string) bool { return !s.policy.Hidden(key) })
+	return s.merge(WithCaller(ctx, CallerAdmin), user, patch, cond)
 }
 
-func (s *Service) merge(ctx context.Context, user string, patch Patch, cond Precondition, writable func(string) bool) error {
-	if err := s.limits.validate(patch, s.policy.Reserved); err != nil {
+// merge checks patch against the limits, what the caller (and its client)
+// may write, and the rules' value rules, in that order, then applies it.
+func (s *Service) merge(ctx context.Context, user string, patch Patch, cond Precondition) error {
+	p := s.policy.Load()
+	caller, client := CallerOf(ctx), OriginOf(ctx).ClientID
+	if err := s.limits.validate(patch, p.Reserved); err != nil {
 		return err
 	}
-	if err := checkWritable(patch, writable); err != nil {
+	if err := checkWritable(patch, p.writer(caller, client)); err != nil {
 		return err
+	}
+	if bad := p.rules.violations(patch); bad != nil {
+		return &InvalidError{Violations: bad}
 	}
 	if s.admit != nil {
 		if err := s.admit(); err != nil {
@@ -186,7 +213,7 @@ func (s *Service) merge(ctx context.Context, user string, patch Patch, cond Prec
 	}
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
-	_, err := within(ctx, s.ops, func() (struct{}, error) { return struct{}{}, s.update(ctx, user, patch, cond) })
+	_, err := within(ctx, s.ops, func() (struct{}, error) { return struct{}{}, s.update(ctx, p, user, patch, cond) })
 	return s.storeError(err)
 }
 
@@ -233,7 +260,7 @@ func within[T any](ctx context.Context, ops chan struct{}, op func() (T, error))
 // its outcome, whenever that comes: after the caller of Merge may have
 // given up waiting. Merge runs it through within, which recovers its
 // panics.
-func (s *Service) update(ctx context.Context, user string, patch Patch, cond Precondition) (err error) {
+func (s *Service) update(ctx context.Context, p *Policy, user string, patch Patch, cond Precondition) (err error) {
 	// An administrator's view is not what the cache keeps: a merge made
 	// with one makes the user's entry unknown instead.
 	cache, viewCached := s.cache, s.cached(ctx) != nil
@@ -241,7 +268,8 @@ func (s *Service) update(ctx context.Context, user string, patch Patch, cond Pre
 	size := -1 // of result, when known
 	var seq uint64
 	err = s.store.Update(ctx, user, func(current Attributes) (Attributes, error) {
-		if cond.needsTag() && !cond.Holds(s.policy.Visible(current).ETag()) {
+		// The entity tag is the one this caller's client reads.
+		if cond.needsTag() && !cond.Holds(p.readableBy(p.Visible(current), CallerOf(ctx), OriginOf(ctx).ClientID).ETag()) {
 			return nil, ErrPreconditionFailed
 		}
 		if !patch.Changes(current) {
@@ -275,7 +303,7 @@ func (s *Service) update(ctx context.Context, user string, patch Patch, cond Pre
 		case err == nil && !viewCached:
 			cache.forget(user)
 		case err == nil:
-			visible := s.policy.Visible(result)
+			visible := p.Visible(result)
 			view := &View{attrs: visible, size: size}
 			if size < 0 || len(visible) != len(result) {
 				view.size = visible.Size()
@@ -326,7 +354,8 @@ func (s *Service) History(ctx context.Context, user string, q HistoryQuery) ([]R
 	if !ok {
 		return nil, "", ErrNoHistory
 	}
-	if q.Key != "" && s.policy.Hidden(q.Key) {
+	p := s.policy.Load()
+	if q.Key != "" && p.Hidden(q.Key) {
 		// A hidden attribute's changes are no one's to list, not even
 		// when and how often they happened.
 		return nil, "", nil
@@ -356,7 +385,7 @@ func (s *Service) History(ctx context.Context, user string, q HistoryQuery) ([]R
 			return nil, "", s.storeError(err)
 		}
 		for _, r := range records {
-			if r, ok := s.policy.visibleRecord(r); ok {
+			if r, ok := p.visibleRecord(r); ok {
 				visible = append(visible, r)
 			}
 		}

@@ -71,7 +71,9 @@ func getAttributes(get getter, user userOf) http.Handler {
 		if !ok {
 			return
 		}
-		view, err := get(r.Context(), id)
+		// The origin names the client, whose view the policy's rules
+		// may narrow.
+		view, err := get(withOrigin(r), id)
 		if err != nil {
 			writeError(w, r, err)
 			return

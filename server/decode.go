@@ -115,7 +115,7 @@ func decodeValue(dec *json.Decoder, key string) (userattrs.Change, error) {
 			change.BadType = "an object"
 			return change, skipRest(dec)
 		}
-		change.Values = []string{}
+		change.Values, change.Array = []string{}, true
 		for i := 0; dec.More(); i++ {
 			tok, err := dec.Token()
 			if err != nil {

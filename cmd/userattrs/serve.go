@@ -48,6 +48,7 @@ type serveConfig struct {
 	trustTrace      bool
 	reconcile       time.Duration
 	maxErasures     int
+	policyFile      string
 }
 
 func serveFlags(fs *flag.FlagSet) *serveConfig {
@@ -59,6 +60,8 @@ func serveFlags(fs *flag.FlagSet) *serveConfig {
 	fs.Int64Var(&c.maxBodyBytes, "max-body-bytes", 64<<10, "largest accepted PUT body, in bytes")
 	fs.StringVar(&c.readOnly, "readonly-attributes", "", "comma-separated glob patterns of attributes clients may read but not write")
 	fs.StringVar(&c.hidden, "hidden-attributes", "", "comma-separated glob patterns of attributes clients may neither read nor write")
+	fs.StringVar(&c.policyFile, "attribute-policy", "", "a YAML file of attribute rules: which clients may read and write which attributes, "+
+		"and what their values may be (docs/attribute-policy.md); reloaded on SIGHUP")
 	fs.StringVar(&c.reserved, "reserved-attributes", strings.Join(userattrs.DefaultReserved, ","),
 		"comma-separated glob patterns of attribute names no merge may set and no read returns (apps decode data and included as JSON:API members); empty allows every name")
 	fs.IntVar(&c.limits.MaxAttributes, "max-attributes", userattrs.DefaultLimits.MaxAttributes, "most attributes a user may have")
@@ -247,10 +250,11 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	// Attributes the backend owns (Keycloak's profile fields) are neither
 	// shown nor written.
-	policy, err := userattrs.NewPolicy(userattrs.PolicyConfig{Hidden: append(commaList(cfg.hidden), caps.OwnedAttributes...),
-		ReadOnly: commaList(cfg.readOnly), Reserved: commaList(cfg.reserved)})
+	attrPolicy := &attributePolicy{path: cfg.policyFile, limits: cfg.limits, lists: userattrs.PolicyConfig{
+		Hidden: append(commaList(cfg.hidden), caps.OwnedAttributes...), ReadOnly: commaList(cfg.readOnly), Reserved: commaList(cfg.reserved)}}
+	policy, err := attrPolicy.load()
 	if err != nil {
-		return err
+		return usageError{err}
 	}
 	readCache := userattrs.ReadCacheConfig{Enabled: cfg.store.readCache, TTL: time.Duration(cfg.store.readCacheTTL),
 		MaxBytes: cfg.store.readCacheMaxBytes}
@@ -263,6 +267,11 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	svc := userattrs.NewService(st, svcConfig)
 	registerReadCache(reg, svc)
+	policyMetrics := newPolicyMetrics(reg)
+	policyMetrics.inForce(policy)
+	if cfg.policyFile != "" {
+		go attrPolicy.reloadOnHangup(changesCtx, svc, policyMetrics, logger)
+	}
 	if cfg.reconcile > 0 {
 		if _, ok := userattrs.As[userattrs.Inventory](st); !ok {
 			return usageError{fmt.Errorf("--reconcile-interval: the %s store keeps nothing the identity provider does not: it has nothing to reconcile", kind.Name)}
