@@ -94,6 +94,12 @@ func parseRule(n int, raw json.RawMessage, limits Limits) (attributeRule, error)
 		}
 		return attributeRule{}, fmt.Errorf("%s: %s", name, fmt.Sprintf(format, args...))
 	}
+	// The rule's match names it in every message, even one about its
+	// other keys.
+	var named struct{ Match string }
+	if json.Unmarshal(raw, &named) == nil {
+		rule.match = named.Match
+	}
 	var spec ruleSpec
 	if err := strictJSON(raw, &spec); err != nil {
 		return fail("%s (a rule takes match, enum, pattern, max_length, max_values, read and write)", oneLine(err))

@@ -11,7 +11,7 @@ import (
 // rule and the problem.
 func TestAttributeRulesRefused(t *testing.T) {
 	for _, tc := range []struct{ file, want string }{
-		{"attributes:\n  - match: a\n    colour: red\n", `rule 1: json: unknown field "colour"`},
+		{"attributes:\n  - match: a\n    colour: red\n", `rule 1 (match "a"): json: unknown field "colour"`},
 		{"attributes:\n  - enum: [x]\n", "rule 1: match is required"},
 		{"attributes:\n  - match: ok\n  - match: \"bad\\u0001*\"\n", `rule 2 (match "bad\x01*"): match is not a glob of attribute names`},
 		{"attributes:\n  - match: phone\n    pattern: \"[0-9\"\n", `rule 1 (match "phone"): pattern is not an RE2 regular expression`},
@@ -22,7 +22,7 @@ func TestAttributeRulesRefused(t *testing.T) {
 		{"attributes:\n  - match: plan\n    max_values: 0\n", "max_values must be from 1 to 64"},
 		{"attributes:\n  - match: plan\n    max_length: 4096\n", "max_length must be from 1 to 2048"},
 		{"attributes:\n  - match: plan\n    write: [\"\"]\n", "write lists an empty client id"},
-		{"attributes:\n  - match: plan\n    read: partner\n", "rule 1: json: cannot unmarshal string"},
+		{"attributes:\n  - match: plan\n    read: partner\n", "rule 1 (match \"plan\"): json: cannot unmarshal string"},
 		{"rules: []\n", `the file must be a mapping with the one key "attributes"`},
 		{"attributes: [\n", "not YAML"},
 	} {
