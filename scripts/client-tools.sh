@@ -5,8 +5,10 @@
 # default JDK), a Python virtual environment, and the TypeScript compiler
 # (from npm); the two linters teams run on the document (@redocly/cli,
 # @stoplight/spectral-cli, from npm); schemathesis, the API fuzzer driven
-# by the document, and standardwebhooks, the official verifier of webhook
-# signatures (from PyPI, into the virtual environment). Kept
+# by the document, standardwebhooks, the official verifier of webhook
+# signatures, and check-jsonschema, which checks the attribute policy's
+# examples against its JSON Schema (from PyPI, into the virtual
+# environment). Kept
 # in the cache, and re-checked against the versions below on every run;
 # prints export lines for `eval`.
 #
@@ -23,6 +25,7 @@ REDOCLY_VERSION=2.77.0
 SPECTRAL_VERSION=6.16.3
 SCHEMATHESIS_VERSION=4.32.5
 STANDARDWEBHOOKS_VERSION=1.3.0
+CHECK_JSONSCHEMA_VERSION=0.39.0
 cache=${USERATTRS_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/userattrs}/clients
 mkdir -p "$cache"
 
@@ -54,7 +57,8 @@ if ! "$cache/venv/bin/python" -c 'import sys' >/dev/null 2>&1; then
   python3 -m venv "$cache/venv" >&2
 fi
 # The PyPI packages, each checked by its installed version.
-pypi_packages=("schemathesis==$SCHEMATHESIS_VERSION" "standardwebhooks==$STANDARDWEBHOOKS_VERSION")
+pypi_packages=("schemathesis==$SCHEMATHESIS_VERSION" "standardwebhooks==$STANDARDWEBHOOKS_VERSION"
+  "check-jsonschema==$CHECK_JSONSCHEMA_VERSION")
 pypi_current() {
   "$cache/venv/bin/python" - "${pypi_packages[@]}" <<'PY' 2>/dev/null
 import sys
@@ -90,3 +94,4 @@ echo "export CLIENTS_TSC=$cache/node_modules/.bin/tsc"
 echo "export CLIENTS_REDOCLY=$cache/node_modules/.bin/redocly"
 echo "export CLIENTS_SPECTRAL=$cache/node_modules/.bin/spectral"
 echo "export CLIENTS_SCHEMATHESIS=$cache/venv/bin/schemathesis"
+echo "export CLIENTS_CHECK_JSONSCHEMA=$cache/venv/bin/check-jsonschema"

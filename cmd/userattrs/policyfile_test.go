@@ -4,12 +4,16 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/userattrs/userattrs"
 )
 
 // serve refuses to start with a broken policy file, with one line naming
@@ -93,5 +97,56 @@ func TestAttributePolicyReload(t *testing.T) {
 	if metric(t, p, `userattrs_attribute_policy_reloads_total{result="applied"}`) != 1 ||
 		metric(t, p, `userattrs_attribute_policy_reloads_total{result="refused"}`) != 1 {
 		t.Fatal("the reload metrics")
+	}
+}
+
+// The published JSON Schema of the file and the service agree on the
+// documentation's examples, as check-jsonschema (from PyPI) reads the
+// schema: each example passes both, and a file with an unknown key, or a
+// rule without match, fails both.
+func TestAttributePolicySchema(t *testing.T) {
+	tools := clientTools(t)
+	doc, err := os.ReadFile("../../docs/attribute-policy.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	var examples []string
+	for i, block := range strings.Split(string(doc), "```yaml\n")[1:] {
+		example := block[:strings.Index(block, "```")]
+		if !strings.HasPrefix(example, "attributes:") {
+			continue
+		}
+		path := filepath.Join(dir, fmt.Sprintf("example-%d.yaml", i))
+		os.WriteFile(path, []byte(example), 0o600)
+		examples = append(examples, path)
+		if _, err := userattrs.ParseAttributeRules([]byte(example), userattrs.DefaultLimits); err != nil {
+			t.Errorf("the service refuses %s: %v\n%s", path, err, example)
+		}
+	}
+	if len(examples) < 4 {
+		t.Fatalf("%d examples in docs/attribute-policy.md", len(examples))
+	}
+	check := func(files ...string) error {
+		cmd := exec.Command(tools["CLIENTS_CHECK_JSONSCHEMA"], append([]string{"--schemafile", "../../api/attribute-policy.schema.json"}, files...)...)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("%w: %s", err, out)
+		}
+		return nil
+	}
+	if err := check(examples...); err != nil {
+		t.Fatalf("check-jsonschema refuses the documentation's examples: %v", err)
+	}
+	for _, bad := range []string{"attributes:\n  - match: x\n    colour: red\n", "attributes:\n  - enum: [a]\n",
+		"attributes:\n  - match: x\n    max_values: 0\n"} {
+		path := filepath.Join(dir, "bad.yaml")
+		os.WriteFile(path, []byte(bad), 0o600)
+		if check(path) == nil {
+			t.Errorf("check-jsonschema takes %q", bad)
+		}
+		if _, err := userattrs.ParseAttributeRules([]byte(bad), userattrs.DefaultLimits); err == nil {
+			t.Errorf("the service takes %q", bad)
+		}
 	}
 }
