@@ -7,6 +7,8 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -117,11 +119,17 @@ var sdkExchanges = []sdkExchange{
 // body.
 func replaySDKs(t *testing.T, base, token string) {
 	t.Helper()
+	replay(t, base, token, sdkExchanges)
+}
+
+// replay sends exchanges as replaySDKs does.
+func replay(t *testing.T, base, token string, exchanges []sdkExchange) {
+	t.Helper()
 	u, err := url.Parse(base)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, ex := range sdkExchanges {
+	for _, ex := range exchanges {
 		fill := strings.NewReplacer("{host}", u.Host, "{token}", token, "{length}", strconv.Itoa(len(ex.body)))
 		var req strings.Builder
 		req.WriteString(ex.method + " /user/2024-2/attributes HTTP/1.1\r\n")
@@ -206,6 +214,33 @@ func TestSDKRequestsOnKeycloak(t *testing.T) {
 	p := startOnKeycloak(t, kc)
 	tok, _ := kc.Token(t, kc.NewUser(t), "user:attributes:read", "user:attributes:write")
 	replaySDKs(t, p.url, tok)
+}
+
+// The SDKs' requests against an attribute policy, from an app whose azp
+// may not write an entitlement nor read a partner's attribute: the 403 and
+// the 422 are error documents the SDKs decode, and the GET holds only
+// what the app may read.
+func TestSDKRequestsAgainstAPolicy(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "policy.yaml")
+	os.WriteFile(file, []byte("attributes:\n  - match: premium\n    write: []\n  - match: tos_accepted\n    enum: [\"true\", \"false\"]\n"+
+		"  - match: partner_*\n    read: [partner-app]\n    write: [partner-app]\n"), 0o600)
+	p := startServe(t, dir, nil, "--dev", "--data-dir", dir, "--attribute-policy", file)
+	partner := mintToken(t, dir, "--sub", "sdk-user", "--client", "partner-app", "--data-dir", dir)
+	if status, body := call(t, "PUT", p.url+"/user/2024-3/attributes", partner, `{"partner_points":"12"}`, "Content-Type", "application/json"); status != 204 {
+		t.Fatalf("the partner's PUT: %d %s", status, body)
+	}
+	replay(t, p.url, mintToken(t, dir, "--sub", "sdk-user", "--client", "example-app", "--data-dir", dir), []sdkExchange{
+		{name: "ios PUT of an entitlement is refused", method: "PUT", headers: iosPUT, body: `{"premium":"true"}`,
+			status: 403, code: "attribute-read-only", detail: "may not write"},
+		{name: "android PUT of an entitlement is refused", method: "PUT", headers: androidPUT, body: `{"premium":"true"}`,
+			status: 403, code: "attribute-read-only", detail: "may not write"},
+		{name: "android PUT of a value outside the enum", method: "PUT", headers: androidPUT, body: `{"tos_accepted":"maybe"}`,
+			status: 422, code: "invalid-attribute", detail: `rule 2 (match "tos_accepted") of the attribute policy`},
+		{name: "ios PUT of a value in the enum", method: "PUT", headers: iosPUT, body: `{"tos_accepted":"true"}`, status: 204},
+		{name: "ios GET without the partner's attribute", method: "GET", headers: iosGET, status: 200, want: map[string]any{"tos_accepted": "true"}},
+		{name: "android GET without the partner's attribute", method: "GET", headers: androidGET, status: 200, want: map[string]any{"tos_accepted": "true"}},
+	})
 }
 
 // --api-versions serves further versions, and only those listed.

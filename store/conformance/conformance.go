@@ -59,6 +59,7 @@ func RunTests(t *testing.T, newHarness func(t *testing.T) Harness) {
 			t.Run("Timeouts", func(t *testing.T) { RunTimeoutTests(t, newHarness, run.cache) })
 		})
 	}
+	t.Run("Policy", func(t *testing.T) { RunPolicyTests(t, newHarness) })
 	if caps.SharedAcrossInstances {
 		t.Run("Instances", func(t *testing.T) { RunCrossInstanceTests(t, newHarness) })
 	}
