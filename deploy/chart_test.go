@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"sigs.k8s.io/yaml"
+
+	"github.com/userattrs/userattrs"
 )
 
 const chart = "deploy/helm/userattrs"
@@ -28,7 +30,9 @@ var valueSets = map[string][]string{
 		"serviceMonitor.enabled=true", "prometheusRule.enabled=true"},
 	"keycloak": {"store=keycloak", "replicaCount=2", "keycloak.url=https://sso.example.com", "keycloak.realm=main",
 		"keycloak.clientId=userattrs", "secrets.keycloakClientSecret=kc-secret-in-secret",
-		"oidc.issuer=https://sso.example.com/realms/main"},
+		"oidc.issuer=https://sso.example.com/realms/main",
+		"attributePolicy.attributes[0].match=premium", "attributePolicy.attributes[0].write=null",
+		"attributePolicy.attributes[1].match=plan", "attributePolicy.attributes[1].enum={free,pro}"},
 }
 
 func helmTemplate(t *testing.T, set []string) (string, error) {
@@ -201,6 +205,16 @@ func checkManifests(t *testing.T, name string, set []string, objs map[string]obj
 	} else if store == "postgres" && name == "postgres" {
 		t.Errorf("no reconcile CronJob with reconcile.schedule")
 	}
+	if cm := objs["ConfigMap"]; cm != nil && cm.path("data", "attribute-policy.yaml") != nil {
+		// The file serve reads is one the service takes.
+		if _, err := userattrs.ParseAttributeRules([]byte(cm.path("data", "attribute-policy.yaml").(string)), userattrs.DefaultLimits); err != nil ||
+			!bytes.Contains(args, []byte(`"--attribute-policy=/etc/userattrs/attribute-policy.yaml"`)) ||
+			workload.path("spec", "template", "metadata", "annotations", "checksum/attribute-policy") == nil {
+			t.Errorf("the attribute policy: %v, args %s", err, args)
+		}
+	} else if name == "keycloak" {
+		t.Errorf("no attribute policy ConfigMap with attributePolicy")
+	}
 	if strings.Contains(name, "migration-job") {
 		if objs["Job"] == nil || !bytes.Contains(args, []byte("--auto-migrate=false")) {
 			t.Errorf("migration Job: want the Job and --auto-migrate=false in the pods")
@@ -217,7 +231,7 @@ func checkManifests(t *testing.T, name string, set []string, objs map[string]obj
 			t.Errorf("the PrometheusRule differs from deploy/prometheus/userattrs.rules.yaml")
 		}
 	}
-	if cm := objs["ConfigMap"]; cm != nil {
+	if cm := objs["ConfigMap"]; cm != nil && cm.path("data", "attribute-policy.yaml") == nil {
 		if cm.path("metadata", "labels", "grafana_dashboard") != "1" || !strings.Contains(cm.path("data", "userattrs.json").(string), `"uid": "userattrs"`) {
 			t.Errorf("the dashboard ConfigMap lacks the sidecar label or the dashboard")
 		}

@@ -103,9 +103,15 @@ metadata:
     {{- with .Values.podLabels }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
-  {{- with .Values.podAnnotations }}
+  {{- if or .Values.podAnnotations .Values.attributePolicy }}
   annotations:
+    {{- with .Values.podAnnotations }}
     {{- toYaml . | nindent 4 }}
+    {{- end }}
+    {{- if .Values.attributePolicy }}
+    # A changed policy rolls the pods, which read it at start.
+    checksum/attribute-policy: {{ toYaml .Values.attributePolicy | sha256sum }}
+    {{- end }}
   {{- end }}
 spec:
   serviceAccountName: {{ include "userattrs.serviceAccountName" . }}
@@ -146,6 +152,9 @@ spec:
         {{- end }}
         {{- if .Values.tracing.trustIncomingTrace }}
         - --trust-incoming-trace
+        {{- end }}
+        {{- if .Values.attributePolicy }}
+        - --attribute-policy=/etc/userattrs/attribute-policy.yaml
         {{- end }}
         {{- with .Values.extraArgs }}
         {{- toYaml . | nindent 8 }}
@@ -209,10 +218,20 @@ spec:
         - name: data
           mountPath: /data
         {{- end }}
+        {{- if .Values.attributePolicy }}
+        - name: attribute-policy
+          mountPath: /etc/userattrs
+          readOnly: true
+        {{- end }}
   volumes:
     - name: tmp
       emptyDir:
         sizeLimit: 64Mi
+    {{- if .Values.attributePolicy }}
+    - name: attribute-policy
+      configMap:
+        name: {{ include "userattrs.fullname" . }}-attribute-policy
+    {{- end }}
   {{- with .Values.nodeSelector }}
   nodeSelector:
     {{- toYaml . | nindent 4 }}
