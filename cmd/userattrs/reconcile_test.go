@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-
 	"github.com/userattrs/userattrs"
 	"github.com/userattrs/userattrs/client"
 	"github.com/userattrs/userattrs/internal/kctest"
