@@ -15,6 +15,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -112,6 +113,9 @@ func (c *Client) attributesPath(user string) string {
 }
 
 func adminPath(user, rest string) string { return "/admin/users/" + url.PathEscape(user) + "/" + rest }
+
+// errNoUser is what the admin-only calls answer for Me: they name a user.
+var errNoUser = errors.New("client: this call is the admin API's and needs a user id, not client.Me")
 
 // request is one call of the API.
 type request struct {

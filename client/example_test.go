@@ -144,3 +144,12 @@ func ExampleVerifyWebhook() {
 	// delete everything of user-5
 	// true
 }
+
+// The admin API's calls name a user: Me, the token's own user, is only
+// for Get, Merge and Update.
+func ExampleClient_Erase_me() {
+	ctx := context.Background()
+	c, _ := client.New(client.Config{URL: serviceURL, HTTPClient: client.StaticToken(ctx, aliceToken)})
+	fmt.Println(c.Erase(ctx, client.Me))
+	// Output: client: this call is the admin API's and needs a user id, not client.Me
+}

@@ -41,6 +41,10 @@ type HistoryOptions struct {
 // the loop goes on (admin API). An error ends the listing.
 func (c *Client) History(ctx context.Context, user string, opts HistoryOptions) iter.Seq2[Change, error] {
 	return func(yield func(Change, error) bool) {
+		if user == Me {
+			yield(Change{}, errNoUser)
+			return
+		}
 		q := url.Values{"page[size]": {strconv.Itoa(200)}}
 		if opts.PageSize > 0 {
 			q.Set("page[size]", strconv.Itoa(opts.PageSize))
@@ -105,6 +109,9 @@ type ExportedAttribute struct {
 
 // Export returns everything the service keeps of user (admin API).
 func (c *Client) Export(ctx context.Context, user string) (*Export, error) {
+	if user == Me {
+		return nil, errNoUser
+	}
 	res, err := c.do(ctx, request{method: http.MethodGet, path: adminPath(user, "export")})
 	if err != nil {
 		return nil, err
@@ -123,6 +130,9 @@ func (c *Client) Export(ctx context.Context, user string) (*Export, error) {
 // Erase erases everything the service keeps of user (admin API); nil
 // means the erasure is durable.
 func (c *Client) Erase(ctx context.Context, user string) error {
+	if user == Me {
+		return errNoUser
+	}
 	res, err := c.do(ctx, request{method: http.MethodDelete, path: adminPath(user, "attributes")})
 	if err != nil {
 		return err

@@ -51,19 +51,20 @@ func (s *Store) Erase(ctx context.Context, user string, landed func()) error {
 func (s *Store) Users(_ context.Context, after string, limit int) ([]string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var users []string
-	for _, u := range slices.Sorted(maps.Keys(s.users)) {
-		if u > after && (len(s.users[u]) > 0 || len(s.history[u]) > 0) {
-			users = append(users, u)
-		}
+	kept := map[string]bool{}
+	for u, a := range s.users {
+		kept[u] = len(a) > 0
 	}
 	for u, h := range s.history {
-		if u > after && len(h) > 0 && s.users[u] == nil {
+		kept[u] = kept[u] || len(h) > 0
+	}
+	var users []string
+	for _, u := range slices.Sorted(maps.Keys(kept)) {
+		if u > after && kept[u] && len(users) < limit {
 			users = append(users, u)
 		}
 	}
-	slices.Sort(users)
-	return users[:min(len(users), limit)], nil
+	return users, nil
 }
 
 // Pending returns the user's waiting and parked events, oldest first.
