@@ -107,6 +107,9 @@ func newDevKey(priv ed25519.PrivateKey) (*DevKey, error) {
 	return &DevKey{private: priv, kid: base64.RawURLEncoding.EncodeToString(thumb)}, nil
 }
 
+// PublicKey is the key that checks the development tokens' signatures.
+func (k *DevKey) PublicKey() ed25519.PublicKey { return k.private.Public().(ed25519.PublicKey) }
+
 // Verifier returns a verifier that trusts the tokens this key signs.
 func (k *DevKey) Verifier() *JWTVerifier {
 	return &JWTVerifier{

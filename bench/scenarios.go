@@ -22,6 +22,13 @@ import (
 
 const limitTarget = "limit: bare net/http"
 
+// The true limits of two rows: a PUT acknowledged only once on disk, and a
+// first-seen GET of a user outside every cache (see bench/bare).
+const (
+	durableTarget    = "limit: durable write"
+	verifyReadTarget = "limit: verify and read"
+)
+
 // attributeTargets are the GET and PUT requests of users, one token each.
 // Every user's PUTs alternate between two bodies, so that each one changes
 // the attributes and the store really writes.
@@ -53,6 +60,16 @@ func (b *bench) measureLimit() error {
 	get, put := attributeTargets(s.url, make([]string, b.users))
 	b.measure(limitTarget, "GET", Scenario{Pattern: limitBodies}, get, nil)
 	b.measure(limitTarget, "PUT", Scenario{Pattern: limitBodies}, put, nil)
+	if b.stores["sqlite"] {
+		// On the disk of the SQLite rows: the benchmark's folder.
+		d, err := b.start(b.bins["bare"], nil, "-durable", filepath.Join(b.tmp, "durable.log"))
+		if err != nil {
+			return err
+		}
+		_, durablePut := attributeTargets(d.url, make([]string, b.users))
+		b.measure(durableTarget, "PUT", Scenario{Pattern: limitBodies}, durablePut, nil)
+		d.stop()
+	}
 	if b.stores["sqlite"] {
 		for _, n := range workload.Sizes {
 			for i := range get {
