@@ -2,6 +2,7 @@ package userattrs
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -141,7 +142,8 @@ func parseRule(n int, raw json.RawMessage, limits Limits) (attributeRule, error)
 			case !utf8.ValidString(v):
 				return fail("enum value %d is not valid UTF-8", i+1)
 			case len(v) > limits.MaxValueBytes || rule.maxLength > 0 && len(v) > rule.maxLength:
-				return fail("enum value %d is %d bytes long, past the limit of %d", i+1, len(v), min(limits.MaxValueBytes, cmpOr(rule.maxLength, limits.MaxValueBytes)))
+				// max_length is within --max-value-bytes (checked above).
+				return fail("enum value %d is %d bytes long, past the limit of %d", i+1, len(v), cmp.Or(rule.maxLength, limits.MaxValueBytes))
 			}
 		}
 		rule.enum = spec.Enum
@@ -169,13 +171,6 @@ func parseRule(n int, raw json.RawMessage, limits Limits) (attributeRule, error)
 		*list.into = append([]string{}, *list.from...)
 	}
 	return rule, nil
-}
-
-func cmpOr(a, b int) int {
-	if a != 0 {
-		return a
-	}
-	return b
 }
 
 // strictJSON decodes js into v, refusing keys v does not have.
@@ -234,21 +229,22 @@ func (r *AttributeRules) violations(patch Patch) []Violation {
 		if rule == nil {
 			continue
 		}
-		name := fmt.Sprintf("rule %d (match %q) of the attribute policy", rule.n, rule.match)
 		if rule.maxValues > 0 && len(c.Values) > rule.maxValues {
 			bad = append(bad, Violation{Key: c.Key, Index: -1,
-				Detail: fmt.Sprintf("at most %d values by %s; this one has %d", rule.maxValues, name, len(c.Values))})
+				Detail: fmt.Sprintf("at most %d values by %s; this one has %d", rule.maxValues, rule.name(), len(c.Values))})
 			continue
 		}
 		for i, v := range c.Values {
+			// The details are made only for a value that breaks the rule:
+			// every merge of a matched attribute passes through here.
 			detail := ""
 			switch {
 			case rule.maxLength > 0 && len(v) > rule.maxLength:
-				detail = fmt.Sprintf("a value may be at most %d bytes long by %s, this one is %d", rule.maxLength, name, len(v))
+				detail = fmt.Sprintf("a value may be at most %d bytes long by %s, this one is %d", rule.maxLength, rule.name(), len(v))
 			case rule.enum != nil && !slices.Contains(rule.enum, v):
-				detail = fmt.Sprintf("the value must be one of %s by %s", quoteAll(rule.enum), name)
+				detail = fmt.Sprintf("the value must be one of %s by %s", quoteAll(rule.enum), rule.name())
 			case rule.pattern != nil && !rule.pattern.MatchString(v):
-				detail = fmt.Sprintf("the value must match the pattern %s by %s", rule.pattern, name)
+				detail = fmt.Sprintf("the value must match the pattern %s by %s", rule.pattern, rule.name())
 			}
 			if detail != "" {
 				index := -1
@@ -261,6 +257,11 @@ func (r *AttributeRules) violations(patch Patch) []Violation {
 		}
 	}
 	return bad
+}
+
+// name is how a violation's detail names the rule.
+func (r *attributeRule) name() string {
+	return fmt.Sprintf("rule %d (match %q) of the attribute policy", r.n, r.match)
 }
 
 func quoteAll(values []string) string {

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"time"
-
-	"github.com/rs/xid"
 )
 
 // Eraser is implemented by stores that can erase a user: what the store
@@ -44,12 +42,8 @@ type Inventory interface {
 // NewErasure returns the record of an erasure of user: who asked for it,
 // and no value. Time is left to the store.
 func NewErasure(user string, origin Origin) Record {
-	r := Record{ID: xid.New().String(), User: user, ClientID: origin.ClientID, RequestID: origin.RequestID,
-		TraceParent: origin.TraceParent, Actor: Actor{Type: "user", ID: origin.Actor}, Erased: true,
-		Set: Attributes{}, Removed: []string{}}
-	if origin.ServiceAccount {
-		r.Actor.Type = "service-account"
-	}
+	r := originRecord(user, origin)
+	r.Erased = true
 	return r
 }
 

@@ -82,11 +82,7 @@ type Actor struct {
 // It compares only where next differs from current by identity or value:
 // an attribute a merge left in place costs a pointer comparison.
 func NewRecord(user string, origin Origin, current, next Attributes) Record {
-	r := Record{ID: xid.New().String(), User: user, ClientID: origin.ClientID, RequestID: origin.RequestID, TraceParent: origin.TraceParent,
-		Actor: Actor{Type: "user", ID: origin.Actor}, Set: Attributes{}, Removed: []string{}}
-	if origin.ServiceAccount {
-		r.Actor.Type = "service-account"
-	}
+	r := originRecord(user, origin)
 	for k, vs := range next {
 		if old, ok := current[k]; !ok || !sameValues(old, vs) {
 			r.Set[k] = vs
@@ -98,6 +94,18 @@ func NewRecord(user string, origin Origin, current, next Attributes) Record {
 		}
 	}
 	slices.Sort(r.Removed)
+	return r
+}
+
+// originRecord returns a record of user with a new id and what origin
+// says of who asked, and nothing set or removed: the start of a change's
+// record and the whole of an erasure's.
+func originRecord(user string, origin Origin) Record {
+	r := Record{ID: xid.New().String(), User: user, ClientID: origin.ClientID, RequestID: origin.RequestID, TraceParent: origin.TraceParent,
+		Actor: Actor{Type: "user", ID: origin.Actor}, Set: Attributes{}, Removed: []string{}}
+	if origin.ServiceAccount {
+		r.Actor.Type = "service-account"
+	}
 	return r
 }
 
