@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/rs/xid"
 
 	"github.com/userattrs/userattrs"
 	"github.com/userattrs/userattrs/store/keycloak"
@@ -36,10 +35,8 @@ func directoryFlags(fs *flag.FlagSet, timeout time.Duration) (*keycloak.Store, e
 	return keycloak.Open(cfg)
 }
 
-// reconcileOrigin is who the records of a reconciliation's erasures name.
-func reconcileOrigin() userattrs.Origin {
-	return userattrs.Origin{Actor: "userattrs-reconcile", ServiceAccount: true, ClientID: "userattrs-reconcile", RequestID: xid.New().String()}
-}
+// reconcileActor is who the records of a reconciliation's erasures name.
+const reconcileActor = "userattrs-reconcile"
 
 // reconcile lists, and with --apply erases, the users of the store that
 // Keycloak no longer knows.
@@ -62,15 +59,13 @@ func reconcile(ctx context.Context, args []string, getenv func(string) string, s
 		return err
 	}
 	defer dir.Close()
-	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	st, _, err := cfg.open(ctx, logger)
+	svc, closeStore, err := cfg.openService(ctx, stderr, userattrs.PolicyConfig{})
 	if err != nil {
 		return err
 	}
-	defer st.Close()
-	svc := userattrs.NewService(st, userattrs.ServiceConfig{Limits: userattrs.DefaultLimits, StoreTimeout: cfg.timeout})
+	defer closeStore()
 	start := time.Now()
-	res, err := svc.Reconcile(userattrs.WithOrigin(ctx, reconcileOrigin()), dir, userattrs.ReconcileConfig{
+	res, err := svc.Reconcile(userattrs.WithOrigin(ctx, commandOrigin(reconcileActor)), dir, userattrs.ReconcileConfig{
 		Apply: *apply, MaxErasures: *maxErasures, Unknown: func(user string) { fmt.Fprintln(stdout, user) }})
 	fmt.Fprintf(stderr, "checked %d users in %v: %d unknown to Keycloak, %d erased\n", res.Checked, time.Since(start).Round(time.Millisecond),
 		res.Unknown, res.Erased)
@@ -124,7 +119,7 @@ func (r *reconciler) once(ctx context.Context) {
 		defer unlock()
 	}
 	start := time.Now()
-	origin := reconcileOrigin()
+	origin := commandOrigin(reconcileActor)
 	res, err := r.svc.Reconcile(userattrs.WithOrigin(ctx, origin), r.dir, userattrs.ReconcileConfig{Apply: true, MaxErasures: r.maxErasures})
 	r.erased.Add(float64(res.Erased))
 	if err != nil {

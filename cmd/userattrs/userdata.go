@@ -9,6 +9,8 @@ import (
 	"io"
 	"log/slog"
 
+	"github.com/rs/xid"
+
 	"github.com/userattrs/userattrs"
 )
 
@@ -40,9 +42,9 @@ func (f *userDataFlags) check() error {
 
 // openService opens the store for a command that runs without a server,
 // with the service around it; a store kept in memory holds nothing here.
-func (f *userDataFlags) openService(ctx context.Context, stderr io.Writer, policy userattrs.PolicyConfig) (*userattrs.Service, func() error, error) {
+func (c *storeConfig) openService(ctx context.Context, stderr io.Writer, policy userattrs.PolicyConfig) (*userattrs.Service, func() error, error) {
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	st, kind, err := f.store.open(ctx, logger)
+	st, kind, err := c.open(ctx, logger)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -56,7 +58,7 @@ func (f *userDataFlags) openService(ctx context.Context, stderr io.Writer, polic
 		st.Close()
 		return nil, nil, usageError{err}
 	}
-	return userattrs.NewService(st, userattrs.ServiceConfig{Limits: userattrs.DefaultLimits, Policy: p, StoreTimeout: f.store.timeout}), st.Close, nil
+	return userattrs.NewService(st, userattrs.ServiceConfig{Limits: userattrs.DefaultLimits, Policy: p, StoreTimeout: c.timeout}), st.Close, nil
 }
 
 // export prints everything kept of a user as one JSON document.
@@ -83,7 +85,7 @@ func export(ctx context.Context, args []string, getenv func(string) string, stdo
 		}
 		return out.Encode(x)
 	}
-	svc, closeStore, err := f.openService(ctx, stderr, userattrs.PolicyConfig{Hidden: commaList(*hidden)})
+	svc, closeStore, err := f.store.openService(ctx, stderr, userattrs.PolicyConfig{Hidden: commaList(*hidden)})
 	if err != nil {
 		return err
 	}
@@ -114,16 +116,17 @@ func erase(ctx context.Context, args []string, getenv func(string) string, stdou
 		}
 		return cl.Erase(ctx, *f.user)
 	}
-	svc, closeStore, err := f.openService(ctx, stderr, userattrs.PolicyConfig{})
+	svc, closeStore, err := f.store.openService(ctx, stderr, userattrs.PolicyConfig{})
 	if err != nil {
 		return err
 	}
 	defer closeStore()
-	return svc.Erase(userattrs.WithOrigin(ctx, operatorOrigin()), *f.user)
+	return svc.Erase(userattrs.WithOrigin(ctx, commandOrigin("userattrs-cli")), *f.user)
 }
 
-// operatorOrigin is who the records of what a command does on the store
-// itself name: the operator's command, as no token says who runs it.
-func operatorOrigin() userattrs.Origin {
-	return userattrs.Origin{Actor: "userattrs-cli", ServiceAccount: true, ClientID: "userattrs-cli"}
+// commandOrigin is who the records of what a command does on the store
+// itself name: the command, as no token says who runs it, with a request
+// id of its own for the record to quote.
+func commandOrigin(command string) userattrs.Origin {
+	return userattrs.Origin{Actor: command, ServiceAccount: true, ClientID: command, RequestID: xid.New().String()}
 }
