@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"path/filepath"
 	"slices"
@@ -215,5 +216,40 @@ func TestServeReconciles(t *testing.T) {
 	}
 	if metric(t, p, `userattrs_reconcile_runs_total{result="done"}`) < 1 || metric(t, p, "userattrs_reconcile_erased_total") != 1 {
 		t.Fatalf("metrics:\n%s", p.logs.String())
+	}
+}
+
+// userattrs export and erase on the store itself, with the service
+// stopped: the export marks what serve hides, the erasure leaves its
+// record (naming the command) and, with --events, its queued event.
+func TestExportAndEraseOnTheStore(t *testing.T) {
+	spec := "sqlite:" + filepath.Join(t.TempDir(), "userattrs.db")
+	st := openStore(t, spec)
+	svc := userattrs.NewService(st, userattrs.ServiceConfig{Limits: userattrs.DefaultLimits})
+	if err := svc.Merge(context.Background(), "carol", userattrs.Patch{{Key: "secret_score", Values: []string{"9"}},
+		{Key: "plan", Values: []string{"pro"}}}, userattrs.Precondition{}); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	cli := func(args ...string) (userattrs.Export, error) {
+		var stdout, stderr bytes.Buffer
+		err := run(context.Background(), append(args, "--store", spec, "--user", "carol"), func(string) string { return "" }, &stdout, &stderr)
+		var x userattrs.Export
+		if err == nil && stdout.Len() > 0 {
+			err = json.Unmarshal(stdout.Bytes(), &x)
+		}
+		return x, err
+	}
+	x, err := cli("export", "--hidden-attributes", "secret_*")
+	if err != nil || !x.Attributes["secret_score"].Hidden || x.Attributes["plan"].Hidden || len(x.History) != 1 {
+		t.Fatalf("export: %+v %v", x, err)
+	}
+	if _, err := cli("erase", "--events"); err != nil {
+		t.Fatal(err)
+	}
+	x, err = cli("export")
+	if err != nil || len(x.Attributes) != 0 || len(x.History) != 0 || len(x.Erasures) != 1 || x.Erasures[0].Actor.ID != "userattrs-cli" ||
+		x.Erasures[0].RequestID == "" || len(x.Pending) != 1 || !x.Pending[0].Erased {
+		t.Fatalf("export after the erasure: %+v %v", x, err)
 	}
 }
