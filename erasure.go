@@ -129,6 +129,9 @@ func (s *Service) export(ctx context.Context, user string) (*Export, error) {
 		q := HistoryQuery{Limit: maxExportPage}
 		for {
 			page, err := h.History(ctx, user, q)
+			if errors.Is(err, ErrNoHistory) {
+				break // kept off (HistoryBounds.Off): there is none to export
+			}
 			if err != nil {
 				return nil, err
 			}

@@ -136,6 +136,10 @@ func (p Policy) visibleRecord(r Record) (Record, bool) {
 type HistoryBounds struct {
 	MaxRecords int   // records per user
 	MaxBytes   int64 // bytes per user, of the record as stored (its names, values and ids)
+	// Off keeps no history at all (--history=off), for operators whose
+	// users' changes must leave no trail: a change writes no record, only
+	// its event when events are on, and History answers ErrNoHistory.
+	Off bool
 }
 
 // DefaultHistoryBounds are the bounds unless an operator chooses others:

@@ -16,9 +16,9 @@ type CacheConfig struct {
 	// TTL is the longest an identity is reused; zero means until the token
 	// expires. An entry never outlives its token.
 	TTL time.Duration
-	// MaxEntries bounds the cache (default 50000, about 14 MiB: within an
-	// instance's 100 MiB beside the read cache). A token that no longer
-	// fits costs a signature check again, not a failure.
+	// MaxEntries bounds the cache (default 16384, about 4.6 MiB: within an
+	// instance's 40 MiB of Go memory beside the read cache). A token that
+	// no longer fits costs a signature check again, not a failure.
 	MaxEntries int
 }
 
@@ -50,7 +50,7 @@ type cacheEntry struct {
 // NewCache returns next behind a cache.
 func NewCache(next Verifier, cfg CacheConfig) *Cache {
 	if cfg.MaxEntries <= 0 {
-		cfg.MaxEntries = 50000
+		cfg.MaxEntries = 16384
 	}
 	c := &Cache{next: next, ttl: cfg.TTL, now: time.Now}
 	for i := range c.shards {

@@ -197,6 +197,9 @@ func run(c config) error {
 		if err := b.measureSQL("sqlite", "sqlite:"+filepath.Join(tmp, "bench.db")); err != nil {
 			return err
 		}
+		if err := b.measurePUT("history-off", "userattrs sqlite, history off", nil, "--history", "off"); err != nil {
+			return err
+		}
 		if err := b.measureEvents(); err != nil {
 			return err
 		}

@@ -121,15 +121,22 @@ func (b *bench) measureEvents() error {
 		w.WriteHeader(http.StatusNoContent)
 	}))
 	defer receiver.Close()
-	s, _, tokens, err := b.startDev("events", []string{"USERATTRS_EVENTS_WEBHOOK_SECRET=whsec_YS1zZWNyZXQtb2YtdGhlLWJlbmNobWFyay1ydW5z"},
-		"--store", "sqlite:"+filepath.Join(b.tmp, "events", "bench.db"), "--events-webhook-url", receiver.URL)
+	err := b.measurePUT("events", "userattrs sqlite, events to a webhook",
+		[]string{"USERATTRS_EVENTS_WEBHOOK_SECRET=whsec_YS1zZWNyZXQtb2YtdGhlLWJlbmNobWFyay1ydW5z"}, "--events-webhook-url", receiver.URL)
+	b.note("events: %d delivered to the webhook while the PUT rows ran (each PUT changes the user, so each is an event)", delivered.Load())
+	return err
+}
+
+// measurePUT measures the PUT of the benchmark of record on a SQLite store
+// of its own, named name, run with flags: what a setting costs a merge.
+func (b *bench) measurePUT(name, target string, env []string, flags ...string) error {
+	s, _, tokens, err := b.startDev(name, env, append([]string{"--store", "sqlite:" + filepath.Join(b.tmp, name, "bench.db")}, flags...)...)
 	if err != nil {
 		return err
 	}
 	defer s.stop()
 	_, put := attributeTargets(s.url, tokens)
-	b.measure("userattrs sqlite, events to a webhook", "PUT", Scenario{Users: b.users, Attributes: 3, Pattern: roundRobin}, put, s)
-	b.note("events: %d delivered to the webhook while the PUT rows ran (each PUT changes the user, so each is an event)", delivered.Load())
+	b.measure(target, "PUT", Scenario{Users: b.users, Attributes: 3, Pattern: roundRobin}, put, s)
 	return nil
 }
 

@@ -81,4 +81,17 @@ func TestHistoryCommand(t *testing.T) {
 		!strings.Contains(string(out), "in the memory of the process that serves it") {
 		t.Fatalf("history of the memory store: %v %s", err, out)
 	}
+
+	// With --history off, changes leave no record on disk.
+	off := t.TempDir()
+	p = startServe(t, off, nil, "--dev", "--data-dir", off, "--history", "off")
+	tok = mintToken(t, off, "--sub", "alice", "--data-dir", off)
+	if status, _ := call(t, "PUT", p.url+"/user/2024-3/attributes", tok, `{"plan":"pro"}`); status != 204 {
+		t.Fatalf("PUT with the history off: %d", status)
+	}
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	p.wait(t, 20*time.Second)
+	if out, err := exec.Command(userattrsBinary(t), "history", "--data-dir", off, "--user", "alice").Output(); err != nil || len(out) != 0 {
+		t.Fatalf("history of a store served with --history off: %v %q", err, out)
+	}
 }

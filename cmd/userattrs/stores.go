@@ -73,6 +73,15 @@ func (c *storeConfig) flags(fs *flag.FlagSet) {
 		c.historyBounds.MaxBytes = n
 		return wholeNumber(n, err)
 	})
+	fs.Func("history", "on: keep a bounded history of every change (the default); off: keep none, "+
+		"so that a change leaves no record beyond its event (with --events)", func(s string) error {
+		switch s {
+		case "on", "off":
+			c.historyBounds.Off = s == "off"
+			return nil
+		}
+		return errors.New("on or off")
+	})
 	fs.BoolVar(&c.autoMigrate, "auto-migrate", true,
 		"apply pending schema migrations at start, in stores that several instances share (else: userattrs migrate); "+
 			"the SQLite store, one process's own file, always does")

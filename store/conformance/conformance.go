@@ -31,7 +31,7 @@ type Harness struct {
 	// knows no user by.
 	UnknownUser string
 	// Bounded, for stores that declare History, opens a store on a backend
-	// of its own whose history keeps to bounds.
+	// of its own, with events on, whose history keeps to bounds.
 	Bounded func(t *testing.T, bounds userattrs.HistoryBounds) userattrs.Store
 }
 

@@ -212,6 +212,28 @@ func RunHistoryTests(t *testing.T, newHarness func(t *testing.T) Harness) {
 		}
 	})
 
+	t.Run("with the history off a change leaves no record, only its event", func(t *testing.T) {
+		h := newHarness(t)
+		off := h.Bounded(t, userattrs.HistoryBounds{Off: true})
+		svc := newService(off, userattrs.ReadCacheConfig{})
+		user := h.NewUser(t)
+		mustMerge(t, svc, user, patch("a", "1"))
+		mustMerge(t, svc, user, patch("a", "2"))
+		if got, err := svc.Get(context.Background(), user); err != nil || got.Attributes()["a"][0] != "2" {
+			t.Fatalf("attributes: %v %v", got, err)
+		}
+		if _, err := off.(userattrs.History).History(context.Background(), user, userattrs.HistoryQuery{Limit: 10}); !errors.Is(err, userattrs.ErrNoHistory) {
+			t.Fatalf("History with the history off: %v, want ErrNoHistory", err)
+		}
+		x, err := svc.Export(context.Background(), user)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(x.History) != 0 || len(x.Pending) != 2 || x.Pending[1].Set["a"][0] != "2" {
+			t.Fatalf("export: %d records of history, pending events %+v; want none, and both changes' events", len(x.History), x.Pending)
+		}
+	})
+
 	t.Run("pruning removes old records in steps", func(t *testing.T) {
 		h, svc, user := begin(t, newHarness, userattrs.ReadCacheConfig{})
 		for i := range 3 {

@@ -52,6 +52,12 @@ func newJournal() journal {
 func (j *journal) record(rec userattrs.Record, cfg Config) {
 	j.seq++
 	rec.Seq, rec.Time = j.seq, time.Now().Truncate(time.Millisecond).UTC()
+	if cfg.Events {
+		j.outbox = append(j.outbox, rec)
+	}
+	if cfg.HistoryBounds.Off {
+		return
+	}
 	size := sqlstore.Columns(&rec).Size // as the SQL stores count it
 	kept := rec
 	kept.TraceParent = "" // the event's, not the history's
@@ -62,9 +68,6 @@ func (j *journal) record(rec userattrs.Record, cfg Config) {
 		h = h[1:]
 	}
 	j.history[rec.User], j.usage[rec.User] = h, u
-	if cfg.Events {
-		j.outbox = append(j.outbox, rec)
-	}
 }
 
 // History returns the records of user that q selects, newest first.
@@ -73,6 +76,9 @@ func (s *Store) History(ctx context.Context, user string, q userattrs.HistoryQue
 	defer s.mu.Unlock()
 	if s.closed {
 		return nil, userattrs.ErrClosed
+	}
+	if s.cfg.HistoryBounds.Off {
+		return nil, userattrs.ErrNoHistory
 	}
 	before, limit := sqlstore.PageStart(q), min(q.Limit, sqlstore.MaxHistoryPage)
 	var page []userattrs.Record

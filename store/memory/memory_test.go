@@ -19,7 +19,7 @@ func TestConformance(t *testing.T) {
 			Store:   memory.Open(memory.Config{Events: true, HistoryBounds: userattrs.DefaultHistoryBounds}),
 			NewUser: newUser,
 			Bounded: func(t *testing.T, bounds userattrs.HistoryBounds) userattrs.Store {
-				return memory.Open(memory.Config{HistoryBounds: bounds})
+				return memory.Open(memory.Config{HistoryBounds: bounds, Events: true})
 			},
 		}
 	})

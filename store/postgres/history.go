@@ -94,7 +94,11 @@ func (s *Store) queueJournal(ctx context.Context, conn *pgxpool.Conn, write *pgx
 		trimmed, through = append(trimmed, user), append(through, seq)
 	}
 	at := j.Records[0].Time
-	write.Queue(insertRecords, cols[0], cols[1], at, cols[2], cols[3], cols[4], cols[5], cols[6], cols[7], cols[8], sizes)
+	if s.bounds.Off {
+		trimmed = nil // nothing was written to trim
+	} else {
+		write.Queue(insertRecords, cols[0], cols[1], at, cols[2], cols[3], cols[4], cols[5], cols[6], cols[7], cols[8], sizes)
+	}
 	if len(trimmed) > 0 {
 		write.Queue(trimRecords, trimmed, through)
 	}
@@ -108,6 +112,9 @@ func (s *Store) queueJournal(ctx context.Context, conn *pgxpool.Conn, write *pgx
 func (s *Store) History(ctx context.Context, user string, q userattrs.HistoryQuery) ([]userattrs.Record, error) {
 	if s.writes.Closed() {
 		return nil, userattrs.ErrClosed
+	}
+	if s.bounds.Off {
+		return nil, userattrs.ErrNoHistory
 	}
 	rows, _ := s.pool.Query(ctx, selectHistory, user, sqlstore.PageStart(q), optionalTime(q.Since), optionalTime(q.Until), q.Key,
 		min(q.Limit, sqlstore.MaxHistoryPage))

@@ -37,7 +37,7 @@ func TestConformance(t *testing.T) {
 			Reopen:  func(t *testing.T) userattrs.Store { return mustOpen(t, postgres.Config{URL: url, Events: true}) },
 			NewUser: func(*testing.T) string { return xid.New().String() },
 			Bounded: func(t *testing.T, b userattrs.HistoryBounds) userattrs.Store {
-				return mustOpen(t, postgres.Config{URL: srv.NewDatabase(t), Migrate: true, HistoryBounds: b})
+				return mustOpen(t, postgres.Config{URL: srv.NewDatabase(t), Migrate: true, HistoryBounds: b, Events: true})
 			},
 		}
 	})

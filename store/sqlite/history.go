@@ -21,6 +21,9 @@ func (s *Store) History(ctx context.Context, user string, q userattrs.HistoryQue
 	if s.isClosed() {
 		return nil, userattrs.ErrClosed
 	}
+	if s.bounds.Off {
+		return nil, userattrs.ErrNoHistory
+	}
 	rows, err := s.read.QueryContext(ctx, selectHistory, user, sqlstore.PageStart(q), unixMilli(q.Since), unixMilli(q.Until), q.Key,
 		min(q.Limit, sqlstore.MaxHistoryPage))
 	if err != nil {

@@ -40,7 +40,7 @@ func TestConformance(t *testing.T) {
 			Store:   mustOpenWith(t, sqlite.Config{Path: filepath.Join(t.TempDir(), "db", "userattrs.db"), Events: true}),
 			NewUser: func(*testing.T) string { return xid.New().String() },
 			Bounded: func(t *testing.T, b userattrs.HistoryBounds) userattrs.Store {
-				return mustOpenWith(t, sqlite.Config{Path: filepath.Join(t.TempDir(), "bounded.db"), HistoryBounds: b})
+				return mustOpenWith(t, sqlite.Config{Path: filepath.Join(t.TempDir(), "bounded.db"), HistoryBounds: b, Events: true})
 			},
 		}
 	})

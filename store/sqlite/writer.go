@@ -197,6 +197,9 @@ func (r *batchRow) writeJournal(ctx context.Context) error {
 		return nil
 	}
 	at := records[0].Time.UnixMilli()
+	if r.s.bounds.Off {
+		return r.writeEvents(ctx, at, nil)
+	}
 	args := make([]any, 0, 11*len(records))
 	added := make(map[string]sqlstore.Usage, len(r.pending))
 	for i := range records {
@@ -213,10 +216,19 @@ func (r *batchRow) writeJournal(ctx context.Context) error {
 	if err := r.exec(ctx, r.s.records, len(args)/11, 11, args); err != nil {
 		return err
 	}
-	if err := r.bound(ctx, added); err != nil || !r.s.eventsOn {
+	if err := r.bound(ctx, added); err != nil {
 		return err
 	}
-	args = args[:0]
+	return r.writeEvents(ctx, at, args[:0])
+}
+
+// writeEvents writes the events of the batch's records to the outbox when
+// events are on, with args as room for the statements' arguments.
+func (r *batchRow) writeEvents(ctx context.Context, at int64, args []any) error {
+	if !r.s.eventsOn {
+		return nil
+	}
+	records := r.journal.Records
 	for i := range records {
 		args = append(args, store.OutboxPartition(records[i].User), records[i].User, at, sqlstore.EventData(&records[i]))
 	}
