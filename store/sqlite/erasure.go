@@ -20,7 +20,6 @@ var (
 var eraseUser = []string{
 	"DELETE FROM user_attribute WHERE user_id = ?",
 	"DELETE FROM attribute_history WHERE user_id = ?",
-	"DELETE FROM history_usage WHERE user_id = ?",
 	"DELETE FROM event_outbox WHERE user_id = ?",
 	"DELETE FROM event_parked WHERE user_id = ?",
 	"DELETE FROM event_hold WHERE user_id = ?",
@@ -32,7 +31,7 @@ const (
 	selectPending  = `SELECT seq, record FROM (SELECT seq, record FROM event_outbox WHERE user_id = ?1
 		UNION ALL SELECT event_seq, record FROM event_parked WHERE user_id = ?1) ORDER BY seq`
 	selectUsers = `SELECT user_id FROM user_attribute WHERE user_id > ?1
-		UNION SELECT user_id FROM history_usage WHERE user_id > ?1 AND records > 0
+		UNION SELECT user_id FROM attribute_history WHERE user_id > ?1
 		ORDER BY user_id LIMIT ?2`
 )
 
@@ -77,7 +76,7 @@ func (r *batchRow) erase(ctx context.Context, e *erasure) error {
 		return r.failed
 	}
 	none := userattrs.Attributes{}
-	r.pending[user] = known{none, knownSize(user, none)}
+	r.pending[user], r.usages[user] = known{none, knownSize(user, none)}, sqlstore.Usage{}
 	if e.landed != nil {
 		e.landed()
 	}

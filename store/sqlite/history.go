@@ -49,7 +49,7 @@ func unixMilli(t time.Time) int64 {
 }
 
 // PruneHistory removes those of the limit oldest records that are older
-// than before, and takes them off their users' history usage, in a short
+// than before, and has the writer count those users' histories afresh, in a short
 // transaction of the write connection's, between the writer's batches.
 // The one writer stamps records in seq order, so the oldest by seq are the
 // oldest: pruning reads at most limit rows, and a clock that stepped back
@@ -83,12 +83,9 @@ func (s *Store) PruneHistory(ctx context.Context, before time.Time, limit int) (
 	if err := rows.Close(); err != nil {
 		return 0, mapError(err)
 	}
-	for user, u := range gone {
-		if _, err := tx.ExecContext(ctx, "UPDATE history_usage SET records = records - ?2, bytes = bytes - ?3 WHERE user_id = ?1",
-			user, u.Records, u.Bytes); err != nil {
-			return 0, mapError(err)
-		}
-	}
+	// Before the commit: the writer's next batch, which waits for this
+	// transaction's end, must count these users afresh.
+	s.known.forgetUsages(gone)
 	return removed, mapError(tx.Commit())
 }
 

@@ -6,6 +6,7 @@ import (
 	"github.com/userattrs/userattrs"
 	"github.com/userattrs/userattrs/internal/bounded"
 	"github.com/userattrs/userattrs/store"
+	"github.com/userattrs/userattrs/store/sqlstore"
 )
 
 // prepared is a merge worked out against attributes the writer knew.
@@ -31,9 +32,60 @@ func prepare(user string, origin userattrs.Origin, k known, update func(userattr
 // knowledge is the attributes of users as the writer last committed or
 // read them, within bounds; the writer changes it, and merges read it to
 // prepare themselves.
+//
+// It also holds what recent users' histories hold (usages), so that a
+// merge's records add to a count in memory instead of a tally row the
+// batch would write and read back: a user not known here is counted from
+// the history's rows. Pruning, which removes records outside the writer's
+// batches, forgets the counts of the users it touched and moves the
+// generation on, so that a batch which began before it keeps none of its
+// counts.
 type knowledge struct {
-	mu    sync.Mutex
-	users *bounded.Map[userattrs.Attributes]
+	mu         sync.Mutex
+	users      *bounded.Map[userattrs.Attributes]
+	usages     *bounded.Map[sqlstore.Usage]
+	generation uint64
+}
+
+// usageEntrySize is what a user's history usage counts against the
+// knowledge's bound on users: its key and the count.
+const usageEntrySize = 64
+
+func (k *knowledge) usage(user string) (sqlstore.Usage, bool) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.usages.Get(user)
+}
+
+// currentGeneration is what a batch notes before it begins.
+func (k *knowledge) currentGeneration() uint64 {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.generation
+}
+
+// settleUsages keeps the counts a batch of generation gen committed, or
+// forgets them when its transaction failed or pruning came in between.
+func (k *knowledge) settleUsages(gen uint64, counts map[string]sqlstore.Usage, committed bool) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	for user, u := range counts {
+		if committed && gen == k.generation {
+			k.usages.Put(user, u, usageEntrySize+len(user))
+		} else {
+			k.usages.Remove(user)
+		}
+	}
+}
+
+// forgetUsages forgets the counts of users, whose records pruning removes.
+func (k *knowledge) forgetUsages(users map[string]sqlstore.Usage) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.generation++
+	for user := range users {
+		k.usages.Remove(user)
+	}
 }
 
 func (k *knowledge) lookup(user string) (known, bool) {

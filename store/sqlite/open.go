@@ -197,18 +197,18 @@ func open(ctx context.Context, cfg Config) (_ *Store, err error) {
 		stmt  **sql.Stmt
 		query string
 	}{{&s.lockRow, selectAttributes}, {&s.upsert, upsertAttribute}, {&s.remove, deleteAttribute}, {&s.probe, probeWrite},
-		{&s.setUsage, setUsage}, {&s.oldest, oldestRecords}, {&s.trimRecords, trimRecords}} {
+		{&s.countUsage, countUsage}, {&s.oldest, oldestRecords}, {&s.trimRecords, trimRecords}} {
 		if *p.stmt, err = write.PrepareContext(ctx, p.query); err != nil {
 			return nil, fmt.Errorf("sqlite: prepare: %w", mapError(err))
 		}
 	}
 	s.eventsOn, s.bounds = cfg.Events, cfg.HistoryBounds
-	s.records, s.events, s.usages = map[int]*sql.Stmt{}, map[int]*sql.Stmt{}, map[int]*sql.Stmt{}
+	s.records, s.events = map[int]*sql.Stmt{}, map[int]*sql.Stmt{}
 	type sizedInsert struct {
 		stmts                  map[int]*sql.Stmt
 		insert, values, suffix string
 	}
-	inserts := []sizedInsert{{s.records, insertRecords, recordValues, ""}, {s.usages, addUsage, usageValues, usageAdded}}
+	inserts := []sizedInsert{{s.records, insertRecords, recordValues, ""}}
 	if cfg.Events {
 		// Without events no event is ever inserted: nothing to prepare.
 		inserts = append(inserts, sizedInsert{s.events, insertEvents, eventValues, ""})
@@ -220,7 +220,9 @@ func open(ctx context.Context, cfg Config) (_ *Store, err error) {
 			}
 		}
 	}
-	s.known = &knowledge{users: bounded.New[userattrs.Attributes](cmp.Or(cfg.KnownUsers, 8192), cmp.Or(cfg.KnownBytes, 8<<20))}
+	knownUsers := cmp.Or(cfg.KnownUsers, 8192)
+	s.known = &knowledge{users: bounded.New[userattrs.Attributes](knownUsers, cmp.Or(cfg.KnownBytes, 8<<20)),
+		usages: bounded.New[sqlstore.Usage](knownUsers, knownUsers*(usageEntrySize+64))}
 	s.writes = sqlstore.NewBatcher(1, maxBatch, s.commit)
 	return s, nil
 }

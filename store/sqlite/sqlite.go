@@ -39,15 +39,14 @@ type Store struct {
 	read    *sql.DB
 	get     *sql.Stmt // on the read pool
 	// The writer's statements, prepared once on its connection.
-	lockRow, upsert, remove, probe *sql.Stmt
-	setUsage, oldest, trimRecords  *sql.Stmt
-	bounds                         userattrs.HistoryBounds
-	// Inserts of 1, 2, 4... maxBatch records, events and history usages,
-	// prepared at open: a batch's go in with a few statements, never one
-	// per change.
-	records, events, usages map[int]*sql.Stmt
-	eventsOn                bool       // a change writes its event to the outbox
-	delivering              sync.Mutex // one dispatcher at a time holds the outbox
+	lockRow, upsert, remove, probe  *sql.Stmt
+	countUsage, oldest, trimRecords *sql.Stmt
+	bounds                          userattrs.HistoryBounds
+	// Inserts of 1, 2, 4... maxBatch records and events, prepared at
+	// open: a batch's go in with a few statements, never one per change.
+	records, events map[int]*sql.Stmt
+	eventsOn        bool       // a change writes its event to the outbox
+	delivering      sync.Mutex // one dispatcher at a time holds the outbox
 	// The attributes of users as the writer last committed or read them.
 	known  *knowledge
 	writes *sqlstore.Batcher // one writer: SQLite has one write lock
@@ -73,13 +72,9 @@ const (
 	insertRecords   = `INSERT INTO attribute_history (id, user_id, at_ms, actor_type, actor_id, client_id, request_id,
 		set_values, removed_keys, changed_keys, size) VALUES `
 	recordValues = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-	// What a batch's records add to its users' histories, and what they
-	// then hold; a user's oldest rows, and their removal past the bounds.
-	addUsage    = "INSERT INTO history_usage (user_id, records, bytes) VALUES "
-	usageValues = "(?, ?, ?)"
-	usageAdded  = ` ON CONFLICT (user_id) DO UPDATE SET records = records + excluded.records, bytes = bytes + excluded.bytes
-		RETURNING user_id, records, bytes`
-	setUsage      = "UPDATE history_usage SET records = ?2, bytes = ?3 WHERE user_id = ?1"
+	// What a user's history holds, where the writer does not know it; a
+	// user's oldest rows, and their removal past the bounds.
+	countUsage    = "SELECT count(*), coalesce(sum(size), 0) FROM attribute_history WHERE user_id = ?"
 	oldestRecords = "SELECT seq, size FROM attribute_history WHERE user_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3"
 	trimRecords   = "DELETE FROM attribute_history WHERE user_id = ?1 AND seq <= ?2"
 	insertEvents  = "INSERT INTO event_outbox (part, user_id, at_ms, record) VALUES "
@@ -96,9 +91,8 @@ func (s *Store) Close() error {
 	s.close.Do(func() {
 		s.writes.Close()
 		errs := []error{s.get.Close(), s.lockRow.Close(), s.upsert.Close(), s.remove.Close(), s.probe.Close(),
-			s.setUsage.Close(), s.oldest.Close(), s.trimRecords.Close()}
-		for _, stmt := range slices.Concat(slices.Collect(maps.Values(s.records)), slices.Collect(maps.Values(s.events)),
-			slices.Collect(maps.Values(s.usages))) {
+			s.countUsage.Close(), s.oldest.Close(), s.trimRecords.Close()}
+		for _, stmt := range slices.Concat(slices.Collect(maps.Values(s.records)), slices.Collect(maps.Values(s.events))) {
 			errs = append(errs, stmt.Close())
 		}
 		err = errors.Join(append(errs, s.read.Close(), s.write.Close(), s.lock.Close())...)

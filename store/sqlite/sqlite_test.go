@@ -239,3 +239,43 @@ func query(t *testing.T, path, q string) string {
 	}
 	return v
 }
+
+// What a user's history holds is counted in memory: after a restart, and
+// once the writer's knowledge of the user is gone, it is counted again
+// from the rows, so the bound still holds at the same place.
+func TestHistoryBoundAfterRestartAndEviction(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "userattrs.db")
+	bounds := userattrs.HistoryBounds{MaxRecords: 3}
+	ctx := context.Background()
+	changes := 0
+	merge := func(s *sqlite.Store, user string) {
+		t.Helper()
+		changes++
+		svc := userattrs.NewService(s, userattrs.ServiceConfig{Limits: userattrs.DefaultLimits})
+		if err := svc.Merge(ctx, user, userattrs.Patch{{Key: "k", Values: []string{strconv.Itoa(changes)}}}, userattrs.Precondition{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := mustOpenWith(t, sqlite.Config{Path: path, HistoryBounds: bounds})
+	merge(s, "alice") // 1
+	merge(s, "alice") // 2
+	s.Close()
+
+	// A knowledge of one user: merging bob evicts alice's count.
+	s = mustOpenWith(t, sqlite.Config{Path: path, HistoryBounds: bounds, KnownUsers: 1})
+	merge(s, "alice") // 3
+	merge(s, "bob")   // 4
+	merge(s, "alice") // 5
+	merge(s, "alice") // 6
+	records, err := s.History(ctx, "alice", userattrs.HistoryQuery{Limit: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var values []string
+	for _, r := range records {
+		values = append(values, r.Set["k"][0])
+	}
+	if strings.Join(values, ",") != "6,5,3" {
+		t.Fatalf("alice's history after a restart and an eviction: %v; want the newest 3 of her changes, 6,5,3", values)
+	}
+}

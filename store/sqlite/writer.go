@@ -22,7 +22,8 @@ func (s *Store) commit(batch []*sqlstore.Merge) ([]error, error) {
 	outcomes := make([]error, len(batch))
 	s.committing.Store(time.Now().UnixNano())
 	defer s.committing.Store(0)
-	row := &batchRow{s: s, pending: map[string]known{}, journal: sqlstore.NewJournal()}
+	row := &batchRow{s: s, pending: map[string]known{}, journal: sqlstore.NewJournal(), usages: map[string]sqlstore.Usage{},
+		generation: s.known.currentGeneration()}
 	err := func() (err error) {
 		// Updaters' panics are their merges' errors (userattrs.Next); one
 		// anywhere else fails the batch, not the process.
@@ -77,7 +78,11 @@ type batchRow struct {
 	tx      *sql.Tx
 	pending map[string]known // written in this batch, not yet committed
 	journal *sqlstore.Journal
-	failed  error // a database error, which aborts the batch
+	// What the histories of the batch's users hold with its records, and
+	// the knowledge's generation when the batch began.
+	usages     map[string]sqlstore.Usage
+	generation uint64
+	failed     error // a database error, which aborts the batch
 }
 
 // LoadForUpdate reads what the batch wrote, or else what the writer knows
@@ -236,83 +241,74 @@ func (r *batchRow) writeEvents(ctx context.Context, at int64, args []any) error 
 }
 
 // bound adds to each user's history usage what the batch's records add,
-// with a few multi-row upserts, and removes the oldest records of those it
-// takes past the bounds.
+// and removes the oldest records of those it takes past the bounds.
 func (r *batchRow) bound(ctx context.Context, added map[string]sqlstore.Usage) error {
-	args := make([]any, 0, 3*len(added))
 	for user, add := range added {
-		args = append(args, user, add.Records, add.Bytes)
-	}
-	var over []string
-	usages := map[string]sqlstore.Usage{}
-	err := r.each(ctx, r.s.usages, len(added), 3, args, func(stmt *sql.Stmt, args []any) error {
-		rows, err := stmt.QueryContext(ctx, args...)
+		usage, err := r.usage(ctx, user, add)
 		if err != nil {
 			return err
 		}
-		defer rows.Close()
-		for rows.Next() {
-			var user string
-			var usage sqlstore.Usage
-			if err := rows.Scan(&user, &usage.Records, &usage.Bytes); err != nil {
+		if usage.Over(r.s.bounds) {
+			if usage, err = r.trim(ctx, user, usage); err != nil {
 				return err
 			}
-			if usage.Over(r.s.bounds) {
-				over, usages[user] = append(over, user), usage
-			}
 		}
-		return rows.Err()
-	})
-	if err != nil {
-		return mapError(err)
-	}
-	for _, user := range over {
-		usage := usages[user]
-		through, kept, err := sqlstore.Trim(r.s.bounds, usage, func(after int64, n int) ([]sqlstore.SizedSeq, error) {
-			rows, err := r.tx.StmtContext(ctx, r.s.oldest).QueryContext(ctx, user, after, n)
-			if err != nil {
-				return nil, mapError(err)
-			}
-			defer rows.Close()
-			var oldest []sqlstore.SizedSeq
-			for rows.Next() {
-				var row sqlstore.SizedSeq
-				if err := rows.Scan(&row.Seq, &row.Size); err != nil {
-					return nil, mapError(err)
-				}
-				oldest = append(oldest, row)
-			}
-			return oldest, mapError(rows.Err())
-		})
-		if err != nil {
-			return err
-		}
-		if _, err := r.tx.StmtContext(ctx, r.s.trimRecords).ExecContext(ctx, user, through); err != nil {
-			return mapError(err)
-		}
-		if _, err := r.tx.StmtContext(ctx, r.s.setUsage).ExecContext(ctx, user, kept.Records, kept.Bytes); err != nil {
-			return mapError(err)
-		}
+		r.usages[user] = usage
 	}
 	return nil
 }
 
-// exec inserts n rows of args, width values each, with the prepared
-// inserts whose sizes add up to n: at most one per power of two.
-func (r *batchRow) exec(ctx context.Context, stmts map[int]*sql.Stmt, n, width int, args []any) error {
-	return mapError(r.each(ctx, stmts, n, width, args, func(stmt *sql.Stmt, args []any) error {
-		_, err := stmt.ExecContext(ctx, args...)
-		return err
-	}))
+// usage is what the history of user holds once the batch's records, add,
+// are in: as the batch or the writer's knowledge has it, or else counted
+// from the rows, the batch's own among them.
+func (r *batchRow) usage(ctx context.Context, user string, add sqlstore.Usage) (sqlstore.Usage, error) {
+	u, ok := r.usages[user] // an erasure earlier in the batch
+	if !ok {
+		u, ok = r.s.known.usage(user)
+	}
+	if ok {
+		return sqlstore.Usage{Records: u.Records + add.Records, Bytes: u.Bytes + add.Bytes}, nil
+	}
+	err := r.tx.StmtContext(ctx, r.s.countUsage).QueryRowContext(ctx, user).Scan(&u.Records, &u.Bytes)
+	return u, mapError(err)
 }
 
-// each runs, in the batch's transaction, the prepared statements of stmts
-// whose sizes add up to n rows of args, width values each, with run.
-func (r *batchRow) each(ctx context.Context, stmts map[int]*sql.Stmt, n, width int, args []any, run func(*sql.Stmt, []any) error) error {
+// trim removes the oldest records of user that take usage past the bounds,
+// and returns what the history then holds.
+func (r *batchRow) trim(ctx context.Context, user string, usage sqlstore.Usage) (sqlstore.Usage, error) {
+	through, kept, err := sqlstore.Trim(r.s.bounds, usage, func(after int64, n int) ([]sqlstore.SizedSeq, error) {
+		rows, err := r.tx.StmtContext(ctx, r.s.oldest).QueryContext(ctx, user, after, n)
+		if err != nil {
+			return nil, mapError(err)
+		}
+		defer rows.Close()
+		var oldest []sqlstore.SizedSeq
+		for rows.Next() {
+			var row sqlstore.SizedSeq
+			if err := rows.Scan(&row.Seq, &row.Size); err != nil {
+				return nil, mapError(err)
+			}
+			oldest = append(oldest, row)
+		}
+		return oldest, mapError(rows.Err())
+	})
+	if err != nil {
+		return usage, err
+	}
+	if _, err := r.tx.StmtContext(ctx, r.s.trimRecords).ExecContext(ctx, user, through); err != nil {
+		return usage, mapError(err)
+	}
+	return kept, nil
+}
+
+// exec inserts n rows of args, width values each, in the batch's
+// transaction, with the prepared inserts of stmts whose sizes add up to n:
+// at most one per power of two.
+func (r *batchRow) exec(ctx context.Context, stmts map[int]*sql.Stmt, n, width int, args []any) error {
 	for size := maxBatch; n > 0; size /= 2 {
 		for n >= size {
-			if err := run(r.tx.StmtContext(ctx, stmts[size]), args[:size*width]); err != nil {
-				return err
+			if _, err := r.tx.StmtContext(ctx, stmts[size]).ExecContext(ctx, args[:size*width]...); err != nil {
+				return mapError(err)
 			}
 			args, n = args[size*width:], n-size
 		}
@@ -324,6 +320,7 @@ func (r *batchRow) each(ctx context.Context, stmts map[int]*sql.Stmt, n, width i
 // wrote is committed, or, when the transaction failed, unknown, so the
 // next merge of those users reads their rows.
 func (r *batchRow) settle(err error) {
+	r.s.known.settleUsages(r.generation, r.usages, err == nil)
 	for user, k := range r.pending {
 		if err == nil {
 			r.s.known.put(user, k)
