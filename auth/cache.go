@@ -17,7 +17,7 @@ type CacheConfig struct {
 	// expires. An entry never outlives its token.
 	TTL time.Duration
 	// MaxEntries bounds the cache (default 16384, about 4.6 MiB: within an
-	// instance's 40 MiB of Go memory beside the read cache). A token that
+	// instance's 64 MiB of Go memory beside the read cache). A token that
 	// no longer fits costs a signature check again, not a failure.
 	MaxEntries int
 }

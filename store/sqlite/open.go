@@ -55,7 +55,7 @@ type Config struct {
 	// that writes have stalled (default 5s): a frozen or failing disk.
 	StalledAfter time.Duration
 	// KnownUsers and KnownBytes bound how many users' committed attributes
-	// the writer keeps decoded (default 8192 users, 8 MiB of names and
+	// the writer keeps decoded (default 16384 users, 16 MiB of names and
 	// values), so that a merge of a user merged recently neither reads nor
 	// decodes their row.
 	KnownUsers, KnownBytes int
@@ -220,8 +220,8 @@ func open(ctx context.Context, cfg Config) (_ *Store, err error) {
 			}
 		}
 	}
-	knownUsers := cmp.Or(cfg.KnownUsers, 8192)
-	s.known = &knowledge{users: bounded.New[userattrs.Attributes](knownUsers, cmp.Or(cfg.KnownBytes, 8<<20)),
+	knownUsers := cmp.Or(cfg.KnownUsers, 16384)
+	s.known = &knowledge{users: bounded.New[userattrs.Attributes](knownUsers, cmp.Or(cfg.KnownBytes, 16<<20)),
 		usages: bounded.New[sqlstore.Usage](knownUsers, knownUsers*(usageEntrySize+64))}
 	s.writes = sqlstore.NewBatcher(1, maxBatch, s.commit)
 	return s, nil
