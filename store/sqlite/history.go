@@ -65,19 +65,18 @@ func (s *Store) PruneHistory(ctx context.Context, before time.Time, limit int) (
 	defer tx.Rollback()
 	rows, err := tx.QueryContext(ctx, `DELETE FROM attribute_history WHERE seq IN
 		(SELECT seq FROM (SELECT seq, at_ms FROM attribute_history ORDER BY seq LIMIT ?2) WHERE at_ms < ?1)
-		RETURNING user_id, size`, before.UnixMilli(), limit)
+		RETURNING user_id`, before.UnixMilli(), limit)
 	if err != nil {
 		return 0, mapError(err)
 	}
-	gone := map[string]sqlstore.Usage{}
+	gone := map[string]bool{} // users whose records went
 	for rows.Next() {
 		var user string
-		var size int64
-		if err := rows.Scan(&user, &size); err != nil {
+		if err := rows.Scan(&user); err != nil {
 			rows.Close()
 			return 0, mapError(err)
 		}
-		gone[user] = gone[user].With(size)
+		gone[user] = true
 		removed++
 	}
 	if err := rows.Close(); err != nil {

@@ -47,10 +47,6 @@ type knowledge struct {
 	generation uint64
 }
 
-// usageEntrySize is what a user's history usage counts against the
-// knowledge's bound on users: its key and the count.
-const usageEntrySize = 64
-
 func (k *knowledge) usage(user string) (sqlstore.Usage, bool) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
@@ -71,7 +67,7 @@ func (k *knowledge) settleUsages(gen uint64, counts map[string]sqlstore.Usage, c
 	defer k.mu.Unlock()
 	for user, u := range counts {
 		if committed && gen == k.generation {
-			k.usages.Put(user, u, usageEntrySize+len(user))
+			k.usages.Put(user, u, 1) // bounded by count alone: every entry is alike
 		} else {
 			k.usages.Remove(user)
 		}
@@ -79,7 +75,7 @@ func (k *knowledge) settleUsages(gen uint64, counts map[string]sqlstore.Usage, c
 }
 
 // forgetUsages forgets the counts of users, whose records pruning removes.
-func (k *knowledge) forgetUsages(users map[string]sqlstore.Usage) {
+func (k *knowledge) forgetUsages(users map[string]bool) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.generation++

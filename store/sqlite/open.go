@@ -222,7 +222,7 @@ func open(ctx context.Context, cfg Config) (_ *Store, err error) {
 	}
 	knownUsers := cmp.Or(cfg.KnownUsers, 16384)
 	s.known = &knowledge{users: bounded.New[userattrs.Attributes](knownUsers, cmp.Or(cfg.KnownBytes, 16<<20)),
-		usages: bounded.New[sqlstore.Usage](knownUsers, knownUsers*(usageEntrySize+64))}
+		usages: bounded.New[sqlstore.Usage](knownUsers, knownUsers)}
 	s.writes = sqlstore.NewBatcher(1, maxBatch, s.commit)
 	return s, nil
 }
