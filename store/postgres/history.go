@@ -42,9 +42,9 @@ const (
 		ORDER BY seq DESC LIMIT $6`
 )
 
-// queueJournal adds the writes of a batch's records to its pipeline, and
-// the removal of the oldest records of users they take past the history's
-// bounds, which it finds with conn inside the batch's transaction. It
+// queueJournal adds the writes of a batch's records and, with events on,
+// their events to its pipeline, and the removal of the oldest records of
+// users they take past the history's bounds, which it finds with conn inside the batch's transaction. It
 // leaves each saved user's history usage in locked.
 func (s *Store) queueJournal(ctx context.Context, conn *pgxpool.Conn, write *pgx.Batch, locked *lockedRows) error {
 	j := locked.journal
@@ -52,12 +52,25 @@ func (s *Store) queueJournal(ctx context.Context, conn *pgxpool.Conn, write *pgx
 	if n == 0 {
 		return nil
 	}
+	at := j.Records[0].Time
+	if s.events {
+		parts, users, events := make([]int16, 0, n), make([]string, 0, n), make([]string, 0, n)
+		for i := range j.Records {
+			rec := &j.Records[i]
+			parts = append(parts, int16(store.OutboxPartition(rec.User)))
+			users = append(users, rec.User)
+			events = append(events, sqlstore.EventData(rec))
+		}
+		write.Queue(insertEvents, parts, at, users, events)
+	}
+	if s.bounds.Off {
+		return nil // no record is kept, and no user's usage grows
+	}
 	cols := make([][]string, 9)
 	for i := range cols {
 		cols[i] = make([]string, 0, n)
 	}
 	sizes := make([]int32, 0, n)
-	parts, users, events := make([]int16, 0, n), make([]string, 0, n), make([]string, 0, n)
 	for i := range j.Records {
 		rec := &j.Records[i]
 		c := sqlstore.Columns(rec)
@@ -68,11 +81,6 @@ func (s *Store) queueJournal(ctx context.Context, conn *pgxpool.Conn, write *pgx
 		row := locked.current[rec.User]
 		row.usage = row.usage.With(c.Size)
 		locked.current[rec.User] = row
-		if s.events {
-			parts = append(parts, int16(store.OutboxPartition(rec.User)))
-			users = append(users, rec.User)
-			events = append(events, sqlstore.EventData(rec))
-		}
 	}
 	var trimmed []string
 	var through []int64
@@ -93,17 +101,9 @@ func (s *Store) queueJournal(ctx context.Context, conn *pgxpool.Conn, write *pgx
 		locked.current[user] = row
 		trimmed, through = append(trimmed, user), append(through, seq)
 	}
-	at := j.Records[0].Time
-	if s.bounds.Off {
-		trimmed = nil // nothing was written to trim
-	} else {
-		write.Queue(insertRecords, cols[0], cols[1], at, cols[2], cols[3], cols[4], cols[5], cols[6], cols[7], cols[8], sizes)
-	}
+	write.Queue(insertRecords, cols[0], cols[1], at, cols[2], cols[3], cols[4], cols[5], cols[6], cols[7], cols[8], sizes)
 	if len(trimmed) > 0 {
 		write.Queue(trimRecords, trimmed, through)
-	}
-	if s.events {
-		write.Queue(insertEvents, parts, at, users, events)
 	}
 	return nil
 }
