@@ -284,18 +284,19 @@ func (s *server) stop() {
 }
 
 // rssMiB reads the resident memory of a process.
-func rssMiB(pid int) float64 {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
+func rssMiB(pid int) float64 { return procStatus(pid)["VmRSS"] / 1024 }
+
+// procStatus reads the numbers of a process's /proc status (memory in
+// KiB) by name; none when the process is gone.
+func procStatus(pid int) map[string]float64 {
+	data, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	fields := map[string]float64{}
 	for _, line := range strings.Split(string(data), "\n") {
-		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
-			kb, _ := strconv.ParseFloat(f[1], 64)
-			return kb / 1024
+		if f := strings.Fields(line); len(f) >= 2 {
+			fields[strings.TrimSuffix(f[0], ":")], _ = strconv.ParseFloat(f[1], 64)
 		}
 	}
-	return 0
+	return fields
 }
 
 // attack sends targets round robin over conns connections as fast as the

@@ -11,7 +11,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -171,13 +170,7 @@ func (b *bench) memory(s *server) {
 	mib := func(name string) float64 { return values[name] / (1 << 20) }
 	// The resident pages of the binary (RssFile) count in RSS beside what
 	// the process allocated (RssAnon: Go's heap and SQLite's page caches).
-	status, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", s.cmd.Process.Pid))
-	kib := map[string]float64{}
-	for _, line := range strings.Split(string(status), "\n") {
-		if f := strings.Fields(line); len(f) >= 2 {
-			kib[strings.TrimSuffix(f[0], ":")], _ = strconv.ParseFloat(f[1], 64)
-		}
-	}
+	kib := procStatus(s.cmd.Process.Pid)
 	b.note("million-user server at the end: RSS %.1f MiB (%.1f MiB allocated, %.1f MiB of the binary's pages); "+
 		"Go heap in use %.1f MiB of %.1f MiB obtained, stacks %.1f MiB, all Go memory %.1f MiB",
 		mib("process_resident_memory_bytes"), kib["RssAnon"]/1024, kib["RssFile"]/1024, mib("go_memstats_heap_inuse_bytes"),
